@@ -1,0 +1,84 @@
+"""orderbook: exact, self-healing local replicas of Backpack Exchange order books.
+
+Layers, data flowing one way (frame -> parse -> sync decides -> book applies
+-> consumers are told):
+
+* :mod:`orderbook.book`  -- :class:`OrderBook`, exact price ladders, no I/O;
+* :mod:`orderbook.wire`  -- venue bytes/dicts -> typed events;
+* :mod:`orderbook.sync`  -- :class:`SymbolSync`, the sequencing state machine;
+* :mod:`orderbook.capture` -- reading, writing and replaying recorded sessions.
+"""
+
+from .book import Level, OrderBook
+from .capture import ReplayResult, read_capture, replay_capture
+from .errors import (
+    CrossedBook,
+    IntegrityError,
+    MalformedMessage,
+    OrderBookError,
+    RateLimited,
+    SequenceGap,
+    StaleSnapshot,
+    TransportError,
+    UnknownSymbol,
+    UsageError,
+    VenueDataError,
+    VenueUnavailable,
+)
+from .sync import (
+    Action,
+    BookChanged,
+    BookInvalidated,
+    RequestSnapshot,
+    SyncCounters,
+    SymbolSync,
+    SyncState,
+)
+from .wire import (
+    BookTickerEvent,
+    DepthEvent,
+    Snapshot,
+    StreamReply,
+    parse_frame,
+    parse_levels,
+    parse_message,
+    parse_snapshot,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Action",
+    "BookChanged",
+    "BookInvalidated",
+    "BookTickerEvent",
+    "CrossedBook",
+    "DepthEvent",
+    "IntegrityError",
+    "Level",
+    "MalformedMessage",
+    "OrderBook",
+    "OrderBookError",
+    "RateLimited",
+    "ReplayResult",
+    "RequestSnapshot",
+    "SequenceGap",
+    "Snapshot",
+    "StaleSnapshot",
+    "StreamReply",
+    "SymbolSync",
+    "SyncCounters",
+    "SyncState",
+    "TransportError",
+    "UnknownSymbol",
+    "UsageError",
+    "VenueDataError",
+    "VenueUnavailable",
+    "__version__",
+    "parse_frame",
+    "parse_levels",
+    "parse_message",
+    "parse_snapshot",
+    "read_capture",
+    "replay_capture",
+]

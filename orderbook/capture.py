@@ -1,0 +1,214 @@
+"""Recorded sessions (``shared/docs/capture-format.md``): read, write, replay.
+
+A capture is JSON Lines, optionally gzip-compressed: one ``rest`` or ``ws``
+event per line in receive order.  Replaying feeds the events, in file order,
+to the same :class:`~orderbook.sync.SymbolSync` machines the live replicator
+runs: a ``rest`` depth event answers that symbol's pending snapshot request
+(it is ignored when none is pending), a ``ws`` event is a frame.  Replay is
+deterministic: the same file always gives the same books and counters.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from .errors import MalformedMessage, UsageError
+from .sync import SymbolSync
+from .wire import BookTickerEvent, DepthEvent, parse_message, parse_snapshot
+
+__all__ = [
+    "CaptureWriter",
+    "ReplayResult",
+    "decimal_str",
+    "read_capture",
+    "replay_capture",
+]
+
+DEFAULT_SNAPSHOT_LIMIT = 1000
+
+
+def decimal_str(value: Decimal) -> str:
+    """An exact decimal in plain notation (never ``1E-8``): ``"0.00000001"``."""
+    return format(value, "f")
+
+
+def _open_text(path: Path, mode: str) -> IO[str]:
+    if path.suffix == ".gz":
+        return gzip.open(path, mode + "t", encoding="utf-8")  # type: ignore[return-value]
+    return open(path, mode, encoding="utf-8")
+
+
+def read_capture(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Yield the events of a ``.jsonl`` or ``.jsonl.gz`` capture in file order.
+
+    Blank lines are skipped; a line that is not a JSON object raises
+    :class:`MalformedMessage` naming the line number.  Streams the file: O(1)
+    memory per line.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"capture file not found: {path}")
+    with _open_text(path, "r") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                event = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise MalformedMessage(f"{path}:{number}: invalid JSON: {exc}") from exc
+            if type(event) is not dict:
+                raise MalformedMessage(f"{path}:{number}: event is not a JSON object")
+            yield event
+
+
+class CaptureWriter:
+    """Append events to a capture file (gzip when the name ends in ``.gz``).
+
+    Usable as a context manager; :meth:`close` flushes.  The files it writes
+    are read back by :func:`read_capture` and replay identically.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._file = _open_text(self.path, "w")
+        self.events = 0
+
+    def write_rest(
+        self, ts: int, symbol: str, limit: int | None, status: int, body: Any
+    ) -> None:
+        """Record a ``GET /api/v1/depth`` response received at ``ts`` (µs)."""
+        query = {"symbol": symbol} if limit is None else {"symbol": symbol, "limit": str(limit)}
+        self._write(
+            {"ts": ts, "kind": "rest", "method": "GET", "path": "/api/v1/depth",
+             "query": query, "status": status, "body": body}
+        )
+
+    def write_ws(self, ts: int, frame: Any) -> None:
+        """Record one WebSocket frame (already decoded JSON) received at ``ts`` (µs)."""
+        self._write({"ts": ts, "kind": "ws", "frame": frame})
+
+    def _write(self, event: dict[str, Any]) -> None:
+        self._file.write(orjson.dumps(event).decode())
+        self._file.write("\n")
+        self.events += 1
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        self._file.close()
+
+    def __enter__(self) -> CaptureWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class ReplayResult:
+    """What a replay produced: one machine per symbol plus file-level counts.
+
+    ``ignored_snapshots`` counts depth responses that answered no pending
+    request; ``unattributed_bad_frames`` frames too broken to name a symbol;
+    ``book_tickers`` bookTicker frames seen (not applied to books).
+    """
+
+    machines: dict[str, SymbolSync] = field(default_factory=dict)
+    ignored_snapshots: int = 0
+    unattributed_bad_frames: int = 0
+    book_tickers: int = 0
+
+    def machine(self, symbol: str) -> SymbolSync:
+        """The machine for ``symbol``, created (and started) on first use."""
+        found = self.machines.get(symbol)
+        if found is None:
+            found = self.machines[symbol] = SymbolSync(symbol)
+            found.start()
+        return found
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``orderbook replay --json`` document: symbols sorted by name,
+        prices and quantities as exact decimal strings, best first."""
+        symbols = {}
+        for symbol in sorted(self.machines):
+            machine = self.machines[symbol]
+            book, counters = machine.book, machine.counters
+            symbols[symbol] = {
+                "status": machine.state.value,
+                "last_update_id": book.last_update_id,
+                "bids": [[decimal_str(p), decimal_str(q)] for p, q in book.bids()],
+                "asks": [[decimal_str(p), decimal_str(q)] for p, q in book.asks()],
+                "frames_applied": counters.frames_applied,
+                "frames_dropped": counters.frames_dropped,
+                "gaps": counters.gaps,
+                "resyncs": counters.resyncs,
+                "bad_frames": counters.bad_frames,
+            }
+        return {"symbols": symbols}
+
+
+def replay_capture(
+    source: str | Path | Iterable[dict[str, Any]], *, at: int | None = None
+) -> ReplayResult:
+    """Feed a capture (a path or an iterable of events) to fresh state machines.
+
+    With ``at``, each symbol stops at the last update id ``<= at``: frames
+    and snapshots beyond it are not fed (an aggregated frame spanning ``at``
+    cannot be split, so the book stops before it).  Cost: O(events).
+    """
+    events = read_capture(source) if isinstance(source, (str, Path)) else source
+    result = ReplayResult()
+    for event in events:
+        kind = event.get("kind")
+        if kind == "rest":
+            _replay_rest(result, event, at)
+        elif kind == "ws":
+            _replay_ws(result, event.get("frame"), at)
+    return result
+
+
+def _replay_rest(result: ReplayResult, event: dict[str, Any], at: int | None) -> None:
+    if event.get("path") != "/api/v1/depth":
+        return
+    query = event.get("query") or {}
+    symbol = query.get("symbol")
+    if not isinstance(symbol, str):
+        return
+    machine = result.machine(symbol)
+    if not machine.awaiting_snapshot:
+        result.ignored_snapshots += 1
+        return
+    if event.get("status") != 200:
+        return  # a failed request: the snapshot is still awaited, as live
+    try:
+        snapshot = parse_snapshot(event.get("body"), symbol)
+    except MalformedMessage as exc:
+        machine.bad_snapshot(exc)
+        return
+    if at is not None and snapshot.last_update_id > at:
+        return
+    limit = query.get("limit", DEFAULT_SNAPSHOT_LIMIT)
+    machine.receive_snapshot(snapshot, limit=int(limit) if str(limit).isdigit() else None)
+
+
+def _replay_ws(result: ReplayResult, frame: Any, at: int | None) -> None:
+    try:
+        parsed = parse_message(frame, validate_levels=False)
+    except MalformedMessage as exc:
+        if exc.symbol:
+            result.machine(exc.symbol).receive_bad_frame(exc)
+        else:
+            result.unattributed_bad_frames += 1
+        return
+    if isinstance(parsed, DepthEvent):
+        if at is not None and parsed.last_id > at:
+            return
+        result.machine(parsed.symbol).receive_frame(parsed)
+    elif isinstance(parsed, BookTickerEvent):
+        result.book_tickers += 1

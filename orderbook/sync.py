@@ -1,0 +1,276 @@
+"""The sequencing protocol of one symbol as a pure state machine (sans-I/O).
+
+No asyncio, no sockets, no clock: the driver (the replicator, the capture
+replayer, a test) feeds inputs and carries out the actions returned.
+
+States::
+
+    WAITING  -- no valid book; frames are buffered; a snapshot is requested
+    SYNCED   -- the book is exact as of book.last_update_id
+
+Inputs and what they do::
+
+    start()                  WAITING: -> [RequestSnapshot]
+    receive_frame(ev)        WAITING: buffer ev (bounded, oldest dropped)
+                             SYNCED:  u <= last        -> drop (frames_dropped)
+                                      continues book   -> apply -> [BookChanged]
+                                      crossed after it -> invalidate
+                                      first frame after the snapshot has U > L+1
+                                                       -> stale snapshot: invalidate
+                                      any other U      -> gap: invalidate
+    receive_snapshot(snap)   ignored unless a snapshot is awaited.
+                             Buffered frames with u <= L are dropped; if the first
+                             remaining one has U > L+1 the snapshot is stale
+                             -> [RequestSnapshot]; else the book is rebuilt, the
+                             buffer replayed through receive_frame's rules
+                             -> SYNCED, [BookChanged(event=None)]
+    receive_bad_frame(err)   a malformed frame for this symbol: count it; the
+                             buffered frames are kept but the loss will show as
+                             a gap; SYNCED -> invalidate
+    bad_snapshot(err)        a malformed or crossed snapshot -> [RequestSnapshot]
+    connection_lost()        -> WAITING, buffer cleared, [BookInvalidated?, RequestSnapshot]
+
+"Invalidate" clears the book, counts a resync (not for a stale snapshot),
+keeps the frame that revealed the problem (it may bridge the next snapshot)
+and returns
+``[BookInvalidated(reason), RequestSnapshot]``.
+
+Invariant: a frame is applied only when it continues the book (checked by
+:meth:`OrderBook.apply_delta`, which raises otherwise), so the book is never
+advanced out of sequence.  While a snapshot is awaited at most one
+``RequestSnapshot`` is outstanding; a driver coalesces duplicates.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Union
+
+from .book import OrderBook
+from .errors import CrossedBook, MalformedMessage, SequenceGap, VenueDataError
+from .wire import DepthEvent, Snapshot
+
+__all__ = [
+    "Action",
+    "BookChanged",
+    "BookInvalidated",
+    "RequestSnapshot",
+    "SyncCounters",
+    "SyncState",
+    "SymbolSync",
+]
+
+
+class SyncState(Enum):
+    """Whether the book of a :class:`SymbolSync` can be trusted."""
+
+    WAITING = "waiting"
+    SYNCED = "synced"
+
+
+@dataclass(slots=True, frozen=True)
+class RequestSnapshot:
+    """Fetch a REST depth snapshot for ``symbol`` and pass it to ``receive_snapshot``."""
+
+    symbol: str
+    reason: str
+
+
+@dataclass(slots=True, frozen=True)
+class BookChanged:
+    """The book changed.  ``event`` is the frame applied, or ``None`` when a
+    snapshot rebuilt the whole book (readers should re-read everything)."""
+
+    symbol: str
+    event: DepthEvent | None
+
+
+@dataclass(slots=True, frozen=True)
+class BookInvalidated:
+    """The book was cleared and cannot be trusted until re-synced."""
+
+    symbol: str
+    reason: str
+    error: Exception | None = None
+
+
+Action = Union[RequestSnapshot, BookChanged, BookInvalidated]
+
+
+@dataclass(slots=True)
+class SyncCounters:
+    """Per-symbol counters, only ever increased.
+
+    ``frames_dropped`` counts frames discarded as old or duplicate (``u`` at or
+    below the book) and buffered frames lost to the bound; ``gaps`` sequence
+    breaks; ``resyncs`` invalidations of a synced book (gap, bad frame,
+    crossed book, lost connection); ``stale_snapshots`` snapshots too old to
+    bridge; ``bad_snapshots`` malformed or crossed snapshots.
+    """
+
+    frames_applied: int = 0
+    frames_dropped: int = 0
+    gaps: int = 0
+    resyncs: int = 0
+    bad_frames: int = 0
+    crossed: int = 0
+    stale_snapshots: int = 0
+    bad_snapshots: int = 0
+    snapshots_applied: int = 0
+
+
+@dataclass(slots=True)
+class SymbolSync:
+    """The sequencing state machine of one symbol.
+
+    Each input method returns the list of actions the driver must carry out,
+    in order.  ``book`` is the live :class:`OrderBook` (emptied while WAITING).
+    ``max_buffer`` bounds the frames held while waiting for a snapshot.
+    Cost per frame when synced: one :meth:`OrderBook.apply_delta`.
+    """
+
+    symbol: str
+    max_buffer: int = 10_000
+    book: OrderBook = field(init=False)
+    counters: SyncCounters = field(init=False, default_factory=SyncCounters)
+    state: SyncState = field(init=False, default=SyncState.WAITING)
+    awaiting_snapshot: bool = field(init=False, default=False)
+    stale_streak: int = field(init=False, default=0)
+    """Consecutive stale snapshots; the driver uses it to back off and give up."""
+    _buffer: deque[DepthEvent] = field(init=False, default_factory=deque)
+
+    def __post_init__(self) -> None:
+        if self.max_buffer < 1:
+            raise ValueError("max_buffer must be >= 1")
+        self.book = OrderBook(self.symbol)
+
+    # ----------------------------------------------------------------- inputs
+    def start(self) -> list[Action]:
+        """Begin: ask for the first snapshot (frames are buffered meanwhile)."""
+        return self._request("initial snapshot")
+
+    def receive_frame(self, event: DepthEvent) -> list[Action]:
+        """A depth frame for this symbol arrived (in receive order)."""
+        if self.state is SyncState.WAITING:
+            buffer = self._buffer
+            if len(buffer) >= self.max_buffer:
+                buffer.popleft()
+                self.counters.frames_dropped += 1
+            buffer.append(event)
+            return []
+        book = self.book
+        last = book.last_update_id
+        if event.last_id <= last:  # type: ignore[operator]
+            self.counters.frames_dropped += 1
+            return []
+        try:
+            book.apply_delta(event)
+        except SequenceGap as gap:
+            if book.bridged:
+                self.counters.gaps += 1
+                reason = f"sequence gap: expected U={gap.expected}, got U={event.first_id}"
+            else:
+                self.counters.stale_snapshots += 1
+                self.stale_streak += 1
+                reason = f"stale snapshot: lastUpdateId={last} but next frame U={event.first_id}"
+                return self._invalidate(reason, gap, keep=event, resync=False)
+            return self._invalidate(reason, gap, keep=event)
+        except MalformedMessage as exc:
+            self.counters.bad_frames += 1
+            return self._invalidate(f"malformed frame: {exc}", exc, keep=None)
+        self.counters.frames_applied += 1
+        if book.is_crossed():
+            self.counters.crossed += 1
+            best_bid, best_ask = book.best_bid(), book.best_ask()
+            error = CrossedBook(
+                self.symbol,
+                best_bid[0] if best_bid else None,
+                best_ask[0] if best_ask else None,
+                event.last_id,
+            )
+            return self._invalidate(str(error), error, keep=None)
+        self.stale_streak = 0
+        return [BookChanged(self.symbol, event)]
+
+    def receive_snapshot(self, snapshot: Snapshot, *, limit: int | None = None) -> list[Action]:
+        """The REST snapshot requested earlier arrived.  Ignored (``[]``) when
+        no snapshot is awaited, e.g. a late duplicate answer."""
+        if not self.awaiting_snapshot:
+            return []
+        self.awaiting_snapshot = False
+        buffer = self._buffer
+        snapshot_id = snapshot.last_update_id
+        while buffer and buffer[0].last_id <= snapshot_id:
+            buffer.popleft()
+            self.counters.frames_dropped += 1
+        if buffer and buffer[0].first_id > snapshot_id + 1:
+            self.counters.stale_snapshots += 1
+            self.stale_streak += 1
+            return self._request(
+                f"stale snapshot: lastUpdateId={snapshot_id} but buffered U={buffer[0].first_id}"
+            )
+        try:
+            self.book.apply_snapshot(snapshot, limit=limit)
+        except VenueDataError as exc:
+            return self.bad_snapshot(exc)
+        self.counters.snapshots_applied += 1
+        self.state = SyncState.SYNCED
+        actions: list[Action] = [BookChanged(self.symbol, None)]
+        while buffer and self.state is SyncState.SYNCED:
+            for action in self.receive_frame(buffer.popleft()):
+                if not isinstance(action, BookChanged):
+                    actions.append(action)
+        return actions
+
+    def receive_bad_frame(self, error: MalformedMessage) -> list[Action]:
+        """A frame for this symbol could not be parsed; it is lost."""
+        self.counters.bad_frames += 1
+        if self.state is SyncState.SYNCED:
+            return self._invalidate(f"malformed frame: {error}", error, keep=None)
+        return []
+
+    def bad_snapshot(self, error: Exception) -> list[Action]:
+        """The snapshot response was unusable (malformed, crossed, error body)."""
+        self.counters.bad_snapshots += 1
+        self.awaiting_snapshot = False
+        return self._request(f"bad snapshot: {error}")
+
+    def connection_lost(self) -> list[Action]:
+        """The stream dropped: every buffered frame and the book are void."""
+        self._buffer.clear()
+        actions: list[Action] = []
+        if self.state is SyncState.SYNCED:
+            self.counters.resyncs += 1
+            self.state = SyncState.WAITING
+            self.book.clear()
+            actions.append(BookInvalidated(self.symbol, "connection lost"))
+        self.awaiting_snapshot = False
+        return actions + self._request("connection lost")
+
+    # ---------------------------------------------------------------- helpers
+    def _invalidate(
+        self, reason: str, error: Exception | None, keep: DepthEvent | None, resync: bool = True
+    ) -> list[Action]:
+        """Clear the book and ask for a snapshot.  ``keep`` (the frame that
+        revealed the problem) goes back to the front of the buffer, where it
+        may bridge the next snapshot; frames still buffered stay."""
+        if resync:
+            self.counters.resyncs += 1
+        self.state = SyncState.WAITING
+        self.book.clear()
+        if keep is not None:
+            self._buffer.appendleft(keep)
+        return [BookInvalidated(self.symbol, reason, error), *self._request(reason)]
+
+    def _request(self, reason: str) -> list[Action]:
+        if self.awaiting_snapshot:
+            return []
+        self.awaiting_snapshot = True
+        return [RequestSnapshot(self.symbol, reason)]
+
+    @property
+    def buffered(self) -> int:
+        """Frames held while waiting for a snapshot."""
+        return len(self._buffer)
