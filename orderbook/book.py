@@ -475,6 +475,34 @@ class OrderBook:
             return bound is None or value <= bound
         raise UsageError(f"side must be 'bid' or 'ask', got {side!r}")
 
+    def prune(self) -> int:
+        """Drop the levels beyond the snapshot window (see :meth:`complete_to`)
+        and return how many were removed.
+
+        Deltas keep adding levels far from the touch that the truncated
+        snapshot never covered; they are not guaranteed complete anyway, so
+        a long-running replica may prune them to bound its memory.  The
+        window itself is untouched.  Cost: O(k log n) for k levels removed.
+        """
+        removed = 0
+        bid_bound, ask_bound = self._complete_to
+        for bound, sign, keys, levels in (
+            (bid_bound, -1, self._bid_keys, self._bid_levels),
+            (ask_bound, 1, self._ask_keys, self._ask_levels),
+        ):
+            if bound is None or not keys:
+                continue
+            # Keys sort best first; everything after the bound's key goes.
+            cut = keys.bisect_right(sign * int(bound.scaleb(self._scale)))
+            for key in keys[cut:]:
+                del levels[key]
+            removed += len(keys) - cut
+            del keys[cut:]
+        if removed:
+            self._refresh_best_bid()
+            self._refresh_best_ask()
+        return removed
+
     def __repr__(self) -> str:
         return (
             f"OrderBook({self.symbol!r}, last_update_id={self._last_update_id}, "

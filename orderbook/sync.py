@@ -249,6 +249,14 @@ class SymbolSync:
         self.awaiting_snapshot = False
         return actions + self._request("connection lost")
 
+    def invalidate(self, reason: str, error: Exception | None = None) -> list[Action]:
+        """The driver found the book wrong by other means (a bookTicker touch or
+        an audit snapshot disagreeing with it): clear it, count a resync and ask
+        for a snapshot.  Ignored (``[]``) unless SYNCED.  O(1)."""
+        if self.state is not SyncState.SYNCED:
+            return []
+        return self._invalidate(reason, error, keep=None)
+
     # ---------------------------------------------------------------- helpers
     def _invalidate(
         self, reason: str, error: Exception | None, keep: DepthEvent | None, resync: bool = True
