@@ -441,7 +441,8 @@ class OrderBook:
                 price, qty = levels[key]
                 if not qty > 0:
                     raise IntegrityError(f"{self.symbol}: {name} level {price} has quantity {qty}")
-                if price * scale != sign * key:
+                numerator, denominator = price.as_integer_ratio()  # exact, any length
+                if numerator * scale != sign * key * denominator:
                     raise IntegrityError(f"{self.symbol}: {name} key {key} != price {price}")
             expected = levels[keys[0]] if keys else None
             if best != expected:
