@@ -226,7 +226,10 @@ class OrderBook:
         out: list[tuple[int, Level | None]] = []
         append = out.append
         try:
-            for price, qty in raw:
+            for level in raw:
+                if type(level) is not list and type(level) is not tuple:
+                    raise TypeError  # "12" or {"1": .., "2": ..} would unpack into a pair
+                price, qty = level
                 entry = prices.get(price)
                 if entry is None:
                     entry = self._price_entry(price)
