@@ -140,8 +140,7 @@ class OrderBook:
             (len(price.partition(".")[2]) for price, _ in (*snap.bids, *snap.asks)), default=0
         )
         if decimals > self._scale:
-            self._scale = decimals
-            self._prices.clear()
+            self._rescale(decimals)  # re-key now: the snapshot may still be refused
         bid_levels = self._levels_from(snap.bids, -1)
         ask_levels = self._levels_from(snap.asks, 1)
         bid_keys = SortedList(bid_levels)
