@@ -49,7 +49,7 @@ from enum import Enum
 from typing import Union
 
 from .book import OrderBook
-from .errors import CrossedBook, MalformedMessage, SequenceGap, VenueDataError
+from .errors import CrossedBook, MalformedMessage, SequenceGap, UsageError, VenueDataError
 from .wire import DepthEvent, Snapshot
 
 __all__ = [
@@ -143,7 +143,7 @@ class SymbolSync:
 
     def __post_init__(self) -> None:
         if self.max_buffer < 1:
-            raise ValueError("max_buffer must be >= 1")
+            raise UsageError(f"max_buffer must be >= 1, got {self.max_buffer}")
         self.book = OrderBook(self.symbol)
 
     # ----------------------------------------------------------------- inputs
