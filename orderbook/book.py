@@ -1,53 +1,68 @@
-"""``OrderBook``: an exact price ladder per side for one symbol. No I/O.
+"""``OrderBook``: an exact price ladder per side for one symbol.  No I/O.
 
-Representation (the invariants :meth:`OrderBook.check_integrity` verifies)
--------------------------------------------------------------------------
-Each side is a *ladder*: a ``sortedcontainers.SortedList`` of integer keys
-plus a ``dict`` from key to the level tuple ``(Decimal price, Decimal qty)``.
+Representation
+--------------
+Each side is a :class:`Ladder`: a ``sortedcontainers.SortedList`` of integer
+*keys* plus a ``dict`` from key to the level's quantity.
 
-* A key is the price in fixed point: ``price * 10**scale`` as an exact
-  ``int``.  Bid keys are negated so that both ladders sort best-first.
-  ``scale`` starts at the snapshot's largest number of decimals and grows
-  (re-keying the book, O(n)) when a price with more decimals arrives, so no
-  price is ever rounded.  Floats are never keys.
-* The key list and the dict hold exactly the same keys; every quantity is
-  strictly positive (a zero quantity deletes the level).
-* ``_best_bid`` / ``_best_ask`` cache the best level tuple (or ``None``), so
-  reading the touch is a plain attribute load.
-* Level tuples are built once, when the level changes, so views hand out the
-  stored tuples without converting anything.
+* A key is the price in fixed point, ``price * 10**scale``, an exact ``int``;
+  bid keys are negated so both ladders sort best-first.  ``scale`` starts at
+  the snapshot's largest number of decimals and grows (re-keying the book,
+  O(n)) when a price with more decimals arrives: no price is ever rounded and
+  floats are never keys.
+* A quantity is stored as the venue's own validated decimal string (exact,
+  and already allocated by the JSON parser), and turned into a
+  ``(Decimal price, Decimal qty)`` tuple only when read; the tuple then
+  replaces the string in the dict, so a level is converted at most once per
+  change.  This keeps the hot path free of ``Decimal`` construction and a
+  level at about 130 bytes.
+* Deleting a level removes it from the dict and records its key as *dead*
+  instead of removing it from the sorted list: prices near the touch vanish
+  and come back all the time, and then cost set operations instead of list
+  inserts.  Dead keys are purged from the front when the best level is
+  recomputed and all at once when they outnumber the live levels
+  (amortised O(log n) per delete).
+* ``best`` caches the best level tuple, so reading the touch is O(1).
 
-Price strings are mapped to keys through a per-book cache (a dict), so a
-price seen before costs one dict lookup; the cache is bounded and cleared
-when full or when the scale changes.
+Invariants (verified by :meth:`OrderBook.check_integrity`): every live key is
+in the sorted list; the sorted list holds exactly the live and dead keys; no
+live quantity is zero; ``best`` is the first live key's level; the book is
+not crossed.
 
-Sequencing: :meth:`apply_delta` accepts only a frame that continues the book:
-the first frame after a snapshot at ``L`` must satisfy ``U <= L+1 <= u``
-(the snapshot may fall inside an aggregated frame; re-applying absolute
-quantities is then correct), every later one ``U == last_update_id + 1``.
-A frame is checked completely before anything changes: a malformed frame or
-one that does not continue raises and leaves the book untouched.
+Sequencing: :meth:`OrderBook.apply_delta` accepts only a frame that continues
+the book: the first frame after a snapshot at ``L`` must satisfy
+``U <= L+1 <= u`` (the snapshot may fall inside an aggregated frame, and
+re-applying absolute quantities is then correct), every later one
+``U == last_update_id + 1``.  A frame is checked completely before anything
+changes: a malformed frame or one that does not continue raises and leaves
+the book untouched.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from decimal import Decimal, localcontext
-from typing import Literal
+from collections.abc import Iterable, Iterator
+from decimal import MAX_PREC, Decimal, localcontext
+from typing import Literal, Union
 
 import numpy as np
 from numpy.typing import NDArray
 from sortedcontainers import SortedList
 
 from .errors import CrossedBook, IntegrityError, MalformedMessage, SequenceGap, UsageError
-from .wire import RawLevels, Snapshot, DepthEvent, is_decimal_string, parse_snapshot
+from .wire import DepthEvent, RawLevels, Snapshot, is_decimal_string, parse_snapshot
 
-__all__ = ["Level", "OrderBook"]
+__all__ = ["Ladder", "Level", "OrderBook"]
 
 Level = tuple[Decimal, Decimal]
 """A price level: ``(price, quantity)``, both exact."""
 
+_Stored = Union[str, Level]
+"""What a ladder's dict holds: a validated quantity string, or the level
+tuple it was converted to when read."""
+
 _PRICE_CACHE_LIMIT = 65_536
+_EXACT_DIGITS = 60
+_MIN_DEAD_TO_COMPACT = 64
 
 
 class _Rescale(Exception):
@@ -57,6 +72,156 @@ class _Rescale(Exception):
         self.decimals = decimals
 
 
+class Ladder:
+    """One side of a book, best level first.  See the module docstring.
+
+    ``sign`` is -1 for bids (keys are negated prices) and +1 for asks.
+    """
+
+    __slots__ = ("sign", "scale", "keys", "levels", "dead", "prices", "best", "best_key")
+
+    def __init__(self, sign: int, scale: int = 0) -> None:
+        self.sign = sign
+        self.scale = scale
+        self.keys: SortedList = SortedList()
+        self.levels: dict[int, _Stored] = {}
+        self.dead: set[int] = set()
+        self.prices: dict[str, int] = {}
+        """Price string -> key, for prices seen in deltas (bounded)."""
+        self.best: Level | None = None
+        self.best_key: int | None = None
+
+    def load(self, levels: dict[int, _Stored]) -> None:
+        """Replace the whole content.  O(n log n)."""
+        self.levels = levels
+        self.keys = SortedList(levels)
+        self.dead = set()
+        self.refresh_best()
+
+    def apply(self, changes: list[tuple[int, str | None]]) -> bool:
+        """Store validated ``(key, quantity or None=delete)`` changes.
+
+        Returns True when the best level may have changed.  O(k log n).
+        """
+        levels = self.levels
+        dead = self.dead
+        best_key = self.best_key
+        touched = best_key is None
+        for key, qty in changes:
+            if qty is None:
+                if levels.pop(key, None) is not None:
+                    dead.add(key)
+            else:
+                if key not in levels:
+                    if key in dead:
+                        dead.remove(key)
+                    else:
+                        self.keys.add(key)
+                levels[key] = qty
+            if not touched and key <= best_key:  # type: ignore[operator]
+                touched = True
+        if touched:
+            self.refresh_best()
+        if len(dead) > _MIN_DEAD_TO_COMPACT and len(dead) > len(levels):
+            self.compact()
+        return touched
+
+    def refresh_best(self) -> None:
+        """Recompute ``best``, purging dead keys found in front.  O(log n) each."""
+        keys = self.keys
+        levels = self.levels
+        while keys:
+            key = keys[0]
+            stored = levels.get(key)
+            if stored is not None:
+                self.best_key = key
+                self.best = stored if type(stored) is tuple else self.convert(key, stored)
+                return
+            del keys[0]
+            self.dead.discard(key)
+        self.best_key = None
+        self.best = None
+
+    def compact(self) -> None:
+        """Drop every dead key from the sorted list.  O(n log n)."""
+        self.keys = SortedList(self.levels)
+        self.dead.clear()
+
+    def convert(self, key: int, qty: _Stored) -> Level:
+        """The level tuple of ``key``, memoised in the dict.  O(1)."""
+        if type(qty) is tuple:
+            return qty
+        level = (self.price_of(key), Decimal(qty))  # type: ignore[arg-type]
+        self.levels[key] = level
+        return level
+
+    def price_of(self, key: int) -> Decimal:
+        """The exact price of a key."""
+        return Decimal(f"{key * self.sign}E-{self.scale}")
+
+    def view(self, n: int | None) -> list[Level]:
+        """The best ``n`` levels (all when ``None``).  O(log n + n + dead keys passed)."""
+        levels = self.levels
+        convert = self.convert
+        wanted = len(levels) if n is None else min(n, len(levels))
+        out: list[Level] = []
+        start = 0
+        while len(out) < wanted:
+            stop = start + wanted - len(out)
+            for key in self.keys[start:stop]:
+                stored = levels.get(key)
+                if stored is not None:
+                    out.append(stored if type(stored) is tuple else convert(key, stored))
+            start = stop
+        return out
+
+    def __iter__(self) -> Iterator[Level]:
+        """Levels best first, converted on the way.  O(1) per level."""
+        levels = self.levels
+        for key in self.keys:
+            stored = levels.get(key)
+            if stored is not None:
+                yield stored if type(stored) is tuple else self.convert(key, stored)
+
+    def rescale(self, decimals: int) -> None:
+        """Re-key for ``decimals`` decimal places (more than now).  O(n log n)."""
+        factor = 10 ** (decimals - self.scale)
+        self.scale = decimals
+        self.prices.clear()
+        self.load({key * factor: qty for key, qty in self.levels.items()})
+
+    def cut_beyond(self, price: Decimal) -> int:
+        """Remove the levels worse than ``price``; return how many.  O(k log n)."""
+        with localcontext(prec=MAX_PREC):
+            key = self.sign * int(price.scaleb(self.scale))
+        doomed = [k for k in self.keys[self.keys.bisect_right(key):] if k in self.levels]
+        for k in doomed:
+            del self.levels[k]
+        if doomed:
+            self.compact()
+            self.refresh_best()
+        return len(doomed)
+
+    def check(self, name: str) -> None:
+        """Raise :class:`IntegrityError` unless every ladder invariant holds.  O(n)."""
+        keys, levels, dead = self.keys, self.levels, self.dead
+        keys._check()
+        listed = set(keys)
+        if len(listed) != len(keys):
+            raise IntegrityError(f"duplicate {name} keys")
+        if listed != set(levels) | dead or dead & set(levels):
+            raise IntegrityError(f"{name} keys, levels and dead keys disagree")
+        for key, stored in levels.items():
+            price, qty = self.convert(key, stored)
+            if not qty > 0:
+                raise IntegrityError(f"{name} level {price} has quantity {qty}")
+            if price != self.price_of(key):
+                raise IntegrityError(f"{name} key {key} does not match price {price}")
+        first = next((key for key in keys if key in levels), None)
+        if self.best_key != first or (first is not None and self.best != self.convert(first, levels[first])):
+            raise IntegrityError(f"cached best {name} {self.best} is not the best level")
+
+
 class OrderBook:
     """Exact replica of one symbol's order book.
 
@@ -64,41 +229,13 @@ class OrderBook:
     (:class:`orderbook.sync.SymbolSync`) and read between frames.
     """
 
-    __slots__ = (
-        "symbol",
-        "_bid_keys",
-        "_ask_keys",
-        "_bid_levels",
-        "_ask_levels",
-        "_best_bid",
-        "_best_ask",
-        "_best_bid_key",
-        "_best_ask_key",
-        "_last_update_id",
-        "_bridged",
-        "_timestamp",
-        "_scale",
-        "_prices",
-        "_complete_to",
-    )
+    __slots__ = ("symbol", "_bids", "_asks", "_last_update_id", "_bridged", "_timestamp", "_complete_to")
 
     def __init__(self, symbol: str) -> None:
         """An empty book for ``symbol``; it holds nothing until :meth:`apply_snapshot`."""
         self.symbol = symbol
-        self._scale = 0
-        self._prices: dict[str, tuple[int, Decimal]] = {}
-        self._reset()
-
-    # ------------------------------------------------------------------ state
-    def _reset(self) -> None:
-        self._bid_keys: SortedList = SortedList()
-        self._ask_keys: SortedList = SortedList()
-        self._bid_levels: dict[int, Level] = {}
-        self._ask_levels: dict[int, Level] = {}
-        self._best_bid: Level | None = None
-        self._best_ask: Level | None = None
-        self._best_bid_key: int | None = None
-        self._best_ask_key: int | None = None
+        self._bids = Ladder(-1)
+        self._asks = Ladder(1)
         self._last_update_id: int | None = None
         self._bridged = False
         self._timestamp: int | None = None
@@ -106,7 +243,12 @@ class OrderBook:
 
     def clear(self) -> None:
         """Empty the book (``last_update_id`` becomes ``None``).  O(1)."""
-        self._reset()
+        self._bids.load({})
+        self._asks.load({})
+        self._last_update_id = None
+        self._bridged = False
+        self._timestamp = None
+        self._complete_to = (None, None)
 
     @property
     def last_update_id(self) -> int | None:
@@ -121,7 +263,7 @@ class OrderBook:
 
     @property
     def bridged(self) -> bool:
-        """True once a frame has been applied on top of the current snapshot."""
+        """True once a frame has been applied on top of the current snapshot.  O(1)."""
         return self._bridged
 
     # --------------------------------------------------------------- snapshot
@@ -130,7 +272,7 @@ class OrderBook:
 
         ``body`` is a :class:`~orderbook.wire.Snapshot` or a raw depth body
         (bytes, str or dict).  ``limit`` is the ``limit`` the snapshot was
-        requested with; when a side came back with that many levels it is
+        requested with; a side that came back with that many levels is
         truncated, and :meth:`complete_to` reports how deep it is known.
         Raises :class:`MalformedMessage` or :class:`CrossedBook` and leaves the
         book unchanged.  Cost: O(n log n) for n levels.
@@ -139,201 +281,130 @@ class OrderBook:
         decimals = max(
             (len(price.partition(".")[2]) for price, _ in (*snap.bids, *snap.asks)), default=0
         )
-        if decimals > self._scale:
-            self._rescale(decimals)  # re-key now: the snapshot may still be refused
-        bid_levels = self._levels_from(snap.bids, -1)
-        ask_levels = self._levels_from(snap.asks, 1)
-        bid_keys = SortedList(bid_levels)
-        ask_keys = SortedList(ask_levels)
-        if bid_keys and ask_keys and -bid_keys[0] >= ask_keys[0]:
-            raise CrossedBook(
-                self.symbol,
-                bid_levels[bid_keys[0]][0],
-                ask_levels[ask_keys[0]][0],
-                snap.last_update_id,
-            )
-        self._reset()
-        self._bid_keys, self._ask_keys = bid_keys, ask_keys
-        self._bid_levels, self._ask_levels = bid_levels, ask_levels
-        self._refresh_best_bid()
-        self._refresh_best_ask()
+        scale = max(decimals, self._bids.scale)
+        bids = _snapshot_levels(snap.bids, scale, -1)
+        asks = _snapshot_levels(snap.asks, scale, 1)
+        if bids and asks and -min(bids) >= min(asks):
+            raise CrossedBook(self.symbol, snap.bids[0][0], snap.asks[0][0], snap.last_update_id)
+        for ladder, levels in ((self._bids, bids), (self._asks, asks)):
+            if scale != ladder.scale:
+                ladder.scale = scale
+                ladder.prices.clear()
+            ladder.load(levels)
         self._last_update_id = snap.last_update_id
+        self._bridged = False
         self._timestamp = snap.timestamp
+        self._complete_to = (None, None)
         if limit is not None:
             self._complete_to = (
                 Decimal(snap.bids[-1][0]) if len(snap.bids) >= limit else None,
                 Decimal(snap.asks[-1][0]) if len(snap.asks) >= limit else None,
             )
 
-    def _levels_from(self, pairs: Iterable[tuple[str, str]], sign: int) -> dict[int, Level]:
-        """Validated snapshot pairs -> ``{signed key: level}``; zero quantities skipped."""
-        levels: dict[int, Level] = {}
-        for price, qty in pairs:
-            key, exact_price = self._price_entry(price)
-            quantity = Decimal(qty)
-            if quantity:
-                levels[sign * key] = (exact_price, quantity)
-        return levels
-
     # ------------------------------------------------------------------ delta
-    def apply_delta(self, event: DepthEvent) -> None:
+    def apply_delta(self, event: DepthEvent) -> bool:
         """Apply one depth frame and advance :attr:`last_update_id` to its ``u``.
 
-        Raises :class:`SequenceGap` when the frame does not continue the book
-        (see the module docstring), :class:`MalformedMessage` when a level is
-        invalid, :class:`UsageError` before any snapshot or for another
-        symbol; in every case the book is left unchanged.  Does not check for
-        a crossed book: see :meth:`is_crossed`.
-        Cost: O(k log n) for k levels in the frame, n in the book; a level
-        whose price is already present costs one dict store.
+        Returns True when the best bid or ask may have changed (so a caller
+        checks :meth:`is_crossed` only then).  Raises :class:`SequenceGap`
+        when the frame does not continue the book (see the module docstring),
+        :class:`MalformedMessage` when a level is invalid, :class:`UsageError`
+        before any snapshot or for another symbol; in every case the book is
+        left unchanged.
+        Cost: O(k log n) for k levels in the frame and n in the book; a price
+        already present, or deleted and back, costs a few dict/set operations.
         """
-        last = self._last_update_id
-        if last is None:
-            raise UsageError(f"{self.symbol}: apply_snapshot must come before apply_delta")
-        first_id = event.first_id
-        if self._bridged:
-            if first_id != last + 1:
-                raise SequenceGap(self.symbol, first_id, event.last_id, last + 1)
-        elif not first_id <= last + 1 <= event.last_id:
-            raise SequenceGap(self.symbol, first_id, event.last_id, last + 1)
+        if not self._bridged or event.first_id != self._last_update_id + 1:  # type: ignore[operator]
+            self._check_first_frame(event)
         if event.symbol != self.symbol:
             raise UsageError(f"frame for {event.symbol} applied to the {self.symbol} book")
         while True:
             try:
-                bids = self._prepare(event.bids, -1)
-                asks = self._prepare(event.asks, 1)
+                bids = self._prepare(event.bids, self._bids) if event.bids else None
+                asks = self._prepare(event.asks, self._asks) if event.asks else None
                 break
             except _Rescale as need:
-                self._rescale(need.decimals)
+                self._bids.rescale(need.decimals)
+                self._asks.rescale(need.decimals)
         # From here on nothing can fail: the frame is applied whole.
-        if bids:
-            if self._apply_side(bids, self._bid_keys, self._bid_levels, self._best_bid_key):
-                self._refresh_best_bid()
-        if asks:
-            if self._apply_side(asks, self._ask_keys, self._ask_levels, self._best_ask_key):
-                self._refresh_best_ask()
+        touched = bool(bids and self._bids.apply(bids))
+        if asks and self._asks.apply(asks):
+            touched = True
         self._last_update_id = event.last_id
         self._timestamp = event.engine_time
         self._bridged = True
+        return touched
 
-    def _prepare(self, raw: RawLevels, sign: int) -> list[tuple[int, Level | None]]:
-        """Check and convert one side of a frame: ``[(signed key, level or None)]``.
+    def _check_first_frame(self, event: DepthEvent) -> None:
+        """The sequence rule for anything but a plainly contiguous frame."""
+        last = self._last_update_id
+        if last is None:
+            raise UsageError(f"{self.symbol}: apply_snapshot must come before apply_delta")
+        if self._bridged or not event.first_id <= last + 1 <= event.last_id:
+            raise SequenceGap(self.symbol, event.first_id, event.last_id, last + 1)
+
+    def _prepare(self, raw: RawLevels, ladder: Ladder) -> list[tuple[int, str | None]]:
+        """Check and convert one side of a frame: ``[(key, quantity or None)]``.
 
         ``None`` marks a delete.  Raises before the caller changes anything.
         """
-        prices = self._prices
-        out: list[tuple[int, Level | None]] = []
+        prices = ladder.prices
+        out: list[tuple[int, str | None]] = []
         append = out.append
         try:
             for level in raw:
                 if type(level) is not list and type(level) is not tuple:
-                    raise TypeError  # "12" or {"1": .., "2": ..} would unpack into a pair
+                    raise TypeError(f"level {level!r} is not a [price, quantity] pair")
                 price, qty = level
-                entry = prices.get(price)
-                if entry is None:
-                    entry = self._price_entry(price)
-                if type(qty) is not str or not qty.isascii() or not qty.replace(".", "", 1).isdecimal():
+                key = prices.get(price)
+                if key is None:
+                    key = self._price_key(price, ladder)
+                if not (qty.isascii() and qty.replace(".", "", 1).isdecimal()):
                     raise MalformedMessage(
                         f"quantity must be a plain decimal string, got {qty!r}",
                         field="quantity",
                         symbol=self.symbol,
                     )
-                quantity = Decimal(qty)
-                append((sign * entry[0], (entry[1], quantity) if quantity else None))
-        except (TypeError, ValueError) as exc:  # a level that is not a [price, qty] pair
+                append((key, qty if qty.strip("0.") else None))
+        except (TypeError, ValueError, AttributeError) as exc:
             if isinstance(exc, MalformedMessage):
                 raise
-            raise MalformedMessage(f"bad level in frame: {exc}", symbol=self.symbol) from exc
+            raise MalformedMessage(
+                f"bad level in frame, expected [price, quantity] strings: {raw!r}",
+                symbol=self.symbol,
+            ) from exc
         return out
 
-    @staticmethod
-    def _apply_side(
-        changes: list[tuple[int, Level | None]],
-        keys: SortedList,
-        levels: dict[int, Level],
-        best_key: int | None,
-    ) -> bool:
-        """Store ``changes`` in one ladder; True if the best level may have changed."""
-        touched_best = best_key is None
-        for key, level in changes:
-            if level is None:
-                if levels.pop(key, None) is not None:
-                    keys.remove(key)
-            else:
-                if key not in levels:
-                    keys.add(key)
-                levels[key] = level
-            if not touched_best and key <= best_key:  # type: ignore[operator]
-                touched_best = True
-        return touched_best
-
-    def _price_entry(self, price: object) -> tuple[int, Decimal]:
-        """Validate a price string and return ``(unsigned key, Decimal price)``, cached."""
+    def _price_key(self, price: object, ladder: Ladder) -> int:
+        """Validate a price string, return its key and remember it (cache miss path)."""
         if not is_decimal_string(price):
             raise MalformedMessage(
-                f"price must be a plain decimal string, got {price!r}",
-                field="price",
-                symbol=self.symbol,
+                f"price must be a plain decimal string, got {price!r}", field="price", symbol=self.symbol
             )
         assert isinstance(price, str)
-        whole, _, fraction = price.partition(".")
-        if len(fraction) > self._scale:
-            raise _Rescale(len(fraction))
-        key = int((whole + fraction.ljust(self._scale, "0")) or "0")
-        if key == 0:
+        if len(price.partition(".")[2]) > ladder.scale:
+            raise _Rescale(len(price.partition(".")[2]))
+        key = _fixed_point(price, ladder.scale)
+        if not key:
             raise MalformedMessage(f"price must be > 0, got {price!r}", field="price", symbol=self.symbol)
-        entry = (key, Decimal(price))
-        prices = self._prices
+        prices = ladder.prices
         if len(prices) >= _PRICE_CACHE_LIMIT:
             prices.clear()
-        prices[price] = entry
-        return entry
-
-    def _rescale(self, decimals: int) -> None:
-        """Re-key both ladders for ``decimals`` decimal places.  O(n)."""
-        factor = 10 ** (decimals - self._scale)
-        self._scale = decimals
-        self._prices.clear()
-        for side in ("bid", "ask"):
-            levels: dict[int, Level] = getattr(self, f"_{side}_levels")
-            rekeyed = {key * factor: level for key, level in levels.items()}
-            setattr(self, f"_{side}_levels", rekeyed)
-            setattr(self, f"_{side}_keys", SortedList(rekeyed))
-        self._refresh_best_bid()
-        self._refresh_best_ask()
-
-    def _refresh_best_bid(self) -> None:
-        keys = self._bid_keys
-        if keys:
-            key = keys[0]
-            self._best_bid_key = key
-            self._best_bid = self._bid_levels[key]
-        else:
-            self._best_bid_key = None
-            self._best_bid = None
-
-    def _refresh_best_ask(self) -> None:
-        keys = self._ask_keys
-        if keys:
-            key = keys[0]
-            self._best_ask_key = key
-            self._best_ask = self._ask_levels[key]
-        else:
-            self._best_ask_key = None
-            self._best_ask = None
+        prices[price] = key = ladder.sign * key
+        return key
 
     # ------------------------------------------------------------------ reads
     def best_bid(self) -> Level | None:
         """Highest bid ``(price, qty)``, or ``None`` when there is no bid.  O(1)."""
-        return self._best_bid
+        return self._bids.best
 
     def best_ask(self) -> Level | None:
         """Lowest ask ``(price, qty)``, or ``None`` when there is no ask.  O(1)."""
-        return self._best_ask
+        return self._asks.best
 
     def spread(self) -> Decimal | None:
         """Best ask minus best bid, exact; ``None`` if a side is empty.  O(1)."""
-        bid, ask = self._best_bid, self._best_ask
+        bid, ask = self._bids.best, self._asks.best
         if bid is None or ask is None:
             return None
         with localcontext(prec=_EXACT_DIGITS):
@@ -341,7 +412,7 @@ class OrderBook:
 
     def mid(self) -> Decimal | None:
         """``(best bid + best ask) / 2``, exact; ``None`` if a side is empty.  O(1)."""
-        bid, ask = self._best_bid, self._best_ask
+        bid, ask = self._bids.best, self._asks.best
         if bid is None or ask is None:
             return None
         with localcontext(prec=_EXACT_DIGITS):
@@ -349,74 +420,72 @@ class OrderBook:
 
     def is_crossed(self) -> bool:
         """True when best bid >= best ask (a correct book never is).  O(1)."""
-        bid, ask = self._best_bid_key, self._best_ask_key
+        bid, ask = self._bids.best_key, self._asks.best_key
         return bid is not None and ask is not None and -bid >= ask
 
     def bids(self, n: int | None = None) -> list[Level]:
-        """The best ``n`` bids (all when ``None``), highest first.  O(log n + k)."""
-        return self._view(self._bid_keys, self._bid_levels, n)
+        """The best ``n`` bids (all when ``None``), highest first.  O(log n + n)."""
+        return self._asks_or_bids(self._bids, n)
 
     def asks(self, n: int | None = None) -> list[Level]:
-        """The best ``n`` asks (all when ``None``), lowest first.  O(log n + k)."""
-        return self._view(self._ask_keys, self._ask_levels, n)
+        """The best ``n`` asks (all when ``None``), lowest first.  O(log n + n)."""
+        return self._asks_or_bids(self._asks, n)
 
     @staticmethod
-    def _view(keys: SortedList, levels: dict[int, Level], n: int | None) -> list[Level]:
+    def _asks_or_bids(ladder: Ladder, n: int | None) -> list[Level]:
         if n is not None and (type(n) is not int or n < 0):
             raise UsageError(f"n must be a non-negative int or None, got {n!r}")
-        return [levels[key] for key in keys[:n]]
+        return ladder.view(n)
 
     def depth(self) -> tuple[int, int]:
         """Number of ``(bid, ask)`` levels held.  O(1)."""
-        return len(self._bid_levels), len(self._ask_levels)
+        return len(self._bids.levels), len(self._asks.levels)
 
     # -------------------------------------------------------------- analytics
     def to_numpy(self, n: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """``(bids, asks)`` as float64 arrays of shape ``(n, 2)`` (price, qty), best
         first, padded with NaN below the last level.  For analytics only: floats
-        are rounded.  Cost: O(log n + k)."""
-        return self._side_array(self.bids(n), n), self._side_array(self.asks(n), n)
-
-    @staticmethod
-    def _side_array(levels: list[Level], n: int) -> NDArray[np.float64]:
-        out = np.full((n, 2), np.nan, dtype=np.float64)
-        if levels:
-            out[: len(levels)] = [(float(price), float(qty)) for price, qty in levels]
-        return out
+        are rounded.  Cost: O(log n + n)."""
+        return _side_array(self.bids(n), n), _side_array(self.asks(n), n)
 
     def cumulative_quantity(self, side: Literal["bid", "ask"], price: Decimal | str) -> Decimal:
         """Total quantity on ``side`` at prices as good as ``price`` or better
-        (bids >= price, asks <= price), exact.  Cost: O(log n + k)."""
+        (bids >= price, asks <= price), exact.  Cost: O(k) for k levels summed."""
         limit = _caller_decimal(price, "price")
+        if side == "bid":
+            ladder, inside = self._bids, limit.__le__
+        elif side == "ask":
+            ladder, inside = self._asks, limit.__ge__
+        else:
+            raise UsageError(f"side must be 'bid' or 'ask', got {side!r}")
+        total = Decimal(0)
         with localcontext(prec=_EXACT_DIGITS):
-            if side == "bid":
-                return sum((q for p, q in self.bids() if p >= limit), Decimal(0))
-            if side == "ask":
-                return sum((q for p, q in self.asks() if p <= limit), Decimal(0))
-        raise UsageError(f"side must be 'bid' or 'ask', got {side!r}")
+            for level_price, qty in ladder:
+                if not inside(level_price):
+                    break
+                total += qty
+        return total
 
     def impact_price(self, qty: Decimal | str, side: Literal["buy", "sell"]) -> Decimal | None:
         """Average price to fill ``qty`` against the book: a ``"buy"`` consumes
         asks, a ``"sell"`` consumes bids.  The notional is summed exactly; the
         average is exact whenever it has at most 60 significant digits.
-        Returns ``None`` when the visible book cannot fill ``qty``.
+        Returns ``None`` when the book cannot fill ``qty``.
         Cost: O(k) for the k levels consumed."""
         wanted = _caller_decimal(qty, "qty")
         if not wanted:
             raise UsageError("qty must be > 0")
         if side == "buy":
-            ladder = self._ask_keys, self._ask_levels
+            ladder = self._asks
         elif side == "sell":
-            ladder = self._bid_keys, self._bid_levels
+            ladder = self._bids
         else:
             raise UsageError(f"side must be 'buy' or 'sell', got {side!r}")
-        keys, levels = ladder
         remaining = wanted
         notional = Decimal(0)
         with localcontext(prec=_EXACT_DIGITS):
-            for key in keys:
-                price, available = levels[key]
-                take = available if available < remaining else remaining
+            for price, available in ladder:
+                take = min(available, remaining)
                 notional += price * take
                 remaining -= take
                 if not remaining:
@@ -427,33 +496,18 @@ class OrderBook:
     def check_integrity(self) -> None:
         """Verify every invariant; raise :class:`IntegrityError` or :class:`CrossedBook`.
 
-        Checks each ladder's order and key/dict agreement, strictly positive
-        quantities, key == price * 10**scale, the cached best levels, and
-        that the book is not crossed.  Cost: O(n).
+        Checks each ladder's order, its keys against its levels and dead
+        keys, strictly positive quantities, keys matching prices, the cached
+        best levels, and that the book is not crossed.  Cost: O(n).
         """
-        scale = 10**self._scale
-        for name, sign, keys, levels, best in (
-            ("bid", -1, self._bid_keys, self._bid_levels, self._best_bid),
-            ("ask", 1, self._ask_keys, self._ask_levels, self._best_ask),
-        ):
-            keys._check()
-            if len(keys) != len(levels) or any(key not in levels for key in keys):
-                raise IntegrityError(f"{self.symbol}: {name} keys and levels disagree")
-            for key in keys:
-                price, qty = levels[key]
-                if not qty > 0:
-                    raise IntegrityError(f"{self.symbol}: {name} level {price} has quantity {qty}")
-                numerator, denominator = price.as_integer_ratio()  # exact, any length
-                if numerator * scale != sign * key * denominator:
-                    raise IntegrityError(f"{self.symbol}: {name} key {key} != price {price}")
-            expected = levels[keys[0]] if keys else None
-            if best != expected:
-                raise IntegrityError(f"{self.symbol}: cached best {name} {best} != {expected}")
-            if len(set(keys)) != len(keys):
-                raise IntegrityError(f"{self.symbol}: duplicate {name} keys")
+        try:
+            self._bids.check("bid")
+            self._asks.check("ask")
+        except IntegrityError as exc:
+            raise IntegrityError(f"{self.symbol}: {exc}") from None
         if self.is_crossed():
-            assert self._best_bid is not None and self._best_ask is not None
-            raise CrossedBook(self.symbol, self._best_bid[0], self._best_ask[0], self._last_update_id)
+            assert self._bids.best is not None and self._asks.best is not None
+            raise CrossedBook(self.symbol, self._bids.best[0], self._asks.best[0], self._last_update_id)
 
     # --------------------------------------------------- snapshot coverage
     def complete_to(self) -> tuple[Decimal | None, Decimal | None]:
@@ -487,36 +541,41 @@ class OrderBook:
         a long-running replica may prune them to bound its memory.  The
         window itself is untouched.  Cost: O(k log n) for k levels removed.
         """
-        removed = 0
         bid_bound, ask_bound = self._complete_to
-        for bound, sign, keys, levels in (
-            (bid_bound, -1, self._bid_keys, self._bid_levels),
-            (ask_bound, 1, self._ask_keys, self._ask_levels),
-        ):
-            if bound is None or not keys:
-                continue
-            # Keys sort best first; everything after the bound's key goes.
-            cut = keys.bisect_right(sign * int(bound.scaleb(self._scale)))
-            for key in keys[cut:]:
-                del levels[key]
-            removed += len(keys) - cut
-            del keys[cut:]
-        if removed:
-            self._refresh_best_bid()
-            self._refresh_best_ask()
+        removed = 0
+        if bid_bound is not None:
+            removed += self._bids.cut_beyond(bid_bound)
+        if ask_bound is not None:
+            removed += self._asks.cut_beyond(ask_bound)
         return removed
 
     def __repr__(self) -> str:
         return (
             f"OrderBook({self.symbol!r}, last_update_id={self._last_update_id}, "
-            f"bid={self._best_bid}, ask={self._best_ask}, depth={self.depth()})"
+            f"bid={self.best_bid()}, ask={self.best_ask()}, depth={self.depth()})"
         )
 
 
-_EXACT_DIGITS = 60
+def _fixed_point(price: str, scale: int) -> int:
+    """``price * 10**scale`` for a plain decimal string with at most ``scale`` decimals."""
+    whole, _, fraction = price.partition(".")
+    return int((whole + fraction.ljust(scale, "0")) or "0")
+
+
+def _snapshot_levels(pairs: Iterable[tuple[str, str]], scale: int, sign: int) -> dict[int, _Stored]:
+    """Validated snapshot pairs -> ``{key: quantity string}``; zero quantities skipped."""
+    return {sign * _fixed_point(price, scale): qty for price, qty in pairs if qty.strip("0.")}
+
+
+def _side_array(levels: list[Level], n: int) -> NDArray[np.float64]:
+    out = np.full((n, 2), np.nan, dtype=np.float64)
+    if levels:
+        out[: len(levels)] = [(float(price), float(qty)) for price, qty in levels]
+    return out
 
 
 def _caller_decimal(value: Decimal | str, name: str) -> Decimal:
+    """A caller-supplied number as an exact, finite, non-negative Decimal."""
     if isinstance(value, Decimal):
         result = value
     elif isinstance(value, str) and is_decimal_string(value):

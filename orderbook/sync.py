@@ -78,10 +78,12 @@ class RequestSnapshot:
     reason: str
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class BookChanged:
     """The book changed.  ``event`` is the frame applied, or ``None`` when a
-    snapshot rebuilt the whole book (readers should re-read everything)."""
+    snapshot rebuilt the whole book (readers should re-read everything).
+    (Not frozen: it is made once per frame, and a frozen dataclass costs
+    twice as much to build.)"""
 
     symbol: str
     event: DepthEvent | None
@@ -161,27 +163,15 @@ class SymbolSync:
             buffer.append(event)
             return []
         book = self.book
-        last = book.last_update_id
-        if event.last_id <= last:  # type: ignore[operator]
-            self.counters.frames_dropped += 1
-            return []
         try:
-            book.apply_delta(event)
+            touched = book.apply_delta(event)
         except SequenceGap as gap:
-            if book.bridged:
-                self.counters.gaps += 1
-                reason = f"sequence gap: expected U={gap.expected}, got U={event.first_id}"
-            else:
-                self.counters.stale_snapshots += 1
-                self.stale_streak += 1
-                reason = f"stale snapshot: lastUpdateId={last} but next frame U={event.first_id}"
-                return self._invalidate(reason, gap, keep=event, resync=False)
-            return self._invalidate(reason, gap, keep=event)
+            return self._out_of_sequence(event, gap)
         except MalformedMessage as exc:
             self.counters.bad_frames += 1
             return self._invalidate(f"malformed frame: {exc}", exc, keep=None)
         self.counters.frames_applied += 1
-        if book.is_crossed():
+        if touched and book.is_crossed():
             self.counters.crossed += 1
             best_bid, best_ask = book.best_bid(), book.best_ask()
             error = CrossedBook(
@@ -193,6 +183,21 @@ class SymbolSync:
             return self._invalidate(str(error), error, keep=None)
         self.stale_streak = 0
         return [BookChanged(self.symbol, event)]
+
+    def _out_of_sequence(self, event: DepthEvent, gap: SequenceGap) -> list[Action]:
+        """A synced book refused ``event``: an old frame, a stale snapshot or a gap."""
+        last = gap.expected - 1
+        if event.last_id <= last:
+            self.counters.frames_dropped += 1
+            return []
+        if self.book.bridged:
+            self.counters.gaps += 1
+            reason = f"sequence gap: expected U={gap.expected}, got U={event.first_id}"
+            return self._invalidate(reason, gap, keep=event)
+        self.counters.stale_snapshots += 1
+        self.stale_streak += 1
+        reason = f"stale snapshot: lastUpdateId={last} but next frame U={event.first_id}"
+        return self._invalidate(reason, gap, keep=event, resync=False)
 
     def receive_snapshot(self, snapshot: Snapshot, *, limit: int | None = None) -> list[Action]:
         """The REST snapshot requested earlier arrived.  Ignored (``[]``) when

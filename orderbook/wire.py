@@ -186,6 +186,11 @@ def parse_frame(raw: bytes | bytearray | memoryview | str, *, validate_levels: b
         message = _loads(raw)
     except orjson.JSONDecodeError as exc:
         raise MalformedMessage(f"invalid JSON: {exc}") from exc
+    if type(message) is dict:  # fast path for the common case, a depth frame
+        stream = message.get("stream")
+        data = message.get("data")
+        if type(stream) is str and type(data) is dict and stream.startswith("depth."):
+            return _parse_depth(data, stream.rpartition(".")[2], validate_levels)
     return parse_message(message, validate_levels=validate_levels)
 
 
