@@ -48,7 +48,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from .book import Level, OrderBook
 from .errors import MalformedMessage, OrderBookError, UnknownSymbol, UsageError
@@ -70,6 +70,7 @@ __all__ = [
     "Replicator",
     "ReplicatorStats",
     "SymbolStats",
+    "Tap",
     "UpdateStream",
     "compare_books",
 ]
@@ -237,6 +238,23 @@ class UpdateStream:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+class Tap(Protocol):
+    """An observer of the replicator's raw input, e.g. :class:`orderbook.recorder.Recorder`.
+
+    It sees every WebSocket message and every REST response in the order the
+    replicator consumes them, before they are parsed, so that what it records
+    replays to the same books.  Both methods run on the receive path and must
+    return quickly; an exception propagates to the caller.
+    """
+
+    def ws(self, raw: str | bytes, received_us: int) -> None:
+        """One WebSocket message as read, with its local receive time (µs)."""
+
+    def rest(self, path: str, params: dict[str, str] | None, status: int, body: bytes,
+             received_us: int) -> None:
+        """One REST response (any status, retries included) as received."""
 
 
 # ----------------------------------------------------------------------- stats
@@ -496,7 +514,8 @@ class Replicator:
     * ``subscribe_batch``: streams per SUBSCRIBE message;
     * ``all_spot`` / ``all_perp``: which markets ``"all"`` takes;
     * ``ws_backoff``, ``rest_retry``, ``snapshot_retry``: the policies;
-    * ``rest_timeout``, ``ws_ping_interval``; ``rng`` for jitter.
+    * ``rest_timeout``, ``ws_ping_interval``; ``rng`` for jitter;
+    * ``tap``: a :class:`Tap` shown every raw frame and REST response (recording).
     """
 
     def __init__(
@@ -525,6 +544,7 @@ class Replicator:
         rest_timeout: float = 10.0,
         ws_ping_interval: float | None = 20.0,
         rng: Callable[[], float] = random.random,
+        tap: Tap | None = None,
     ) -> None:
         if depth_stream not in DEPTH_STREAMS:
             raise UsageError(f"depth_stream must be one of {DEPTH_STREAMS}, got {depth_stream!r}")
@@ -559,6 +579,7 @@ class Replicator:
         self._rest_timeout = rest_timeout
         self._ws_ping_interval = ws_ping_interval
         self._rng = rng
+        self._tap = tap
 
         self._symbols: dict[str, _Symbol] = {}
         self._by_stream: dict[str, _Symbol] = {}
@@ -602,7 +623,7 @@ class Replicator:
             raise UsageError("the replicator is already started")
         self._rest = RestClient(self.rest_url, bucket=self._bucket, retry=self._rest_retry,
                                 timeout=self._rest_timeout, max_connections=self._concurrency + 2,
-                                rng=self._rng)
+                                rng=self._rng, on_response=self._tap.rest if self._tap else None)
         try:
             await self._refresh_markets()
             if self._requested is None:
@@ -817,6 +838,8 @@ class Replicator:
     def on_frame(self, raw: str | bytes, received_us: int) -> None:
         """Transport callback: one message, in receive order (the hot path)."""
         self._connection.frames += 1
+        if self._tap is not None:
+            self._tap.ws(raw, received_us)
         try:
             try:
                 event = parse_frame(raw, validate_levels=False)

@@ -51,6 +51,7 @@ from .wire import Snapshot, parse_snapshot
 __all__ = [
     "DEFAULT_REST_URL",
     "DEFAULT_WS_URL",
+    "ResponseHook",
     "RestClient",
     "RestStats",
     "StreamConnection",
@@ -61,6 +62,9 @@ DEFAULT_WS_URL = "wss://ws.backpack.exchange"
 DEFAULT_REST_URL = "https://api.backpack.exchange"
 
 log = logging.getLogger("orderbook.transport")
+
+ResponseHook = Callable[[str, dict[str, str] | None, int, bytes, int], None]
+"""``(path, params, status, body, received_us)``: one HTTP response as received."""
 
 
 class StreamHandler(Protocol):
@@ -222,7 +226,9 @@ class RestClient:
 
     Every request (retries included) takes a token of ``bucket`` first, so
     all requests of the process together stay within its budget.  Use as an
-    async context manager or call :meth:`aclose`.
+    async context manager or call :meth:`aclose`.  ``on_response``, if given,
+    sees every response (any status, retries included) before it is used;
+    it runs on the request path and must return quickly.
     """
 
     def __init__(
@@ -235,12 +241,14 @@ class RestClient:
         max_connections: int = 16,
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
+        on_response: ResponseHook | None = None,
     ) -> None:
         self.bucket = bucket if bucket is not None else TokenBucket.for_budget(1000)
         self.stats = RestStats()
         self._retry = retry
         self._clock = clock
         self._rng = rng
+        self._on_response = on_response
         self._client = httpx.AsyncClient(
             base_url=base_url,
             timeout=httpx.Timeout(timeout),
@@ -309,6 +317,8 @@ class RestClient:
                 error = VenueUnavailable(f"GET {path}: {type(exc).__name__}: {exc}")
             else:
                 status = response.status_code
+                if self._on_response is not None:
+                    self._on_response(path, params, status, response.content, time.time_ns() // 1000)
                 if status == 200:
                     return response.content
                 detail = _error_detail(response)
