@@ -16,17 +16,10 @@ Each side is a :class:`Ladder`: a ``sortedcontainers.SortedList`` of integer
   replaces the string in the dict, so a level is converted at most once per
   change.  This keeps the hot path free of ``Decimal`` construction and a
   level at about 130 bytes.
-* Deleting a level removes it from the dict and records its key as *dead*
-  instead of removing it from the sorted list: prices near the touch vanish
-  and come back all the time, and then cost set operations instead of list
-  inserts.  Dead keys are purged from the front when the best level is
-  recomputed and all at once when they outnumber the live levels
-  (amortised O(log n) per delete).
 * ``best`` caches the best level tuple, so reading the touch is O(1).
 
-Invariants (verified by :meth:`OrderBook.check_integrity`): every live key is
-in the sorted list; the sorted list holds exactly the live and dead keys; no
-live quantity is zero; ``best`` is the first live key's level; the book is
+Invariants (verified by :meth:`OrderBook.check_integrity`): the sorted list
+and the dict hold exactly the same keys; no quantity is zero; ``best`` is the first live key's level; the book is
 not crossed.
 
 Sequencing: :meth:`OrderBook.apply_delta` accepts only a frame that continues
@@ -62,7 +55,6 @@ tuple it was converted to when read."""
 
 _PRICE_CACHE_LIMIT = 65_536
 _EXACT_DIGITS = 60
-_MIN_DEAD_TO_COMPACT = 64
 
 
 class _Rescale(Exception):
@@ -78,14 +70,13 @@ class Ladder:
     ``sign`` is -1 for bids (keys are negated prices) and +1 for asks.
     """
 
-    __slots__ = ("sign", "scale", "keys", "levels", "dead", "prices", "best", "best_key")
+    __slots__ = ("sign", "scale", "keys", "levels", "prices", "best", "best_key")
 
     def __init__(self, sign: int, scale: int = 0) -> None:
         self.sign = sign
         self.scale = scale
         self.keys: SortedList = SortedList()
         self.levels: dict[int, _Stored] = {}
-        self.dead: set[int] = set()
         self.prices: dict[str, int] = {}
         """Price string -> key, for prices seen in deltas (bounded)."""
         self.best: Level | None = None
@@ -95,7 +86,6 @@ class Ladder:
         """Replace the whole content.  O(n log n)."""
         self.levels = levels
         self.keys = SortedList(levels)
-        self.dead = set()
         self.refresh_best()
 
     def apply(self, changes: list[tuple[int, str | None]]) -> bool:
@@ -104,48 +94,33 @@ class Ladder:
         Returns True when the best level may have changed.  O(k log n).
         """
         levels = self.levels
-        dead = self.dead
+        keys = self.keys
         best_key = self.best_key
         touched = best_key is None
         for key, qty in changes:
             if qty is None:
                 if levels.pop(key, None) is not None:
-                    dead.add(key)
+                    keys.remove(key)
             else:
                 if key not in levels:
-                    if key in dead:
-                        dead.remove(key)
-                    else:
-                        self.keys.add(key)
+                    keys.add(key)
                 levels[key] = qty
             if not touched and key <= best_key:  # type: ignore[operator]
                 touched = True
         if touched:
             self.refresh_best()
-        if len(dead) > _MIN_DEAD_TO_COMPACT and len(dead) > len(levels):
-            self.compact()
         return touched
 
     def refresh_best(self) -> None:
-        """Recompute ``best``, purging dead keys found in front.  O(log n) each."""
+        """Recompute ``best`` from the first key.  O(1)."""
         keys = self.keys
-        levels = self.levels
-        while keys:
+        if keys:
             key = keys[0]
-            stored = levels.get(key)
-            if stored is not None:
-                self.best_key = key
-                self.best = stored if type(stored) is tuple else self.convert(key, stored)
-                return
-            del keys[0]
-            self.dead.discard(key)
-        self.best_key = None
-        self.best = None
-
-    def compact(self) -> None:
-        """Drop every dead key from the sorted list.  O(n log n)."""
-        self.keys = SortedList(self.levels)
-        self.dead.clear()
+            self.best_key = key
+            self.best = self.convert(key, self.levels[key])
+        else:
+            self.best_key = None
+            self.best = None
 
     def convert(self, key: int, qty: _Stored) -> Level:
         """The level tuple of ``key``, memoised in the dict.  O(1)."""
@@ -160,28 +135,20 @@ class Ladder:
         return Decimal(f"{key * self.sign}E-{self.scale}")
 
     def view(self, n: int | None) -> list[Level]:
-        """The best ``n`` levels (all when ``None``).  O(log n + n + dead keys passed)."""
-        levels = self.levels
-        convert = self.convert
-        wanted = len(levels) if n is None else min(n, len(levels))
-        out: list[Level] = []
-        start = 0
-        while len(out) < wanted:
-            stop = start + wanted - len(out)
-            for key in self.keys[start:stop]:
-                stored = levels.get(key)
-                if stored is not None:
-                    out.append(stored if type(stored) is tuple else convert(key, stored))
-            start = stop
-        return out
+        """The best ``n`` levels (all when ``None``).  O(log n + n)."""
+        keys = self.keys[:n]
+        out = list(map(self.levels.__getitem__, keys))
+        if str in map(type, out):  # some levels not read since they changed
+            convert = self.convert
+            out = [convert(key, stored) for key, stored in zip(keys, out)]
+        return out  # type: ignore[return-value]
 
     def __iter__(self) -> Iterator[Level]:
         """Levels best first, converted on the way.  O(1) per level."""
         levels = self.levels
+        convert = self.convert
         for key in self.keys:
-            stored = levels.get(key)
-            if stored is not None:
-                yield stored if type(stored) is tuple else self.convert(key, stored)
+            yield convert(key, levels[key])
 
     def rescale(self, decimals: int) -> None:
         """Re-key for ``decimals`` decimal places (more than now).  O(n log n)."""
@@ -194,30 +161,31 @@ class Ladder:
         """Remove the levels worse than ``price``; return how many.  O(k log n)."""
         with localcontext(prec=MAX_PREC):
             key = self.sign * int(price.scaleb(self.scale))
-        doomed = [k for k in self.keys[self.keys.bisect_right(key):] if k in self.levels]
+        cut = self.keys.bisect_right(key)
+        doomed = self.keys[cut:]
         for k in doomed:
             del self.levels[k]
+        del self.keys[cut:]
         if doomed:
-            self.compact()
             self.refresh_best()
         return len(doomed)
 
     def check(self, name: str) -> None:
         """Raise :class:`IntegrityError` unless every ladder invariant holds.  O(n)."""
-        keys, levels, dead = self.keys, self.levels, self.dead
+        keys, levels = self.keys, self.levels
         keys._check()
         listed = set(keys)
         if len(listed) != len(keys):
             raise IntegrityError(f"duplicate {name} keys")
-        if listed != set(levels) | dead or dead & set(levels):
-            raise IntegrityError(f"{name} keys, levels and dead keys disagree")
+        if listed != set(levels):
+            raise IntegrityError(f"{name} keys and levels disagree")
         for key, stored in levels.items():
             price, qty = self.convert(key, stored)
             if not qty > 0:
                 raise IntegrityError(f"{name} level {price} has quantity {qty}")
             if price != self.price_of(key):
                 raise IntegrityError(f"{name} key {key} does not match price {price}")
-        first = next((key for key in keys if key in levels), None)
+        first = keys[0] if keys else None
         if self.best_key != first or (first is not None and self.best != self.convert(first, levels[first])):
             raise IntegrityError(f"cached best {name} {self.best} is not the best level")
 
@@ -311,8 +279,8 @@ class OrderBook:
         :class:`MalformedMessage` when a level is invalid, :class:`UsageError`
         before any snapshot or for another symbol; in every case the book is
         left unchanged.
-        Cost: O(k log n) for k levels in the frame and n in the book; a price
-        already present, or deleted and back, costs a few dict/set operations.
+        Cost: O(k log n) for k levels in the frame and n in the book; a level
+        whose price is already present costs a few dict operations.
         """
         if not self._bridged or event.first_id != self._last_update_id + 1:  # type: ignore[operator]
             self._check_first_frame(event)
