@@ -53,15 +53,13 @@ ROWS: list[str] = []
 @pytest.fixture(scope="module", autouse=True)
 def fault_table(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None and ROWS:
-        reporter.write_line("")
-        reporter.write_line(f"fault suite ({len(SYMBOLS)} symbols, {RATE:.0f} updates/s, "
-                            f"{FAULT_SECONDS} s of fault):")
-        reporter.write_line(HEADER)
-        reporter.write_line(SEPARATOR)
-        for row in ROWS:
-            reporter.write_line(row)
+    if not ROWS:
+        return
+    lines = ["", f"fault suite ({len(SYMBOLS)} symbols, {RATE:.0f} updates/s, "
+                 f"{FAULT_SECONDS} s of fault):", HEADER, SEPARATOR, *ROWS]
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print("\n".join(lines))
 
 
 HEADER = ("| fault | frames | gaps | resyncs | bad frames | stale snaps | snapshot reqs "
