@@ -44,6 +44,31 @@ from .wire import (
     parse_message,
     parse_snapshot,
 )
+from .markets import Market, MarketCatalog, parse_markets
+from .policy import (
+    Backoff,
+    RetryDecision,
+    RetryPolicy,
+    SnapshotRetryPolicy,
+    TokenBucket,
+    backoff_delays,
+    is_retryable,
+    parse_retry_after,
+)
+from .replicator import (
+    AuditStats,
+    BookUpdate,
+    ConnectionStats,
+    ConsumerStats,
+    LatencyStats,
+    Percentiles,
+    Replicator,
+    ReplicatorStats,
+    SymbolStats,
+    UpdateStream,
+    compare_books,
+)
+from .transport import RestClient, RestStats, StreamConnection, StreamHandler
 
 __version__ = "0.1.0"
 
@@ -81,4 +106,30 @@ __all__ = [
     "parse_snapshot",
     "read_capture",
     "replay_capture",
+    "AuditStats",
+    "Backoff",
+    "BookUpdate",
+    "ConnectionStats",
+    "ConsumerStats",
+    "LatencyStats",
+    "Market",
+    "MarketCatalog",
+    "Percentiles",
+    "Replicator",
+    "ReplicatorStats",
+    "RestClient",
+    "RestStats",
+    "RetryDecision",
+    "RetryPolicy",
+    "SnapshotRetryPolicy",
+    "StreamConnection",
+    "StreamHandler",
+    "SymbolStats",
+    "TokenBucket",
+    "UpdateStream",
+    "backoff_delays",
+    "compare_books",
+    "is_retryable",
+    "parse_markets",
+    "parse_retry_after",
 ]
