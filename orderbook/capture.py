@@ -4,7 +4,9 @@ A capture is JSON Lines, optionally gzip-compressed: one ``rest`` or ``ws``
 event per line in receive order.  Replaying feeds the events, in file order,
 to the same :class:`~orderbook.sync.SymbolSync` machines the live replicator
 runs: a ``rest`` depth event answers that symbol's pending snapshot request
-(it is ignored when none is pending), a ``ws`` event is a frame.  Replay is
+(it is ignored when none is pending), a ``ws`` event is a frame.  Our recorder
+also writes a ``disconnect`` event when the connection dropped: every book is
+void from there on, as it was live.  Other kinds are ignored.  Replay is
 deterministic: the same file always gives the same books and counters.
 """
 
@@ -94,10 +96,19 @@ class CaptureWriter:
         """Record one WebSocket frame (already decoded JSON) received at ``ts`` (µs)."""
         self._write({"ts": ts, "kind": "ws", "frame": frame})
 
+    def write_disconnect(self, ts: int, reason: str) -> None:
+        """Record that the WebSocket connection dropped at ``ts`` (µs)."""
+        self._write({"ts": ts, "kind": "disconnect", "reason": reason})
+
     def _write(self, event: dict[str, Any]) -> None:
         self._file.write(orjson.dumps(event).decode())
         self._file.write("\n")
         self.events += 1
+
+    def flush(self) -> None:
+        """Push what was written so far to the file (for gzip a sync flush:
+        the events so far can be decompressed even if the process then dies)."""
+        self._file.flush()
 
     def close(self) -> None:
         """Flush and close the file."""
@@ -170,6 +181,9 @@ def replay_capture(
             _replay_rest(result, event, at)
         elif kind == "ws":
             _replay_ws(result, event.get("frame"), at)
+        elif kind == "disconnect":
+            for machine in result.machines.values():
+                machine.connection_lost()
     return result
 
 

@@ -243,10 +243,11 @@ class UpdateStream:
 class Tap(Protocol):
     """An observer of the replicator's raw input, e.g. :class:`orderbook.recorder.Recorder`.
 
-    It sees every WebSocket message and every REST response in the order the
-    replicator consumes them, before they are parsed, so that what it records
-    replays to the same books.  Both methods run on the receive path and must
-    return quickly; an exception propagates to the caller.
+    It sees every WebSocket message, every REST response and every lost
+    connection in the order the replicator consumes them, before they are
+    parsed, so that what it records replays to the same books.  Its methods
+    run on the receive path and must return quickly; an exception propagates
+    to the caller.
     """
 
     def ws(self, raw: str | bytes, received_us: int) -> None:
@@ -255,6 +256,9 @@ class Tap(Protocol):
     def rest(self, path: str, params: dict[str, str] | None, status: int, body: bytes,
              received_us: int) -> None:
         """One REST response (any status, retries included) as received."""
+
+    def disconnected(self, reason: str, received_us: int) -> None:
+        """The connection dropped: every book is void from here on."""
 
 
 # ----------------------------------------------------------------------- stats
@@ -501,7 +505,8 @@ class Replicator:
       disagreement invalidates and resyncs the book;
     * ``snapshot_limit``: levels per side requested (1000);
     * ``requests_per_minute`` / ``burst``: the shared REST budget (default
-      1000/min, half the venue's 2000; never exceeded in any 60 s window);
+      1000/min, half the venue's 2000, of which ``burst`` (100) may go at
+      once, e.g. the first snapshots; never exceeded in any 60 s window);
     * ``snapshot_concurrency``: snapshot requests in flight at once;
     * ``markets_refresh``: seconds between reference data refreshes;
     * ``stale_after``: seconds without a frame before a synced symbol is
@@ -528,7 +533,7 @@ class Replicator:
         book_ticker: bool = False,
         snapshot_limit: int = 1000,
         requests_per_minute: float = 1000.0,
-        burst: float = 20.0,
+        burst: float = 100.0,
         snapshot_concurrency: int = 8,
         markets_refresh: float = 300.0,
         stale_after: float = 30.0,
@@ -652,7 +657,7 @@ class Replicator:
         )
         self._running = True
         spawn = asyncio.create_task
-        self._tasks = [spawn(self._conn.run(), name="orderbook-stream")]
+        self._tasks.append(spawn(self._conn.run(), name="orderbook-stream"))
         self._tasks += [spawn(self._snapshot_worker(), name=f"orderbook-snapshots-{i}")
                         for i in range(self._concurrency)]
         self._tasks.append(spawn(self._housekeeping(), name="orderbook-housekeeping"))
@@ -824,6 +829,8 @@ class Replicator:
 
     def on_disconnected(self, reason: str) -> None:
         """Transport callback: the connection is gone: every book is void."""
+        if self._tap is not None:
+            self._tap.disconnected(reason, _now_us())
         log.log(logging.WARNING if self._running else logging.DEBUG,
                 "stream disconnected (%s): invalidating %d books", reason, len(self._symbols))
         self._epoch += 1
@@ -1003,9 +1010,12 @@ class Replicator:
             sym.queued = False
             try:
                 await self._fetch_snapshot(sym)
-            except Exception:  # a bug: keep the worker alive and make it loud
+            except Exception as exc:  # a bug: keep the worker and the symbol alive, loudly
                 self._connection.internal_errors += 1
                 log.exception("%s: internal error while fetching a snapshot", sym.name)
+                sym.failures += 1
+                sym.last_reason = f"internal error: {exc!r}"
+                self._request_snapshot(sym)
 
     async def _fetch_snapshot(self, sym: _Symbol) -> None:
         if not sym.subscribed or not sym.sync.awaiting_snapshot:
