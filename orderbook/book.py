@@ -155,7 +155,11 @@ class Ladder:
         factor = 10 ** (decimals - self.scale)
         self.scale = decimals
         self.prices.clear()
-        self.load({key * factor: qty for key, qty in self.levels.items()})
+        # a level already read holds its price spelled at the old scale: re-spell it
+        self.load({
+            key * factor: qty if isinstance(qty, str) else (self.price_of(key * factor), qty[1])
+            for key, qty in self.levels.items()
+        })
 
     def cut_beyond(self, price: Decimal) -> int:
         """Remove the levels worse than ``price``; return how many.  O(k log n)."""
