@@ -9,8 +9,8 @@ Layers, data flowing one way (frame -> parse -> sync decides -> book applies
 * :mod:`orderbook.capture` -- reading, writing and replaying recorded sessions.
 """
 
-from .book import Level, OrderBook
-from .capture import ReplayResult, read_capture, replay_capture
+from .book import Ladder, Level, OrderBook
+from .capture import CaptureWriter, ReplayResult, decimal_str, read_capture, replay_capture
 from .errors import (
     CrossedBook,
     IntegrityError,
@@ -39,6 +39,9 @@ from .wire import (
     DepthEvent,
     Snapshot,
     StreamReply,
+    WireEvent,
+    is_decimal_string,
+    parse_decimal,
     parse_frame,
     parse_levels,
     parse_message,
@@ -77,9 +80,11 @@ __all__ = [
     "BookChanged",
     "BookInvalidated",
     "BookTickerEvent",
+    "CaptureWriter",
     "CrossedBook",
     "DepthEvent",
     "IntegrityError",
+    "Ladder",
     "Level",
     "MalformedMessage",
     "OrderBook",
@@ -99,7 +104,11 @@ __all__ = [
     "UsageError",
     "VenueDataError",
     "VenueUnavailable",
+    "WireEvent",
     "__version__",
+    "decimal_str",
+    "is_decimal_string",
+    "parse_decimal",
     "parse_frame",
     "parse_levels",
     "parse_message",

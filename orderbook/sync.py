@@ -99,6 +99,7 @@ class BookInvalidated:
 
 
 Action = Union[RequestSnapshot, BookChanged, BookInvalidated]
+"""What a :class:`SymbolSync` input returns for the driver to carry out, in order."""
 
 
 @dataclass(slots=True)

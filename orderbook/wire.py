@@ -101,6 +101,8 @@ class StreamReply:
 
 
 WireEvent = Union[DepthEvent, BookTickerEvent, StreamReply, None]
+"""What :func:`parse_frame` returns: a depth or bookTicker event, a reply, or
+``None`` for data of a stream the book does not use."""
 
 _loads = orjson.loads
 
