@@ -1,0 +1,244 @@
+"""The ``orderbook`` command line: help, demo, run, record, replay, bench, logging.
+
+Live commands run as real subprocesses (``orderbook`` console script) against
+the simulated venue on loopback; nothing of the package is replaced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orderbook.cli import JsonFormatter, build_parser, main, setup_logging
+from orderbook.venue import OrderFlow, SimulatedVenue
+
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "small-capture.jsonl"
+SCRIPT = Path(sys.executable).with_name("orderbook")
+ORDERBOOK = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "orderbook.cli"]
+SYMBOLS = ["SOL_USDC", "BTC_USDC_PERP"]
+PRICE_ROW = re.compile(r"^\s*\d+\.\d+\s+\d+(\.\d+)?\s", re.M)
+
+
+def commands() -> list[str]:
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return list(action.choices)
+
+
+def frames_of(output: str) -> list[str]:
+    """The plain frames printed by the view, in order (each starts with its header line)."""
+    return [frame for frame in re.split(r"(?m)^(?=orderbook  )", output) if frame]
+
+
+# ----------------------------------------------------------------------- help
+def test_the_commands_of_the_issue_exist() -> None:
+    assert {"demo", "run", "record", "replay", "bench"} <= set(commands())
+
+
+@pytest.mark.parametrize("command", ["", *commands()])
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit:
+        main([command, "--help"] if command else ["--help"])
+    assert exit.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: orderbook") and "--log-level" in out and "--log-json" in out
+
+
+def test_bad_option_values_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["demo", "--levels", "0"], ["demo", "--duration", "soon"], ["run"],
+                 ["record", "SOL_USDC"], ["--log-level", "chatty", "demo"]):
+        with pytest.raises(SystemExit) as exit:
+            main(argv)
+        assert exit.value.code == 2, argv
+    capsys.readouterr()
+
+
+# ----------------------------------------------------------------------- demo
+def test_demo_shows_a_live_book_within_seconds_when_not_a_terminal() -> None:
+    started = time.monotonic()
+    done = subprocess.run([*ORDERBOOK, "demo", "--duration", "3", "--levels", "5"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 20
+    out = done.stdout
+    assert "\x1b[" not in out  # a pipe gets plain frames
+    frames = frames_of(out)
+    assert 3 <= len(frames) <= 5  # one a second, and the last one
+    assert "synced" in frames[1]  # live one second after start
+    last = frames[-1]
+    assert last.count("synced") == 2 and "SOL_USDC" in last and "BTC_USDC_PERP" in last
+    assert len(PRICE_ROW.findall(last)) == 10  # 5 asks + 5 bids, side by side
+    assert re.search(r"spread \d+\.\d+  mid \d+\.\d+", last)
+    assert re.search(r"[1-9]\d* upd/s", last) and "gaps 0" in last
+
+
+def test_demo_stops_cleanly_on_sigint() -> None:
+    proc = subprocess.Popen([*ORDERBOOK, "demo", "--levels", "2"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "synced" in out and "Traceback" not in err
+    assert "interrupted: stopped cleanly" in err
+
+
+def test_log_json_emits_one_json_object_per_line() -> None:
+    done = subprocess.run([*ORDERBOOK, "--log-json", "demo", "--duration", "1", "--drop-rate", "0.05"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stderr.splitlines()]
+    assert records and all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    assert any(r["logger"] == "orderbook.replicator" and r["message"].startswith("replicating 2 symbols")
+               for r in records)
+    assert any(r["level"] == "WARNING" and "sequence gap" in r["message"] for r in records)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00", records[0]["time"])
+
+
+def test_json_formatter_keeps_extra_fields_and_exceptions() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.getLogger("orderbook.test").makeRecord(
+            "orderbook.test", logging.ERROR, __file__, 1, "gap on %s", ("SOL_USDC",),
+            sys.exc_info(), extra={"symbol": "SOL_USDC", "update_id": 105, "odd": object()})
+    doc = json.loads(JsonFormatter().format(record))
+    assert doc["message"] == "gap on SOL_USDC" and doc["level"] == "ERROR"
+    assert doc["logger"] == "orderbook.test"
+    assert doc["symbol"] == "SOL_USDC" and doc["update_id"] == 105
+    assert doc["odd"].startswith("<object") and "ValueError: boom" in doc["exc"]
+    assert "args" not in doc and "msg" not in doc
+
+
+def test_log_level_applies_to_the_package_and_libraries_stay_at_warning() -> None:
+    root, package = logging.getLogger(), logging.getLogger("orderbook")
+    saved = root.handlers[:], root.level, package.level
+    try:
+        setup_logging("INFO")
+        assert package.getEffectiveLevel() == logging.INFO
+        assert logging.getLogger("httpx").getEffectiveLevel() == logging.WARNING
+        setup_logging("DEBUG", json=True)
+        assert logging.getLogger("websockets").getEffectiveLevel() == logging.DEBUG
+        assert isinstance(root.handlers[0].formatter, JsonFormatter)
+        setup_logging("ERROR")
+        assert logging.getLogger("httpx").getEffectiveLevel() == logging.ERROR
+    finally:
+        root.handlers, _, _ = saved
+        root.setLevel(saved[1])
+        package.setLevel(saved[2])
+
+
+# --------------------------------------------------------------- run / record
+def run_against_venue(argv: list[str], *, stop_after: float | None = None,
+                      ) -> tuple[int, str, str]:
+    """Run ``orderbook ARGV --rest-url .. --ws-url ..`` against a simulated venue in
+    this process; with ``stop_after``, send SIGTERM after that many seconds."""
+
+    async def main() -> tuple[int, str, str]:
+        async with SimulatedVenue(OrderFlow(SYMBOLS, seed=4), rate=200.0) as venue:
+            proc = await asyncio.create_subprocess_exec(
+                *ORDERBOOK, *argv, "--rest-url", venue.rest_url, "--ws-url", venue.ws_url,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            if stop_after is not None:
+                await asyncio.sleep(stop_after)
+                proc.send_signal(signal.SIGTERM)
+            out, err = await proc.communicate()
+            assert proc.returncode is not None
+            return proc.returncode, out.decode(), err.decode()
+
+    return asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_run_shows_the_venue_books() -> None:
+    code, out, err = run_against_venue(["run", *SYMBOLS, "--duration", "1.5", "--levels", "3"])
+    assert code == 0, err
+    last = frames_of(out)[-1]
+    assert last.count("synced") == 2 and len(PRICE_ROW.findall(last)) == 6
+
+
+def test_run_refuses_an_unknown_symbol_with_close_matches() -> None:
+    code, out, err = run_against_venue(["run", "SOL_USD", "--duration", "1"])
+    assert code == 2
+    assert "unknown symbol 'SOL_USD'" in err and "SOL_USDC" in err and "Traceback" not in err
+
+
+def table(text: str) -> list[str]:
+    """The book summary table (header and one row per symbol) in a command's output."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("symbol "))
+    return lines[start : start + 1 + len(SYMBOLS)]
+
+
+@pytest.mark.parametrize("how", ["--duration", "SIGTERM"])
+def test_record_then_replay_prints_the_same_books(how: str, tmp_path: Path) -> None:
+    path = tmp_path / "session.jsonl.gz"
+    argv = ["record", *SYMBOLS, "-o", str(path)]
+    if how == "--duration":
+        code, out, err = run_against_venue([*argv, "--duration", "2"])
+    else:
+        code, out, err = run_against_venue(argv, stop_after=2.5)
+    assert code == 0, err
+    assert re.match(rf"recorded \d+ frames and [2-9]\d* depth responses to {re.escape(str(path))}", out)
+    recorded = table(out)
+    assert [row.split()[1] for row in recorded[1:]] == ["synced", "synced"]
+
+    replayed = subprocess.run([*ORDERBOOK, "replay", str(path)], capture_output=True, text=True,
+                              timeout=60)
+    assert replayed.returncode == 0, replayed.stderr
+    assert table(replayed.stdout) == recorded  # ids, touch, depth and counters
+
+
+# --------------------------------------------------------------------- replay
+def test_replay_at_an_update_id(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", str(FIXTURE), "--at", "105", "--json"]) == 0
+    symbols = json.loads(capsys.readouterr().out)["symbols"]
+    assert symbols["SOL_USDC"]["last_update_id"] == 105
+    assert symbols["SOL_USDC"]["bids"][0] == ["21.800", "11"]
+    assert symbols["SOL_USDC"]["asks"][0] == ["21.905", "2"]
+
+    assert main(["replay", str(FIXTURE), "--at", "105", "--symbol", "SOL_USDC", "--levels", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "BTC_USDC " not in out
+    assert re.search(r"SOL_USDC\s+synced\s+105\s+21.800 x 11\s+21.905 x 2", out)
+    assert "spread 0.105  mid 21.8525" in out and "21.750" in out and "21.700" not in out
+
+    assert main(["replay", str(FIXTURE), "--at", "101", "--json", "--symbol", "SOL_USDC"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"symbols": {"SOL_USDC": {
+        "status": "waiting", "last_update_id": None, "bids": [], "asks": [], "frames_applied": 0,
+        "frames_dropped": 0, "gaps": 0, "resyncs": 0, "bad_frames": 0}}}
+
+
+def test_replay_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["replay", str(FIXTURE), "--symbol", "SOL_USD"]) == 2
+    assert "did you mean SOL_USDC" in capsys.readouterr().err
+    assert main(["replay", str(tmp_path / "missing.jsonl")]) == 2
+    assert "capture file not found" in capsys.readouterr().err
+
+
+def test_global_options_are_accepted_after_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    args = build_parser().parse_args(["replay", "x", "--log-level", "debug", "--log-json"])
+    assert (args.log_level, args.log_json) == ("DEBUG", True)
+    args = build_parser().parse_args(["--log-level", "error", "replay", "x"])
+    assert (args.log_level, args.log_json) == ("ERROR", False)
+
+
+# ---------------------------------------------------------------------- bench
+def test_bench_prints_the_harness_table() -> None:
+    done = subprocess.run([*ORDERBOOK, "bench", "--frames", "500", "--no-ccxt"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "| contender | frames/s |" in done.stdout
+    assert "ours: parse_frame + SymbolSync" in done.stdout
