@@ -16,9 +16,10 @@ Statuses (:meth:`Replicator.status`), exactly these strings:
 * ``"resyncing"``  -- was synced, lost it (gap, bad frame, crossed book,
   reconnect, audit) and is rebuilding from a fresh snapshot;
 * ``"error(<reason>)"`` -- gave up for now: too many stale or failed
-  snapshots in a row, or the venue refused the subscription.  The symbol is
-  retried every ``SnapshotRetryPolicy.error_interval`` seconds and returns to
-  ``"synced"`` by itself when the venue recovers.
+  snapshots in a row (the symbol is retried every
+  ``SnapshotRetryPolicy.error_interval`` seconds and returns to ``"synced"``
+  by itself when the venue recovers), or the venue refused the subscription
+  (until the next connection subscribes it again).
 
 Reconnects: when the connection drops every symbol is invalidated at once
 (its buffered frames and book are void) and nothing is fetched until the
@@ -49,6 +50,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any, Literal, Protocol
+
+import orjson
 
 from .book import Level, OrderBook
 from .errors import MalformedMessage, OrderBookError, UnknownSymbol, UsageError
@@ -442,7 +445,8 @@ class _Symbol:
     """The replicator's per-symbol state around its :class:`SymbolSync`."""
 
     __slots__ = (
-        "name", "sync", "started", "ever_synced", "error", "subscribed", "queued", "failures",
+        "name", "sync", "started", "ever_synced", "error", "refused", "subscribed", "queued",
+        "failures",
         "last_reason", "frames", "last_frame_us", "stale", "staleness_alerts",
         "retry_handle", "retry_armed", "retry_frames", "invalidated_at", "invalidated_by",
         "ticker", "ticker_mismatches", "audit", "audit_divergences", "snapshot_requests",
@@ -454,6 +458,7 @@ class _Symbol:
         self.started = False
         self.ever_synced = False
         self.error: str | None = None
+        self.refused: str | None = None
         self.subscribed = False
         self.queued = False
         self.failures = 0
@@ -474,6 +479,8 @@ class _Symbol:
         self.snapshot_requests = 0
 
     def status(self) -> str:
+        if self.refused is not None:
+            return f"error(subscription refused: {self.refused})"
         if self.error is not None:
             return f"error({self.error})"
         if self.sync.state is SyncState.SYNCED:
@@ -820,6 +827,7 @@ class Replicator:
             if sym is None:
                 continue
             sym.subscribed = True
+            sym.refused = None
             sym.last_frame_us = sym.last_frame_us or now_us
             if not sym.started:
                 sym.started = True
@@ -881,8 +889,7 @@ class Replicator:
                     sym.ticker = event
                     self._check_ticker(sym)
             elif type(event) is StreamReply and event.error is not None:
-                self._connection.stream_errors += 1
-                log.error("the venue refused a request: %s", event.error)
+                self._refused(event, raw)
         except Exception:  # a bug: keep the feed alive and make it loud
             self._connection.internal_errors += 1
             log.exception("internal error while handling a frame")
@@ -904,6 +911,18 @@ class Replicator:
             self._connection.unattributed_bad_frames += 1
             return
         self._carry_out(sym, sym.sync.receive_bad_frame(error))
+
+    def _refused(self, reply: StreamReply, raw: str | bytes) -> None:
+        """An error reply.  One naming a stream of ours means that symbol gets
+        no frames: its status is ``error(subscription refused: ...)`` until the
+        next connection subscribes it again."""
+        self._connection.stream_errors += 1
+        log.error("the venue refused a request: %s (%.200r)", reply.error, raw)
+        message = orjson.loads(raw)  # valid: it parsed as a reply
+        stream = message.get("stream") if isinstance(message, dict) else None
+        sym = self._by_stream.get(stream) if isinstance(stream, str) else None
+        if sym is not None:
+            sym.refused = str(reply.error)
 
     def _carry_out(self, sym: _Symbol, actions: list[Action]) -> None:
         for action in actions:

@@ -299,3 +299,24 @@ def test_compare_books_ignores_levels_beyond_a_truncated_window() -> None:
     live.apply_delta(DepthEvent("X", 3, 3, 0, 0, [["9.5", "5"]], []))
     ref.apply_delta(DepthEvent("X", 3, 3, 0, 0, [["9.5", "6"]], []))
     assert compare_books(live, ref) == "bid level 1: replica (Decimal('9.5'), Decimal('5')) != venue (Decimal('9.5'), Decimal('6'))"
+
+
+def test_a_refused_subscription_is_an_error_status() -> None:
+    """The venue's error reply naming one of our streams (delivered here through
+    the transport callback, as the connection would) marks that symbol only."""
+    async def main() -> None:
+        _, venue = make()
+        async with venue:
+            async with Replicator(SYMBOLS, rest_url=venue.rest_url, ws_url=venue.ws_url) as rep:
+                await rep.wait_synced(timeout=10)
+                reply = ('{"error": {"code": "INVALID_SYMBOL", "message": "Unknown symbol"},'
+                         ' "stream": "depth.ETH_USDC"}')
+                rep.on_frame(reply, 0)
+                assert rep.status("ETH_USDC").startswith("error(subscription refused: ")
+                assert "INVALID_SYMBOL" in rep.status("ETH_USDC")
+                assert rep.status("SOL_USDC") == "synced"
+                assert rep.stats().connection.stream_errors == 1
+                await venue.disconnect_all()  # a new connection subscribes again
+                await rep.wait_synced(timeout=10)
+                assert rep.status("ETH_USDC") == "synced"
+    run(main())
