@@ -9,7 +9,6 @@ import asyncio
 import time
 from collections.abc import Callable
 
-import orjson
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -132,8 +131,3 @@ def mismatches(rep: Replicator, flow: OrderFlow) -> list[str]:
             book.check_integrity()
     return bad
 
-
-def is_depth_of(message: str, symbol: str) -> bool:
-    """True when ``message`` is a depth frame of ``symbol``."""
-    data = orjson.loads(message)
-    return isinstance(data, dict) and data.get("stream") == f"depth.{symbol}"
