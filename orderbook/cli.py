@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import difflib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
@@ -141,6 +142,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _record(args: argparse.Namespace) -> None:
+    if os.path.exists(args.output) and not args.force:
+        raise UsageError(f"{args.output} exists (--force to replace it)")
     recording = Recording(args.output, args.symbols, rest_url=args.rest_url, ws_url=args.ws_url,
                           depth_stream=args.depth_stream)
     try:
@@ -282,6 +285,7 @@ def _add_commands(commands: Any) -> None:
     record.add_argument("symbols", nargs="+", metavar="SYMBOL", help="markets, e.g. SOL_USDC")
     record.add_argument("-o", "--output", required=True, metavar="FILE",
                         help="capture file to write (gzip when it ends in .gz)")
+    record.add_argument("--force", action="store_true", help="replace FILE if it exists")
     record.add_argument("--duration", type=_positive(float), metavar="S",
                         help="stop after S seconds (default: until Ctrl-C)")
     _add_venue_options(record)

@@ -134,9 +134,9 @@ class Recording:
     ``options`` are :class:`~orderbook.replicator.Replicator` keyword
     arguments (``rest_url``, ``ws_url``, ``depth_stream``, ...), except those
     that make the live books differ from the replay (see the module
-    docstring).  Entering opens the file (gzip when it ends in ``.gz``) and
-    starts the replicator; the file is flushed every ``flush_interval``
-    seconds.  Leaving stops the recorder, takes :attr:`final` at that same
+    docstring).  Entering opens the file (gzip when it ends in ``.gz``,
+    replacing any file there) and starts the replicator (if that fails the
+    file is removed); the file is flushed every ``flush_interval`` seconds.  Leaving stops the recorder, takes :attr:`final` at that same
     instant (so the file holds exactly the inputs those books were built
     from), then closes the replicator (which voids its books) and the file.
     """
@@ -189,6 +189,7 @@ class Recording:
         except BaseException:
             await self._replicator.close()
             writer.close()
+            self.path.unlink(missing_ok=True)  # nothing was recorded
             raise
         self._started = time.monotonic()
         self._flusher = asyncio.create_task(self._flush_loop(), name="orderbook-record-flush")

@@ -201,6 +201,18 @@ def test_record_then_replay_prints_the_same_books(how: str, tmp_path: Path) -> N
     assert table(replayed.stdout) == recorded  # ids, touch, depth and counters
 
 
+def test_record_does_not_replace_a_file_unless_forced(tmp_path: Path) -> None:
+    path = tmp_path / "kept.jsonl"
+    path.write_text("precious\n")
+    code, out, err = run_against_venue(["record", "SOL_USDC", "-o", str(path), "--duration", "1"])
+    assert code == 2 and "exists (--force to replace it)" in err
+    assert path.read_text() == "precious\n"
+    code, out, err = run_against_venue(["record", "SOL_USDC", "-o", str(path), "--duration", "1",
+                                        "--force"])
+    assert code == 0, err
+    assert path.read_text().startswith('{"ts":')
+
+
 # --------------------------------------------------------------------- replay
 def test_replay_at_an_update_id(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["replay", str(FIXTURE), "--at", "105", "--json"]) == 0

@@ -19,7 +19,7 @@ import pytest
 from loopback import mismatches, wait_caught_up
 
 from orderbook.capture import read_capture, replay_capture
-from orderbook.errors import UsageError
+from orderbook.errors import UnknownSymbol, UsageError
 from orderbook.recorder import Recording
 from orderbook.venue import Faults, OrderFlow, SimulatedVenue
 
@@ -115,6 +115,21 @@ def test_a_plain_jsonl_file_is_flushed_while_recording(tmp_path: Path) -> None:
                 assert len(list(read_capture(path))) > 0
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_a_recording_that_cannot_start_leaves_no_file(tmp_path: Path) -> None:
+    path = tmp_path / "session.jsonl.gz"
+
+    async def main() -> None:
+        async with SimulatedVenue(OrderFlow(SYMBOLS, seed=5), rate=50.0) as venue:
+            recording = Recording(path, ["NOPE_USDC"], rest_url=venue.rest_url,
+                                  ws_url=venue.ws_url)
+            with pytest.raises(UnknownSymbol):
+                async with recording:
+                    pass
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+    assert not path.exists()
 
 
 def test_options_that_replay_cannot_reproduce_are_refused(tmp_path: Path) -> None:
