@@ -105,7 +105,10 @@ def _run_until_signalled(command: Coroutine[Any, Any, None]) -> int:
             task.cancel()
 
         for signum in signals:
-            loop.add_signal_handler(signum, interrupt)
+            try:
+                loop.add_signal_handler(signum, interrupt)
+            except NotImplementedError:  # Windows: Ctrl-C raises KeyboardInterrupt, see main()
+                break
         try:
             await command
         except asyncio.CancelledError:
