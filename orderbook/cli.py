@@ -26,6 +26,7 @@ import orjson
 
 from .capture import replay_capture
 from .errors import OrderBookError, UnknownSymbol, UsageError
+from .mirror import add_serve_command
 from .recorder import Recording
 from .replicator import DEPTH_STREAMS, Replicator
 from .transport import DEFAULT_REST_URL, DEFAULT_WS_URL
@@ -327,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", type=int, default=20_240_611, help="workload seed (default: %(default)s)")
     bench.add_argument("--no-ccxt", action="store_true", help="leave ccxt out even if installed")
     bench.set_defaults(handler=_cmd_bench)
+    add_serve_command(commands)
     for command in {id(p): p for p in commands.choices.values()}.values():
         _add_logging_options(command, defaults=False)
     return parser
