@@ -72,6 +72,8 @@ from .replicator import (
     compare_books,
 )
 from .transport import RestClient, RestStats, StreamConnection, StreamHandler
+from .metrics import MetricsWriter, write_replicator_stats
+from .mirror import MirrorServer, MirrorStats
 
 __version__ = "0.1.0"
 
@@ -141,4 +143,8 @@ __all__ = [
     "is_retryable",
     "parse_markets",
     "parse_retry_after",
+    "MetricsWriter",
+    "MirrorServer",
+    "MirrorStats",
+    "write_replicator_stats",
 ]
