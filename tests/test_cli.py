@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,18 @@ SCRIPT = Path(sys.executable).with_name("orderbook")
 ORDERBOOK = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "orderbook.cli"]
 SYMBOLS = ["SOL_USDC", "BTC_USDC_PERP"]
 PRICE_ROW = re.compile(r"^\s*\d+\.\d+\s+\d+(\.\d+)?\s", re.M)
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """``main()`` configures logging for the process: undo it after each test (its
+    handler writes to this test's captured stderr, closed afterwards)."""
+    root, package = logging.getLogger(), logging.getLogger("orderbook")
+    saved = root.handlers[:], root.level, package.level
+    yield
+    root.handlers = saved[0]
+    root.setLevel(saved[1])
+    package.setLevel(saved[2])
 
 
 def commands() -> list[str]:
@@ -124,21 +137,14 @@ def test_json_formatter_keeps_extra_fields_and_exceptions() -> None:
 
 
 def test_log_level_applies_to_the_package_and_libraries_stay_at_warning() -> None:
-    root, package = logging.getLogger(), logging.getLogger("orderbook")
-    saved = root.handlers[:], root.level, package.level
-    try:
-        setup_logging("INFO")
-        assert package.getEffectiveLevel() == logging.INFO
-        assert logging.getLogger("httpx").getEffectiveLevel() == logging.WARNING
-        setup_logging("DEBUG", json=True)
-        assert logging.getLogger("websockets").getEffectiveLevel() == logging.DEBUG
-        assert isinstance(root.handlers[0].formatter, JsonFormatter)
-        setup_logging("ERROR")
-        assert logging.getLogger("httpx").getEffectiveLevel() == logging.ERROR
-    finally:
-        root.handlers, _, _ = saved
-        root.setLevel(saved[1])
-        package.setLevel(saved[2])
+    setup_logging("INFO")
+    assert logging.getLogger("orderbook.replicator").getEffectiveLevel() == logging.INFO
+    assert logging.getLogger("httpx").getEffectiveLevel() == logging.WARNING
+    setup_logging("DEBUG", json=True)
+    assert logging.getLogger("websockets").getEffectiveLevel() == logging.DEBUG
+    assert isinstance(logging.getLogger().handlers[0].formatter, JsonFormatter)
+    setup_logging("ERROR")
+    assert logging.getLogger("httpx").getEffectiveLevel() == logging.ERROR
 
 
 # --------------------------------------------------------------- run / record
