@@ -12,9 +12,9 @@ Each side is a :class:`Ladder`: a ``sortedcontainers.SortedList`` of integer
   floats are never keys.
 * A quantity is stored as the venue's own validated decimal string (exact,
   and already allocated by the JSON parser), and turned into a
-  ``(Decimal price, Decimal qty)`` tuple only when read; the tuple then
-  replaces the string in the dict, so a level is converted at most once per
-  change.  This keeps the hot path free of ``Decimal`` construction and a
+  ``(Decimal price, Decimal qty)`` tuple only when read; for the best 100
+  levels of a side the tuple then replaces the string in the dict, so a
+  level near the touch is converted at most once per change.  This keeps the hot path free of ``Decimal`` construction and a
   level at about 130 bytes.
 * ``best`` caches the best level tuple, so reading the touch is O(1).
 
@@ -55,6 +55,9 @@ tuple it was converted to when read."""
 
 _PRICE_CACHE_LIMIT = 65_536
 _EXACT_DIGITS = 60
+_REMEMBERED_DEPTH = 100
+"""Converted level tuples are kept for the best this many levels of a side
+only: reading the whole book must not triple its memory."""
 
 
 class _Rescale(Exception):
@@ -122,12 +125,14 @@ class Ladder:
             self.best_key = None
             self.best = None
 
-    def convert(self, key: int, qty: _Stored) -> Level:
-        """The level tuple of ``key``, memoised in the dict.  O(1)."""
+    def convert(self, key: int, qty: _Stored, remember: bool = True) -> Level:
+        """The level tuple of ``key``; with ``remember`` it replaces the
+        quantity string in the dict until the level changes.  O(1)."""
         if type(qty) is tuple:
             return qty
         level = (self.price_of(key), Decimal(qty))  # type: ignore[arg-type]
-        self.levels[key] = level
+        if remember:
+            self.levels[key] = level
         return level
 
     def price_of(self, key: int) -> Decimal:
@@ -140,15 +145,18 @@ class Ladder:
         out = list(map(self.levels.__getitem__, keys))
         if str in map(type, out):  # some levels not read since they changed
             convert = self.convert
-            out = [convert(key, stored) for key, stored in zip(keys, out)]
+            out = [
+                convert(key, stored, rank < _REMEMBERED_DEPTH)
+                for rank, (key, stored) in enumerate(zip(keys, out))
+            ]
         return out  # type: ignore[return-value]
 
     def __iter__(self) -> Iterator[Level]:
         """Levels best first, converted on the way.  O(1) per level."""
         levels = self.levels
         convert = self.convert
-        for key in self.keys:
-            yield convert(key, levels[key])
+        for rank, key in enumerate(self.keys):
+            yield convert(key, levels[key], rank < _REMEMBERED_DEPTH)
 
     def rescale(self, decimals: int) -> None:
         """Re-key for ``decimals`` decimal places (more than now).  O(n log n)."""
@@ -184,7 +192,7 @@ class Ladder:
         if listed != set(levels):
             raise IntegrityError(f"{name} keys and levels disagree")
         for key, stored in levels.items():
-            price, qty = self.convert(key, stored)
+            price, qty = self.convert(key, stored, remember=False)
             if not qty > 0:
                 raise IntegrityError(f"{name} level {price} has quantity {qty}")
             if price != self.price_of(key):

@@ -96,7 +96,7 @@ class Snapshot:
 class StreamReply:
     """A non-data WebSocket message: a subscription acknowledgement or an error."""
 
-    id: object
+    id: Any
     error: Any
 
 
@@ -223,6 +223,8 @@ def parse_message(message: object, *, validate_levels: bool = True) -> WireEvent
 
 
 def _parse_depth(data: dict[str, Any], symbol: str, validate_levels: bool) -> DepthEvent:
+    if not symbol:
+        raise MalformedMessage("depth stream names no symbol", field="stream")
     try:
         first = data["U"]
         last = data["u"]

@@ -520,3 +520,21 @@ def test_views_do_not_depend_on_when_the_book_was_read() -> None:
     spelled = [[(str(p), str(q)) for p, q in book.bids() + book.asks()] for book in (read, unread)]
     assert spelled[0] == spelled[1]
     read.check_integrity()
+
+
+def test_reading_the_whole_book_keeps_only_the_top_levels_converted() -> None:
+    """A full read converts every level but keeps the tuples only near the
+    touch, so memory stays at the quantity-string footprint for deep books."""
+    bids = [[f"{1000 - i}.5", f"{i + 1}.25"] for i in range(300)]
+    asks = [[f"{1001 + i}.5", "2"] for i in range(300)]
+    book = OrderBook("DEEP_USDC")
+    book.apply_snapshot({"lastUpdateId": 1, "bids": bids, "asks": asks})
+    full = book.bids()
+    assert full[0] == (Decimal("1000.5"), Decimal("1.25"))
+    assert full[-1] == (Decimal("701.5"), Decimal("300.25"))
+    stored = [book._bids.levels[key] for key in book._bids.keys]
+    assert all(type(value) is tuple for value in stored[:100])
+    assert all(type(value) is str for value in stored[100:])
+    assert book.bids() == full  # the same values, converted again
+    book.check_integrity()
+    assert all(type(book._bids.levels[key]) is str for key in book._bids.keys[100:])

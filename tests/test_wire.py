@@ -315,3 +315,10 @@ def test_parse_levels() -> None:
     for bad in ([["0", "1"]], [["1", "-1"]], [["1"]], [["1", "2", "3"]], [[1.5, "1"]]):
         with pytest.raises(MalformedMessage):
             parse_levels(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("stream", ["depth.", "depth"])
+def test_a_depth_stream_without_a_symbol_is_refused(stream: str) -> None:
+    frame = {"stream": stream, "data": {"e": "depth", "E": 1, "T": 1, "U": 1, "u": 1, "a": [], "b": []}}
+    with pytest.raises(MalformedMessage):
+        parse_frame(orjson.dumps(frame))
