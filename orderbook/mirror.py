@@ -47,10 +47,11 @@ encoding shared by every subscriber; a synthetic frame is O(book) (once per
 resync).  Memory: one published book per symbol plus at most ``queue_size``
 messages per WebSocket client.
 
-Slow consumers: each client has a bounded queue; when it is full the queue is
-dropped and the client is closed with code 1008, reason ``"slow consumer"``
-(counted in the metrics), so memory never grows without bound and no client
-ever receives a frame out of sequence.
+Slow consumers: each client has a bounded queue (an
+:class:`~orderbook.outbox.Outbox`); when it is full the queue is dropped and
+the client is closed with code 1008, reason ``"slow consumer"`` (counted in
+the metrics), so memory never grows without bound and no client ever receives
+a frame out of sequence.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ import math
 import signal
 import socket
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -81,6 +82,7 @@ from .book import Level, OrderBook
 from .capture import decimal_str
 from .errors import TransportError, UsageError
 from .metrics import CONTENT_TYPE, Histogram, MetricsWriter, write_replicator_stats
+from .outbox import Outbox
 from .policy import TokenBucket
 from .replicator import DEPTH_STREAMS, BookUpdate, Replicator, UpdateStream
 from .transport import DEFAULT_REST_URL, DEFAULT_WS_URL
@@ -94,8 +96,6 @@ DEFAULT_PORT = 8765
 """The port ``orderbook serve`` binds unless told otherwise."""
 DEPTH_LIMITS = frozenset({5, 10, 20, 50, 100, 500, 1000})
 """The ``limit`` values ``/api/v1/depth`` accepts, as the venue does."""
-SLOW_CONSUMER_CODE = 1008
-"""WebSocket close code for a client whose queue overflowed (reason ``"slow consumer"``)."""
 RESTART_CODE = 1012
 """WebSocket close code for depth clients when the upstream ids went backwards."""
 _JSON = "application/json; charset=utf-8"
@@ -129,55 +129,27 @@ class MirrorStats:
 
 
 # --------------------------------------------------------------------- clients
-class _Client:
-    """The outgoing side of one WebSocket client: a bounded queue and its writer.
-    :meth:`push` is O(1) and never blocks."""
+class _Client(Outbox):
+    """One WebSocket client: its :class:`Outbox` and the streams it subscribed to.
+
+    On overflow the client is closed with 1008, reason ``"slow consumer"``,
+    counted in ``slow_consumers`` and ``messages_dropped``; every message
+    sent counts in ``messages_sent``.  :meth:`push` is O(1) and never blocks.
+    """
+
+    __slots__ = ("streams",)
 
     def __init__(self, conn: ServerConnection, limit: int, stats: MirrorStats) -> None:
-        self.conn = conn
+        def overflowed(dropped: int) -> None:
+            stats.slow_consumers += 1
+            stats.messages_dropped += dropped
+            log.warning("closing slow consumer %s: %d messages queued", conn.remote_address, dropped - 1)
+
+        def sent() -> None:
+            stats.messages_sent += 1
+
+        super().__init__(conn, limit, "slow consumer", on_overflow=overflowed, on_sent=sent)
         self.streams: set[str] = set()
-        self._limit = limit
-        self._stats = stats
-        self._queue: deque[str] = deque()
-        self._wake = asyncio.Event()
-        self.open = True
-        self._closing: asyncio.Task[None] | None = None
-
-    def push(self, text: str) -> None:
-        """Queue one message; when the queue is full drop it and close with 1008."""
-        if not self.open:
-            return
-        if len(self._queue) >= self._limit:
-            self._stats.slow_consumers += 1
-            self._stats.messages_dropped += len(self._queue) + 1
-            log.warning("closing slow consumer %s: %d messages queued",
-                        self.conn.remote_address, len(self._queue))
-            self.close(SLOW_CONSUMER_CODE, "slow consumer")
-            return
-        self._queue.append(text)
-        self._wake.set()
-
-    def close(self, code: int, reason: str) -> None:
-        """Stop sending, drop the queue and close the connection with ``code``."""
-        if not self.open:
-            return
-        self.open = False
-        self._queue.clear()
-        self._closing = asyncio.get_running_loop().create_task(self.conn.close(code, reason))
-
-    async def run(self) -> None:
-        """The writer task: send queued messages in order until the connection closes."""
-        queue, stats = self._queue, self._stats
-        try:
-            while self.open:
-                await self._wake.wait()
-                self._wake.clear()
-                while queue:
-                    await self.conn.send(queue.popleft())
-                    stats.messages_sent += 1
-        except ConnectionClosed:
-            self.open = False
-            queue.clear()
 
 
 # ----------------------------------------------------------------------- feeds
@@ -528,7 +500,7 @@ class MirrorServer:
             for name in list(client.streams):
                 self._unsubscribe(client, name)
             del self._clients[client]
-            client.open = False
+            client.stop()
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
 

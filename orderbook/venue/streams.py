@@ -12,9 +12,7 @@ window. Faults that lose frames (drop, malform) are decided per frame and per cl
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -22,8 +20,9 @@ from typing import Any, Literal
 
 import orjson
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
 
+# The one module of `orderbook` the venue imports: it depends on asyncio and websockets only.
+from ..outbox import Outbox
 from .faults import FaultInjector, FrameFate
 from .flow import OrderFlow, Update, format_decimal
 from .stats import VenueStats
@@ -31,7 +30,6 @@ from .stats import VenueStats
 __all__ = ["INTERVALS_MS", "Client", "Fanout", "StreamKey", "dumps", "parse_stream"]
 
 INTERVALS_MS = (200, 600, 1000)
-OVERFLOW_CLOSE_CODE = 1008
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,49 +62,26 @@ def dumps(message: Any) -> str:
     return orjson.dumps(message).decode()
 
 
-class Client:
-    """The outgoing side of one WebSocket connection: a bounded queue and its writer.
+class Client(Outbox):
+    """One WebSocket connection: its `Outbox` and the streams it subscribed to.
 
-    `push` is O(1) and never blocks; `run` is the writer task.
+    `push` is O(1) and never blocks; `run` is the writer task. On overflow the
+    connection is closed with 1008, reason "outgoing queue overflow (<limit> messages)",
+    counted in `queue_overflows`; every message sent counts in `frames_sent`.
     """
 
+    __slots__ = ("streams",)
+
     def __init__(self, conn: ServerConnection, limit: int, stats: VenueStats) -> None:
-        self.conn = conn
+        def overflowed(dropped: int) -> None:
+            stats.queue_overflows += 1
+
+        def sent() -> None:
+            stats.frames_sent += 1
+
+        reason = f"outgoing queue overflow ({limit} messages)"
+        super().__init__(conn, limit, reason, on_overflow=overflowed, on_sent=sent)
         self.streams: set[str] = set()
-        self._limit = limit
-        self._stats = stats
-        self._queue: deque[str] = deque()
-        self._wake = asyncio.Event()
-        self._open = True
-        self._closing: asyncio.Task[None] | None = None
-
-    def push(self, text: str) -> None:
-        """Queue one message; on overflow drop the queue and close with 1008."""
-        if not self._open:
-            return
-        if len(self._queue) >= self._limit:
-            self._open = False
-            self._queue.clear()
-            self._stats.queue_overflows += 1
-            reason = f"outgoing queue overflow ({self._limit} messages)"
-            self._closing = asyncio.create_task(self.conn.close(OVERFLOW_CLOSE_CODE, reason))
-            return
-        self._queue.append(text)
-        self._wake.set()
-
-    async def run(self) -> None:
-        """Send queued messages in order until the connection closes."""
-        queue, send, stats = self._queue, self.conn.send, self._stats
-        try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                while queue:
-                    await send(queue.popleft())
-                    stats.frames_sent += 1
-        except ConnectionClosed:
-            self._open = False
-            self._queue.clear()
 
 
 class _Pending:
