@@ -1,7 +1,9 @@
 """A simulated Backpack Exchange: true order flow, REST and WebSocket servers, faults.
 
 The venue is the truth our replica is checked against, so it keeps its own naive
-exact model and imports nothing else from `orderbook`::
+exact model and shares none of the replica's logic: of `orderbook` it imports
+only `orderbook.outbox`, the bounded per-client send queue (asyncio and
+websockets only)::
 
     from orderbook.venue import Faults, OrderFlow, SimulatedVenue
 
