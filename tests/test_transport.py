@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Sequence
 
@@ -85,12 +86,23 @@ def test_timeouts_are_retried_and_wrapped() -> None:
     run(main())
 
 
+def refusing_port() -> socket.socket:
+    """A loopback socket bound to an ephemeral port but not listening: connecting
+    to its port is refused, and no other process can listen there meanwhile
+    (unlike a fixed port number, or the port of a server just closed)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 def test_refused_connection_is_venue_unavailable() -> None:
     async def main() -> None:
-        async with RestClient("http://127.0.0.1:9", retry=FAST) as rest:
-            with pytest.raises(VenueUnavailable):
-                await rest.fetch_markets()
-            assert rest.stats.connect_errors == 4
+        with refusing_port() as sock:
+            port = sock.getsockname()[1]
+            async with RestClient(f"http://127.0.0.1:{port}", retry=FAST) as rest:
+                with pytest.raises(VenueUnavailable):
+                    await rest.fetch_markets()
+                assert rest.stats.connect_errors == 4
     run(main())
 
 
@@ -181,12 +193,14 @@ def test_answers_server_pings_and_survives_refused_connects() -> None:
             assert [e[0] for e in rec.events] == ["connected", "subscribed"]
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        rec = Recorder()
-        conn = StreamConnection(f"ws://127.0.0.1:{port}/", ["depth.X"], rec,
-                                backoff=Backoff(0.01, 0.02, 2.0, 0.0))
-        task = asyncio.create_task(conn.run())
-        await asyncio.sleep(0.3)
-        assert conn.failures >= 3 and not conn.connected and rec.events == []
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        with refusing_port() as sock:
+            port = sock.getsockname()[1]
+            rec = Recorder()
+            conn = StreamConnection(f"ws://127.0.0.1:{port}/", ["depth.X"], rec,
+                                    backoff=Backoff(0.01, 0.02, 2.0, 0.0))
+            task = asyncio.create_task(conn.run())
+            await asyncio.sleep(0.3)
+            assert conn.failures >= 3 and not conn.connected and rec.events == []
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
     run(main())
