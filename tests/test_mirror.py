@@ -324,11 +324,10 @@ async def _start_serve(venue: SimulatedVenue, symbols: list[str], log_path: Path
     return proc, line.split()[2]
 
 
-async def _stop(proc: asyncio.subprocess.Process, signum: int) -> float:
-    started = time.monotonic()
+async def _stop(proc: asyncio.subprocess.Process, signum: int) -> None:
+    """Signal the process; it must exit with status 0 (the timeout only bounds a hang)."""
     proc.send_signal(signum)
     assert await asyncio.wait_for(proc.wait(), 10) == 0
-    return time.monotonic() - started
 
 
 def test_serve_process_feeds_independent_clients_and_stops_on_sigterm(tmp_path: Path) -> None:
@@ -362,13 +361,12 @@ def test_serve_process_feeds_independent_clients_and_stops_on_sigterm(tmp_path: 
                             await asyncio.gather(watcher, return_exceptions=True)
                         if exchange is not None:
                             await exchange.close()
-                elapsed = await _stop(proc, signal.SIGTERM)
+                await _stop(proc, signal.SIGTERM)
             finally:
                 if proc.returncode is None:
                     proc.kill()
                     await proc.wait()
         log = (tmp_path / "serve.log").read_text()
-        assert elapsed < 5, log
         assert "mirror listening on" in log and "shutting down" in log
         assert "Traceback" not in log
     run(main())
@@ -409,7 +407,7 @@ def test_serve_stops_on_sigint_and_refuses_bad_arguments(tmp_path: Path) -> None
             try:
                 async with httpx.AsyncClient() as http:
                     await wait_for(lambda: _status(http, url + "/health", 200), timeout=15)
-                assert await _stop(proc, signal.SIGINT) < 5
+                await _stop(proc, signal.SIGINT)
             finally:
                 if proc.returncode is None:
                     proc.kill()

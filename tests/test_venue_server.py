@@ -472,24 +472,22 @@ def test_slow_client_is_closed_with_1008() -> None:
     run(scenario)
 
 
-def test_throughput_over_100_symbols() -> None:
-    """>= 5,000 frames/s, unless the machine did not give us a core."""
+def test_100_symbols_at_a_high_rate_stay_contiguous() -> None:
+    """6,000 updates/s over 100 symbols on one connection: every symbol is served
+    and each of its frames continues the previous one.  Speed is not asserted
+    (that is `orderbook bench`'s job): a loaded machine only gets fewer frames."""
 
     async def scenario() -> None:
         symbols = [f"S{i}_USDC" for i in range(100)]
         flow = OrderFlow(symbols, seed=1)
         async with SimulatedVenue(flow, rate=6000.0) as v, connect(v) as ws:
             await subscribe(ws, *(f"depth.{s}" for s in symbols))
-            await frames(ws, 1000)
-            started, cpu_started = time.monotonic(), time.process_time()
-            received = 0
-            while time.monotonic() - started < 2.0:
-                await ws.recv()
-                received += 1
-            elapsed = time.monotonic() - started
-            cpu = time.process_time() - cpu_started  # venue and client together
-            assert received / cpu >= 5000
-            assert received / elapsed >= 5000 or cpu / elapsed < 0.8, "not CPU-starved"
+            last: dict[str, int] = {}
+            for data in await frames(ws, 4000):  # a symbol missing: 100 * 0.99**4000 ~ 4e-16
+                if data["s"] in last:
+                    assert data["U"] == last[data["s"]] + 1, data["s"]
+                last[data["s"]] = data["u"]
+            assert sorted(last) == sorted(symbols)
             await v.pause()
             await drain(ws)
 
