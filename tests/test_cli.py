@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,11 +97,20 @@ def test_demo_shows_a_live_book_within_seconds_when_not_a_terminal() -> None:
 def test_demo_stops_cleanly_on_sigint() -> None:
     proc = subprocess.Popen([*ORDERBOOK, "demo", "--levels", "2"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+    hang = threading.Timer(60, proc.kill)  # only bounds a hang
+    hang.start()
     try:
-        time.sleep(2.5)
+        # Interrupt once a synced book is shown (the signal handlers are in place
+        # by then), not after a fixed sleep a slow start may outlast.
+        assert proc.stdout is not None
+        shown = ""
+        while "synced" not in shown and (line := proc.stdout.readline()):
+            shown += line
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
+        out, err = proc.communicate(timeout=30)
+        out = shown + out
     finally:
+        hang.cancel()
         proc.kill()
     assert proc.returncode == 0, err
     assert "synced" in out and "Traceback" not in err
@@ -149,7 +159,8 @@ def test_log_level_applies_to_the_package_and_libraries_stay_at_warning() -> Non
 def run_against_venue(argv: list[str], *, stop_after: float | None = None,
                       ) -> tuple[int, str, str]:
     """Run ``orderbook ARGV --rest-url .. --ws-url ..`` against a simulated venue in
-    this process; with ``stop_after``, send SIGTERM after that many seconds."""
+    this process; with ``stop_after``, send SIGTERM that many seconds after the
+    command fetched a snapshot of every symbol (a slow start is waited for)."""
 
     async def main() -> tuple[int, str, str]:
         async with SimulatedVenue(OrderFlow(SYMBOLS, seed=4), rate=200.0) as venue:
@@ -157,8 +168,13 @@ def run_against_venue(argv: list[str], *, stop_after: float | None = None,
                 *ORDERBOOK, *argv, "--rest-url", venue.rest_url, "--ws-url", venue.ws_url,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             if stop_after is not None:
+                deadline = time.monotonic() + 30  # only bounds a hang
+                while venue.stats.depth_requests < len(SYMBOLS) and proc.returncode is None:
+                    assert time.monotonic() < deadline, "no snapshot requested"
+                    await asyncio.sleep(0.02)
                 await asyncio.sleep(stop_after)
-                proc.send_signal(signal.SIGTERM)
+                if proc.returncode is None:
+                    proc.send_signal(signal.SIGTERM)
             out, err = await proc.communicate()
             assert proc.returncode is not None
             return proc.returncode, out.decode(), err.decode()
@@ -193,7 +209,7 @@ def test_record_then_replay_prints_the_same_books(how: str, tmp_path: Path) -> N
     if how == "--duration":
         code, out, err = run_against_venue([*argv, "--duration", "2"])
     else:
-        code, out, err = run_against_venue(argv, stop_after=2.5)
+        code, out, err = run_against_venue(argv, stop_after=1.0)
     assert code == 0, err
     assert re.match(rf"recorded \d+ frames and [2-9]\d* depth responses to {re.escape(str(path))}", out)
     recorded = table(out)

@@ -101,8 +101,10 @@ def test_downstream_replica_stays_exact_through_an_upstream_resync() -> None:
 
                 venue.faults.rest_delay = 0.5  # keep the upstream resync visible
                 await venue.disconnect_all()
-                await wait_for(lambda: _status(http, mirror.url + "/health", 503), what="503")
-                health = orjson.loads((await http.get(mirror.url + "/health")).content)
+                unavailable: list[httpx.Response] = []  # the 503 itself: a second GET may be late
+                await wait_for(lambda: _status(http, mirror.url + "/health", 503, unavailable),
+                               what="503")
+                health = orjson.loads(unavailable[-1].content)
                 assert health["status"] == "unavailable"
                 assert {s["status"] for s in health["symbols"].values()} <= {"resyncing", "synced"}
                 assert not all(s["ready"] for s in health["symbols"].values())
@@ -150,8 +152,12 @@ def test_downstream_replica_stays_exact_through_an_upstream_resync() -> None:
     run(main())
 
 
-async def _status(http: httpx.AsyncClient, url: str, expected: int) -> bool:
-    return (await http.get(url)).status_code == expected
+async def _status(http: httpx.AsyncClient, url: str, expected: int,
+                  keep: list[httpx.Response] | None = None) -> bool:
+    response = await http.get(url)
+    if keep is not None:
+        keep.append(response)
+    return response.status_code == expected
 
 
 def test_rest_endpoints_forwarding_and_websocket_errors() -> None:
@@ -392,7 +398,7 @@ async def _check_ccxt(exchange: Any, truth: TrueBook) -> None:
     rest = await exchange.fetch_order_book("SOL/USDC")
     assert rest["nonce"] == truth.last_update_id
     assert rest["bids"] == float_levels(truth.bids()) and rest["asks"] == float_levels(truth.asks())
-    await wait_for(lambda: exchange.orderbooks["SOL/USDC"]["nonce"] == truth.last_update_id,
+    await wait_for(lambda: exchange.orderbooks.get("SOL/USDC", {}).get("nonce") == truth.last_update_id,
                    what="ccxt's book at the truth's update id")
     book = exchange.orderbooks["SOL/USDC"]
     assert [lv[:2] for lv in book["bids"]] == float_levels(truth.bids())

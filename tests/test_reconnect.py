@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 
 from loopback import Proxy, mismatches, wait_caught_up
 
@@ -12,6 +14,14 @@ from orderbook.venue import Faults, OrderFlow, SimulatedVenue
 
 SYMBOLS = ["SOL_USDC", "BTC_USDC_PERP", "ETH_USDC"]
 FAST_RECONNECT = Backoff(0.05, 0.2, 2.0, 0.5)
+
+
+async def until(predicate: Callable[[], object], timeout: float = 30.0) -> None:
+    """Poll ``predicate`` until true; ``timeout`` only bounds a hang."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s"
+        await asyncio.sleep(0.01)
 
 
 def test_a_reconnect_never_merges_stale_state() -> None:
@@ -32,7 +42,7 @@ def test_a_reconnect_never_merges_stale_state() -> None:
                 before = {s: rep.book(s).last_update_id for s in SYMBOLS}
                 proxy.refuse = True
                 proxy.drop_all()
-                await asyncio.sleep(0.1)
+                await until(lambda: all(rep.status(s) == "resyncing" for s in SYMBOLS))
                 requests = venue.stats.depth_requests
                 for _ in range(5):  # the outage lasts: updates happen that we never see
                     assert all(rep.status(s) == "resyncing" for s in SYMBOLS)
@@ -69,7 +79,8 @@ def test_snapshots_answered_for_a_dead_connection_are_discarded() -> None:
         async with SimulatedVenue(flow, faults=Faults(rest_delay=0.4), rate=300.0) as venue:
             async with Replicator(SYMBOLS, rest_url=venue.rest_url, ws_url=venue.ws_url,
                                   ws_backoff=FAST_RECONNECT) as rep:
-                await asyncio.sleep(0.15)  # the first snapshots are in flight
+                # the first snapshots are in flight (answered 0.4 s after they arrive)
+                await until(lambda: venue.stats.depth_requests >= len(SYMBOLS))
                 await venue.disconnect_all(code=1001)
                 await rep.wait_synced(timeout=10)
                 assert rep.stats().connection.late_snapshots == len(SYMBOLS)

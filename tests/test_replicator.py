@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
@@ -20,6 +22,14 @@ SYMBOLS = ["SOL_USDC", "BTC_USDC_PERP", "ETH_USDC"]
 
 def run(coro: object) -> None:
     asyncio.run(asyncio.wait_for(coro, 60))  # type: ignore[arg-type]
+
+
+async def until(predicate: Callable[[], object], timeout: float = 30.0) -> None:
+    """Poll ``predicate`` until true; ``timeout`` only bounds a hang."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s"
+        await asyncio.sleep(0.01)
 
 
 def make(rate: float = 300.0, seed: int = 7, **faults: object) -> tuple[OrderFlow, SimulatedVenue]:
@@ -85,11 +95,9 @@ def test_all_markets_mode_and_quiet_market() -> None:
                 assert rep.symbols == SYMBOLS
                 await rep.wait_synced(timeout=5)
                 assert mismatches(rep, flow) == []
-                await asyncio.sleep(0.6)
-                assert rep.stats().symbols["SOL_USDC"].stale  # no frame for 0.2 s: flagged
+                await until(lambda: rep.stats().symbols["SOL_USDC"].stale)  # no frame for 0.2 s
                 venue.resume()
-                await asyncio.sleep(0.2)
-                assert not rep.stats().symbols["SOL_USDC"].stale
+                await until(lambda: not rep.stats().symbols["SOL_USDC"].stale)  # frames again
                 assert rep.stats().symbols["SOL_USDC"].staleness_alerts == 1
             async with Replicator("all", rest_url=venue.rest_url, ws_url=venue.ws_url,
                                   all_spot=False) as rep:
@@ -115,12 +123,17 @@ def test_aggregated_streams(stream: str) -> None:
 def test_a_gap_on_one_symbol_resyncs_that_symbol_only() -> None:
     async def main() -> None:
         flow, venue = make()
-        async with venue, Proxy(venue.ws_url, drop_nth_frame("SOL_USDC", 40)) as proxy:
+        async with venue, Proxy(venue.ws_url) as proxy:
             async with Replicator(SYMBOLS, rest_url=venue.rest_url, ws_url=proxy.url) as rep:
                 invalidated: list[str] = []
                 rep.on_update(lambda u: invalidated.append(u.symbol) if u.kind == "invalidated" else None)
                 await rep.wait_synced(timeout=10)
-                await asyncio.sleep(1.0)
+                # Lose the next SOL frame once its book is bridged, so that the loss is
+                # a gap (not "the 40th frame", which a slow first snapshot may cover).
+                await until(lambda: rep.book("SOL_USDC").bridged)
+                proxy.frame_filter = drop_nth_frame("SOL_USDC", 1)
+                await until(lambda: rep.stats().symbols["SOL_USDC"].gaps > 0)
+                await asyncio.sleep(0.3)
                 await venue.pause()
                 await wait_caught_up(rep, flow)
                 assert mismatches(rep, flow) == []
@@ -194,10 +207,7 @@ def test_book_ticker_cross_check_repairs_a_silently_corrupted_book() -> None:
                                   book_ticker=True) as rep:
                 await rep.wait_synced(timeout=10)
                 forge_phantom_bid(rep.book("SOL_USDC"))
-                for _ in range(200):
-                    if rep.stats().symbols["SOL_USDC"].ticker_mismatches:
-                        break
-                    await asyncio.sleep(0.02)
+                await until(lambda: rep.stats().symbols["SOL_USDC"].ticker_mismatches)
                 assert rep.stats().symbols["SOL_USDC"].ticker_mismatches >= 1
                 await venue.pause()
                 await wait_caught_up(rep, flow)
@@ -212,16 +222,10 @@ def test_audit_counts_and_repairs_a_divergence() -> None:
             async with Replicator(SYMBOLS, rest_url=venue.rest_url, ws_url=venue.ws_url,
                                   audit_interval=0.1) as rep:
                 await rep.wait_synced(timeout=10)
-                for _ in range(100):
-                    if rep.stats().audits.passed >= 3:
-                        break
-                    await asyncio.sleep(0.05)
+                await until(lambda: rep.stats().audits.passed >= 3)
                 assert rep.stats().audits.passed >= 3 and rep.stats().audits.divergences == 0
                 forge_phantom_bid(rep.book("ETH_USDC"), deep=True)
-                for _ in range(200):
-                    if rep.stats().audits.divergences:
-                        break
-                    await asyncio.sleep(0.05)
+                await until(lambda: rep.stats().audits.divergences)
                 assert rep.stats().symbols["ETH_USDC"].audit_divergences == 1
                 await venue.pause()
                 await wait_caught_up(rep, flow)
@@ -258,10 +262,7 @@ def test_stale_snapshots_back_off_then_surface_as_an_error_and_recover() -> None
             await asyncio.sleep(0.5)  # history for the venue's lagging snapshots
             async with Replicator(["SOL_USDC"], rest_url=venue.rest_url, ws_url=venue.ws_url,
                                   snapshot_retry=policy) as rep:
-                for _ in range(100):
-                    if rep.status("SOL_USDC").startswith("error("):
-                        break
-                    await asyncio.sleep(0.02)
+                await until(lambda: rep.status("SOL_USDC").startswith("error("))
                 status = rep.status("SOL_USDC")
                 assert status.startswith("error(3 stale or failed snapshots in a row"), status
                 requests = rep.stats().symbols["SOL_USDC"].snapshot_requests

@@ -55,6 +55,14 @@ async def frames(ws: ClientConnection, count: int, stream: str | None = None) ->
     return found
 
 
+async def until(predicate: Callable[[], object], timeout: float = 30.0) -> None:
+    """Poll ``predicate`` until true; ``timeout`` only bounds a hang."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s"
+        await asyncio.sleep(0.01)
+
+
 def empty_book() -> Book:
     return {"bid": {}, "ask": {}}
 
@@ -323,7 +331,8 @@ def test_serving_a_replayed_capture() -> None:
                 url = f"{v.rest_url}/api/v1/depth"
                 replica.load((await http.get(url, params={"symbol": "NKN_USDT"})).json())
                 assert replica.last == 499869752
-                await asyncio.sleep(0.1)  # let the subscription land
+                await ws.send("not json")  # answered once the subscription has landed
+                assert "error" in await receive(ws)  # (requests are handled in order)
                 v.resume()
                 while replica.last != 499870179:
                     replica.feed((await frames(ws, 1))[0])
@@ -399,7 +408,11 @@ def test_string_times_and_zero_spelling() -> None:
             assert zeros and zeros <= {"0.000", "0.00000"}
             await v.pause()
             v.faults.string_times = v.faults.zero_spelling = False
-            await drain(ws)  # frames encoded before the switch
+            # Read the depth frames encoded before the switch: paused, they end at the
+            # truth's update id (waiting for 0.2 s of quiet could stop short under load).
+            last = max(d["u"] for d in sample if d["e"] == "depth")
+            while last < v.flow.truth(SYMBOL).last_update_id:
+                last = (await frames(ws, 1, f"depth.{SYMBOL}"))[0]["u"]
             v.resume()
             later = await frames(ws, 40, f"depth.{SYMBOL}")
             assert all(isinstance(d["E"], int) for d in later)
@@ -425,12 +438,18 @@ def test_subscribe_errors_and_unsubscribe() -> None:
             assert {m["stream"] for m in [await receive(ws) for _ in range(30)]} == {
                 f"depth.{SYMBOL}", "depth.BTC_USDC_PERP"}
             await subscribe(ws, f"depth.{SYMBOL}", method="UNSUBSCRIBE")
-            unsubscribed = time.monotonic()
-            late = set()  # streams still arriving once the unsubscribe has landed
-            while time.monotonic() < unsubscribed + 0.6:
-                stream = (await receive(ws))["stream"]
-                if time.monotonic() > unsubscribed + 0.2:
-                    late.add(stream)
+            # Requests are handled in order: the error reply to this one means the
+            # unsubscribe has landed (no timing guess).  SOL frames queued before
+            # it may still arrive, but none beyond the truth's update id by then.
+            await ws.send("not json")
+            while "error" not in await receive(ws):
+                pass
+            landed = v.flow.truth(SYMBOL).last_update_id
+            late = set()  # streams of frames produced once the unsubscribe has landed
+            for _ in range(100):
+                message = await receive(ws)
+                if message["stream"] != f"depth.{SYMBOL}" or message["data"]["u"] > landed:
+                    late.add(message["stream"])
             assert late == {"depth.BTC_USDC_PERP"}
 
     run(scenario)
@@ -440,14 +459,14 @@ def test_disconnect_all_with_close_code_and_abruptly() -> None:
     async def scenario() -> None:
         async with venue() as v:
             clients = [await connect(v) for _ in range(3)]
-            await asyncio.sleep(0.05)
+            await until(lambda: v.stats.connections == 3)  # the venue's handlers have run
             assert await v.disconnect_all(code=1001) == 3
             for ws in clients:
                 with pytest.raises(ConnectionClosed):
                     await asyncio.wait_for(ws.recv(), 5)
                 assert ws.close_code == 1001
             abrupt = await connect(v)
-            await asyncio.sleep(0.05)
+            await until(lambda: v.stats.connections == 4)
             await v.disconnect_all(abrupt=True)
             with pytest.raises(ConnectionClosed) as closed:
                 await asyncio.wait_for(abrupt.recv(), 5)
