@@ -175,21 +175,24 @@ def test_subscribes_in_batches_and_reconnects_after_close_and_abort() -> None:
 
 
 def test_answers_server_pings_and_survives_refused_connects() -> None:
-    """A server pinging every 50 ms with a 100 ms pong timeout keeps us connected;
+    """A server pinging every 50 ms with a 300 ms pong timeout keeps us connected;
     while nothing listens the connection keeps retrying with backoff."""
     async def main() -> None:
         async def handler(conn: ServerConnection) -> None:
             async for _ in conn:
                 await conn.send('{"stream": "depth.X", "data": {}}')
 
-        async with serve(handler, "127.0.0.1", 0, ping_interval=0.05, ping_timeout=0.1) as server:
+        # A pong timeout well above a loaded machine's scheduling hiccups, and a
+        # watch longer than interval + timeout: a client that did not answer
+        # pings would still be closed within it.
+        async with serve(handler, "127.0.0.1", 0, ping_interval=0.05, ping_timeout=0.3) as server:
             port = server.sockets[0].getsockname()[1]
             rec = Recorder()
             conn = StreamConnection(f"ws://127.0.0.1:{port}/", ["depth.X"], rec,
                                     ping_interval=None, backoff=Backoff(0.01, 0.05, 2.0, 0.5))
             task = asyncio.create_task(conn.run())
             await rec.until(lambda: rec.frames)
-            await asyncio.sleep(0.5)  # ten server pings
+            await asyncio.sleep(1.0)  # twenty server pings
             assert [e[0] for e in rec.events] == ["connected", "subscribed"]
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
