@@ -55,7 +55,8 @@ async def stack(*, rate: float = 300.0, seed: int = 7, **mirror_options: Any,
                 yield flow, venue, upstream, mirror
 
 
-async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> None:
+async def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "") -> None:
+    """Poll ``predicate`` (plain or async) until true; ``timeout`` only bounds a hang."""
     deadline = time.monotonic() + timeout
     while not await _call(predicate):
         if time.monotonic() > deadline:
@@ -325,7 +326,7 @@ async def _start_serve(venue: SimulatedVenue, symbols: list[str], log_path: Path
     )
     log_file.close()
     assert proc.stdout is not None
-    line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+    line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
     assert line.startswith("listening on http://127.0.0.1:"), (line, log_path.read_text())
     return proc, line.split()[2]
 
@@ -333,7 +334,7 @@ async def _start_serve(venue: SimulatedVenue, symbols: list[str], log_path: Path
 async def _stop(proc: asyncio.subprocess.Process, signum: int) -> None:
     """Signal the process; it must exit with status 0 (the timeout only bounds a hang)."""
     proc.send_signal(signum)
-    assert await asyncio.wait_for(proc.wait(), 10) == 0
+    assert await asyncio.wait_for(proc.wait(), 30) == 0
 
 
 def test_serve_process_feeds_independent_clients_and_stops_on_sigterm(tmp_path: Path) -> None:
@@ -348,7 +349,7 @@ def test_serve_process_feeds_independent_clients_and_stops_on_sigterm(tmp_path: 
             try:
                 ws_url = "ws" + url[4:] + "/"
                 async with Replicator(symbols, rest_url=url, ws_url=ws_url) as down:
-                    await down.wait_synced(timeout=15)
+                    await down.wait_synced(timeout=30)
                     exchange = _ccxt(url, ws_url) if HAVE_CCXT else None
                     watcher: asyncio.Task[None] | None = None
                     try:
@@ -412,7 +413,7 @@ def test_serve_stops_on_sigint_and_refuses_bad_arguments(tmp_path: Path) -> None
             proc, url = await _start_serve(venue, ["SOL_USDC"], tmp_path / "serve.log")
             try:
                 async with httpx.AsyncClient() as http:
-                    await wait_for(lambda: _status(http, url + "/health", 200), timeout=15)
+                    await wait_for(lambda: _status(http, url + "/health", 200))
                 await _stop(proc, signal.SIGINT)
             finally:
                 if proc.returncode is None:

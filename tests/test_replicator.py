@@ -272,7 +272,7 @@ def test_stale_snapshots_back_off_then_surface_as_an_error_and_recover() -> None
                 await asyncio.sleep(0.5)
                 assert rep.stats().symbols["SOL_USDC"].snapshot_requests == 3  # waiting, not looping
                 venue.faults.snapshot_lag = 0
-                await rep.wait_synced("SOL_USDC", timeout=5)
+                await rep.wait_synced("SOL_USDC", timeout=30)
                 assert rep.status("SOL_USDC") == "synced"
                 await venue.pause()
                 await wait_caught_up(rep, flow)

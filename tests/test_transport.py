@@ -141,7 +141,8 @@ class Recorder:
         self.events.append(("disconnected", reason))
         self.changed.set()
 
-    async def until(self, predicate: object, timeout: float = 5.0) -> None:
+    async def until(self, predicate: object, timeout: float = 30.0) -> None:
+        """Wait until ``predicate()`` is true; ``timeout`` only bounds a hang."""
         async def wait() -> None:
             while not predicate():  # type: ignore[operator]
                 self.changed.clear()
