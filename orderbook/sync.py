@@ -49,7 +49,7 @@ from enum import Enum
 from typing import Union
 
 from .book import OrderBook
-from .errors import CrossedBook, MalformedMessage, SequenceGap, UsageError, VenueDataError
+from .errors import CrossedBook, MalformedMessage, SequenceGap, StaleSnapshot, UsageError, VenueDataError
 from .wire import DepthEvent, Snapshot
 
 __all__ = [
@@ -197,8 +197,8 @@ class SymbolSync:
             return self._invalidate(reason, gap, keep=event)
         self.counters.stale_snapshots += 1
         self.stale_streak += 1
-        reason = f"stale snapshot: lastUpdateId={last} but next frame U={event.first_id}"
-        return self._invalidate(reason, gap, keep=event, resync=False)
+        stale = StaleSnapshot(self.symbol, last, event.first_id)
+        return self._invalidate(str(stale), stale, keep=event, resync=False)
 
     def receive_snapshot(self, snapshot: Snapshot, *, limit: int | None = None) -> list[Action]:
         """The REST snapshot requested earlier arrived.  Ignored (``[]``) when

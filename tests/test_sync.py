@@ -12,6 +12,7 @@ from orderbook import (
     BookInvalidated,
     MalformedMessage,
     RequestSnapshot,
+    StaleSnapshot,
     SymbolSync,
     SyncState,
     UsageError,
@@ -132,6 +133,9 @@ def test_stale_snapshot_found_by_the_first_frame() -> None:
     actions = machine.receive_frame(ev)
     assert kinds(actions) == [BookInvalidated, RequestSnapshot]
     assert isinstance(actions[0], (RequestSnapshot, BookInvalidated)) and "stale" in actions[0].reason
+    error = actions[0].error
+    assert isinstance(error, StaleSnapshot)
+    assert (error.snapshot_id, error.first_id) == (100, 103)
     c = machine.counters
     assert (c.stale_snapshots, c.gaps, c.resyncs) == (1, 0, 0)
     assert machine.state is SyncState.WAITING and machine.book.depth() == (0, 0)
