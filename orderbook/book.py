@@ -18,9 +18,14 @@ Each side is a :class:`Ladder`: a ``sortedcontainers.SortedList`` of integer
   level at about 130 bytes.
 * ``best`` caches the best level tuple, so reading the touch is O(1).
 
+* A deleted level's key may stay in the sorted list as a *dead* key (see
+  :class:`Ladder`): prices near the touch come and go constantly, and
+  reviving a dead key is a set operation instead of a sorted insert.
+
 Invariants (verified by :meth:`OrderBook.check_integrity`): the sorted list
-and the dict hold exactly the same keys; no quantity is zero; ``best`` is the first live key's level; the book is
-not crossed.
+holds exactly the dict's keys plus the dead keys, and its first key is live;
+no quantity is zero; ``best`` is the first key's level; dead keys are
+bounded; the book is not crossed.
 
 Sequencing: :meth:`OrderBook.apply_delta` accepts only a frame that continues
 the book: the first frame after a snapshot at ``L`` must satisfy
@@ -34,6 +39,7 @@ the book untouched.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from itertools import islice
 from decimal import MAX_PREC, Decimal, localcontext
 from typing import Literal, Union
 
@@ -41,6 +47,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sortedcontainers import SortedList
 
+from ._native import speedups
 from .errors import CrossedBook, IntegrityError, MalformedMessage, SequenceGap, UsageError
 from .wire import DepthEvent, RawLevels, Snapshot, is_decimal_string, parse_snapshot
 
@@ -58,6 +65,13 @@ _EXACT_DIGITS = 60
 _REMEMBERED_DEPTH = 100
 """Converted level tuples are kept for the best this many levels of a side
 only: reading the whole book must not triple its memory."""
+_DEAD_SLACK = 512
+"""A ladder keeps at most ``len(levels) // 2 + _DEAD_SLACK`` dead keys."""
+_KEY_LIST_LOAD = 128
+"""Sublist size of the sorted key lists (see :class:`_KeyList`)."""
+
+_native_apply_levels = None
+"""``orderbook._speedups.apply_levels`` when the C module is in use."""
 
 
 class _Rescale(Exception):
@@ -67,63 +81,119 @@ class _Rescale(Exception):
         self.decimals = decimals
 
 
+class _KeyList(SortedList):  # type: ignore[misc]
+    """A ``SortedList`` with smaller sublists.
+
+    The touch sits at the front of the first sublist, where every insert or
+    delete shifts the rest of that sublist; sortedcontainers' documentation
+    advises a load factor near the cube root of the size (its default, 1000,
+    suits millions of values), and books hold thousands of levels.
+    """
+
+    DEFAULT_LOAD_FACTOR = _KEY_LIST_LOAD
+
+
 class Ladder:
     """One side of a book, best level first.  See the module docstring.
 
     ``sign`` is -1 for bids (keys are negated prices) and +1 for asks.
+
+    Deleted keys stay in the sorted list as *dead* keys (listed in ``dead``,
+    absent from ``levels``) until the price comes back, reaches the front, or
+    there are too many of them: prices near the touch are deleted and re-added
+    all the time, and a set operation costs a fraction of a ``SortedList``
+    insert or remove.  Invariants: ``keys`` holds exactly ``levels`` plus
+    ``dead`` (disjoint); the first key is never dead; ``dead`` holds at most
+    ``len(levels) // 2 + _DEAD_SLACK`` keys after each change.
     """
 
-    __slots__ = ("sign", "scale", "keys", "levels", "prices", "best", "best_key")
+    __slots__ = ("sign", "scale", "keys", "levels", "prices", "dead", "best", "best_key", "touch_prices")
 
     def __init__(self, sign: int, scale: int = 0) -> None:
         self.sign = sign
         self.scale = scale
-        self.keys: SortedList = SortedList()
+        self.keys: SortedList = _KeyList()
         self.levels: dict[int, _Stored] = {}
         self.prices: dict[str, int] = {}
         """Price string -> key, for prices seen in deltas (bounded)."""
+        self.dead: set[int] = set()
         self.best: Level | None = None
         self.best_key: int | None = None
+        self.touch_prices: dict[int, Decimal] = {}
+        """Key -> exact price, for keys that have been the best (bounded)."""
+
+    def set_scale(self, decimals: int) -> None:
+        """Change the fixed-point scale; the key caches become void.  O(1)."""
+        if decimals != self.scale:
+            self.scale = decimals
+            self.prices.clear()
+            self.touch_prices.clear()
 
     def load(self, levels: dict[int, _Stored]) -> None:
         """Replace the whole content.  O(n log n)."""
         self.levels = levels
-        self.keys = SortedList(levels)
+        self.keys = _KeyList(levels)
+        self.dead = set()
         self.refresh_best()
 
     def apply(self, changes: list[tuple[int, str | None]]) -> bool:
         """Store validated ``(key, quantity or None=delete)`` changes.
 
         Returns True when the best level may have changed.  O(k log n).
+        (``orderbook._speedups.apply_levels`` does the same in C.)
         """
         levels = self.levels
         keys = self.keys
+        dead = self.dead
         best_key = self.best_key
         touched = best_key is None
         for key, qty in changes:
             if qty is None:
                 if levels.pop(key, None) is not None:
-                    keys.remove(key)
+                    dead.add(key)
             else:
                 if key not in levels:
-                    keys.add(key)
+                    if key in dead:
+                        dead.discard(key)
+                    else:
+                        keys.add(key)
                 levels[key] = qty
             if not touched and key <= best_key:  # type: ignore[operator]
                 touched = True
         if touched:
             self.refresh_best()
+        if len(dead) > len(levels) // 2 + _DEAD_SLACK:
+            self.compact()
         return touched
 
+    def compact(self) -> None:
+        """Drop every dead key from the sorted list.  O(n log n)."""
+        self.keys = _KeyList(self.levels)
+        self.dead = set()
+
     def refresh_best(self) -> None:
-        """Recompute ``best`` from the first key.  O(1)."""
-        keys = self.keys
-        if keys:
+        """Recompute ``best`` from the first live key, dropping dead keys
+        from the front.  O(1), plus O(log n) per dead key dropped."""
+        keys, levels = self.keys, self.levels
+        while keys:
             key = keys[0]
+            stored = levels.get(key)
+            if stored is None:  # a dead key reached the front: drop it for good
+                self.dead.remove(key)
+                del keys[0]
+                continue
+            if type(stored) is not tuple:
+                price = self.touch_prices.get(key)
+                if price is None:
+                    if len(self.touch_prices) >= _PRICE_CACHE_LIMIT:
+                        self.touch_prices.clear()
+                    price = self.touch_prices[key] = self.price_of(key)
+                stored = levels[key] = (price, Decimal(stored))  # type: ignore[arg-type]
             self.best_key = key
-            self.best = self.convert(key, self.levels[key])
-        else:
-            self.best_key = None
-            self.best = None
+            self.best = stored  # type: ignore[assignment]
+            return
+        self.best_key = None
+        self.best = None
 
     def convert(self, key: int, qty: _Stored, remember: bool = True) -> Level:
         """The level tuple of ``key``; with ``remember`` it replaces the
@@ -139,9 +209,16 @@ class Ladder:
         """The exact price of a key."""
         return Decimal(f"{key * self.sign}E-{self.scale}")
 
+    def live_keys(self, n: int | None) -> list[int]:
+        """The best ``n`` live keys (all when ``None``).  O(n + dead keys among them)."""
+        if not self.dead:
+            return self.keys[:n]  # type: ignore[no-any-return]
+        alive = filter(self.levels.__contains__, self.keys)
+        return list(alive if n is None else islice(alive, n))
+
     def view(self, n: int | None) -> list[Level]:
-        """The best ``n`` levels (all when ``None``).  O(log n + n)."""
-        keys = self.keys[:n]
+        """The best ``n`` levels (all when ``None``).  O(n + dead keys among them)."""
+        keys = self.live_keys(n)
         out = list(map(self.levels.__getitem__, keys))
         if str in map(type, out):  # some levels not read since they changed
             convert = self.convert
@@ -155,14 +232,17 @@ class Ladder:
         """Levels best first, converted on the way.  O(1) per level."""
         levels = self.levels
         convert = self.convert
-        for rank, key in enumerate(self.keys):
-            yield convert(key, levels[key], rank < _REMEMBERED_DEPTH)
+        rank = 0
+        for key in self.keys:
+            stored = levels.get(key)
+            if stored is not None:
+                yield convert(key, stored, rank < _REMEMBERED_DEPTH)
+                rank += 1
 
     def rescale(self, decimals: int) -> None:
         """Re-key for ``decimals`` decimal places (more than now).  O(n log n)."""
         factor = 10 ** (decimals - self.scale)
-        self.scale = decimals
-        self.prices.clear()
+        self.set_scale(decimals)
         # a level already read holds its price spelled at the old scale: re-spell it
         self.load({
             key * factor: qty if isinstance(qty, str) else (self.price_of(key * factor), qty[1])
@@ -175,22 +255,30 @@ class Ladder:
             key = self.sign * int(price.scaleb(self.scale))
         cut = self.keys.bisect_right(key)
         doomed = self.keys[cut:]
+        removed = 0
         for k in doomed:
-            del self.levels[k]
+            if self.levels.pop(k, None) is None:
+                self.dead.discard(k)
+            else:
+                removed += 1
         del self.keys[cut:]
         if doomed:
             self.refresh_best()
-        return len(doomed)
+        return removed
 
     def check(self, name: str) -> None:
         """Raise :class:`IntegrityError` unless every ladder invariant holds.  O(n)."""
-        keys, levels = self.keys, self.levels
+        keys, levels, dead = self.keys, self.levels, self.dead
         keys._check()
         listed = set(keys)
         if len(listed) != len(keys):
             raise IntegrityError(f"duplicate {name} keys")
-        if listed != set(levels):
+        if not dead.isdisjoint(levels):
+            raise IntegrityError(f"{name} keys both dead and live")
+        if listed != set(levels) | dead:
             raise IntegrityError(f"{name} keys and levels disagree")
+        if len(dead) > len(levels) // 2 + _DEAD_SLACK:
+            raise IntegrityError(f"{len(dead)} dead {name} keys were not compacted")
         for key, stored in levels.items():
             price, qty = self.convert(key, stored, remember=False)
             if not qty > 0:
@@ -198,8 +286,15 @@ class Ladder:
             if price != self.price_of(key):
                 raise IntegrityError(f"{name} key {key} does not match price {price}")
         first = keys[0] if keys else None
+        if first in dead:
+            raise IntegrityError(f"the first {name} key is dead")
         if self.best_key != first or (first is not None and self.best != self.convert(first, levels[first])):
             raise IntegrityError(f"cached best {name} {self.best} is not the best level")
+
+
+if speedups is not None:
+    speedups.configure_ladders(Ladder, _PRICE_CACHE_LIMIT, _DEAD_SLACK)
+    _native_apply_levels = speedups.apply_levels
 
 
 class OrderBook:
@@ -267,9 +362,7 @@ class OrderBook:
         if bids and asks and -min(bids) >= min(asks):
             raise CrossedBook(self.symbol, snap.bids[0][0], snap.asks[0][0], snap.last_update_id)
         for ladder, levels in ((self._bids, bids), (self._asks, asks)):
-            if scale != ladder.scale:
-                ladder.scale = scale
-                ladder.prices.clear()
+            ladder.set_scale(scale)
             ladder.load(levels)
         self._last_update_id = snap.last_update_id
         self._bridged = False
@@ -298,6 +391,24 @@ class OrderBook:
             self._check_first_frame(event)
         if event.symbol != self.symbol:
             raise UsageError(f"frame for {event.symbol} applied to the {self.symbol} book")
+        if _native_apply_levels is not None:
+            # C fast path: the same checks and changes as below, for a frame
+            # whose levels are all well formed at the current scale; else None
+            sides = _native_apply_levels(self._bids, self._asks, event.bids, event.asks)
+            if sides is not None:
+                if sides:
+                    if sides & 1:
+                        self._bids.refresh_best()
+                    if sides & 2:
+                        self._asks.refresh_best()
+                    if sides & 4:
+                        self._bids.compact()
+                    if sides & 8:
+                        self._asks.compact()
+                self._last_update_id = event.last_id
+                self._timestamp = event.engine_time
+                self._bridged = True
+                return bool(sides & 3)
         while True:
             try:
                 bids = self._prepare(event.bids, self._bids) if event.bids else None

@@ -31,6 +31,7 @@ from typing import Any, Union
 
 import orjson
 
+from ._native import speedups
 from .errors import MalformedMessage
 
 __all__ = [
@@ -105,6 +106,10 @@ WireEvent = Union[DepthEvent, BookTickerEvent, StreamReply, None]
 ``None`` for data of a stream the book does not use."""
 
 _loads = orjson.loads
+_native_depth_event = None
+if speedups is not None:
+    speedups.set_event_type(DepthEvent)
+    _native_depth_event = speedups.depth_event
 
 
 def is_decimal_string(value: object) -> bool:
@@ -129,13 +134,18 @@ def parse_decimal(value: object, field: str, symbol: str | None = None) -> Decim
     return Decimal(value)  # type: ignore[arg-type]
 
 
+_MAX_ID_DIGITS = 40
+"""Longest digit string accepted for an id or time (far beyond any real one;
+``int()`` itself refuses strings of thousands of digits)."""
+
+
 def _as_int(value: object, field: str, symbol: str | None) -> int:
     """An integer field sent as a JSON int or a decimal string (never a bool/float)."""
     if type(value) is int:
         if value < 0:
             raise MalformedMessage(f"{field} must be >= 0, got {value}", field=field, symbol=symbol)
         return value
-    if type(value) is str and value.isascii() and value.isdecimal():
+    if type(value) is str and value.isascii() and value.isdecimal() and len(value) <= _MAX_ID_DIGITS:
         return int(value)
     raise MalformedMessage(
         f"{field} must be an integer or a digit string, got {value!r}", field=field, symbol=symbol
@@ -188,7 +198,14 @@ def parse_frame(raw: bytes | bytearray | memoryview | str, *, validate_levels: b
         message = _loads(raw)
     except orjson.JSONDecodeError as exc:
         raise MalformedMessage(f"invalid JSON: {exc}") from exc
-    if type(message) is dict:  # fast path for the common case, a depth frame
+    if _native_depth_event is not None:  # C fast path: a well-formed depth frame, else None
+        event = _native_depth_event(message)
+        if event is not None:
+            if validate_levels:
+                _check_levels(event.bids, "b", event.symbol)
+                _check_levels(event.asks, "a", event.symbol)
+            return event  # type: ignore[no-any-return]
+    elif type(message) is dict:  # Python fast path for the common case, a depth frame
         stream = message.get("stream")
         data = message.get("data")
         if type(stream) is str and type(data) is dict and stream.startswith("depth."):
