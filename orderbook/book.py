@@ -218,9 +218,11 @@ class Ladder:
 
     def view(self, n: int | None) -> list[Level]:
         """The best ``n`` levels (all when ``None``).  O(n + dead keys among them)."""
-        keys = self.live_keys(n)
-        out = list(map(self.levels.__getitem__, keys))
+        # one pass over the stored values, skipping dead keys (levels.get -> None)
+        alive = filter(None, map(self.levels.get, self.keys))
+        out = list(alive if n is None else islice(alive, n))
         if str in map(type, out):  # some levels not read since they changed
+            keys = self.live_keys(n)
             convert = self.convert
             out = [
                 convert(key, stored, rank < _REMEMBERED_DEPTH)

@@ -98,6 +98,8 @@ class BookInvalidated:
     error: Exception | None = None
 
 
+_SYNCED = SyncState.SYNCED
+
 Action = Union[RequestSnapshot, BookChanged, BookInvalidated]
 """What a :class:`SymbolSync` input returns for the driver to carry out, in order."""
 
@@ -156,7 +158,7 @@ class SymbolSync:
 
     def receive_frame(self, event: DepthEvent) -> list[Action]:
         """A depth frame for this symbol arrived (in receive order)."""
-        if self.state is SyncState.WAITING:
+        if self.state is not _SYNCED:
             buffer = self._buffer
             if len(buffer) >= self.max_buffer:
                 buffer.popleft()
