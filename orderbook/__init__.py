@@ -7,8 +7,13 @@ Layers, data flowing one way (frame -> parse -> sync decides -> book applies
 * :mod:`orderbook.wire`  -- venue bytes/dicts -> typed events;
 * :mod:`orderbook.sync`  -- :class:`SymbolSync`, the sequencing state machine;
 * :mod:`orderbook.capture` -- reading, writing and replaying recorded sessions.
+
+The two hottest steps have optional C fast paths (``orderbook._speedups``,
+built at install when a compiler is present); :func:`implementation` says
+whether they are in use, and ``ORDERBOOK_PURE_PYTHON=1`` turns them off.
 """
 
+from ._native import implementation
 from .book import Ladder, Level, OrderBook
 from .capture import CaptureWriter, ReplayResult, decimal_str, read_capture, replay_capture
 from .errors import (
@@ -78,6 +83,7 @@ from .mirror import MirrorServer, MirrorStats
 __version__ = "0.1.0"
 
 __all__ = [
+    "implementation",
     "Action",
     "BookChanged",
     "BookInvalidated",

@@ -50,6 +50,7 @@ from typing import Any, Protocol
 import orjson
 from sortedcontainers import SortedDict, SortedList
 
+from ._native import implementation
 from .book import Level, OrderBook
 from .sync import SymbolSync, SyncState
 from .wire import parse_frame, parse_snapshot
@@ -894,7 +895,8 @@ def machine_info() -> str:
             versions.append(f"{name} (not installed)")
     return "\n".join(
         [
-            f"- Code: orderbook {_source_version()}",
+            f"- Code: orderbook {_source_version()}, hot path: {implementation()}"
+            " (`native` = the C fast paths of `orderbook._speedups`; `python` = pure Python)",
             f"- CPU: {cpu}, {os.cpu_count()} logical cores ({platform.machine()})",
             f"- OS: {platform.system()} {platform.release()}",
             f"- Python: {platform.python_implementation()} {sys.version.split()[0]}",

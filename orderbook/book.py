@@ -190,7 +190,7 @@ class Ladder:
                     price = self.touch_prices[key] = self.price_of(key)
                 stored = levels[key] = (price, Decimal(stored))  # type: ignore[arg-type]
             self.best_key = key
-            self.best = stored  # type: ignore[assignment]
+            self.best = stored
             return
         self.best_key = None
         self.best = None
@@ -224,10 +224,9 @@ class Ladder:
         if str in map(type, out):  # some levels not read since they changed
             keys = self.live_keys(n)
             convert = self.convert
-            out = [
-                convert(key, stored, rank < _REMEMBERED_DEPTH)
-                for rank, (key, stored) in enumerate(zip(keys, out))
-            ]
+            for rank, stored in enumerate(out):
+                if type(stored) is str:
+                    out[rank] = convert(keys[rank], stored, rank < _REMEMBERED_DEPTH)
         return out  # type: ignore[return-value]
 
     def __iter__(self) -> Iterator[Level]:
