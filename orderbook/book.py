@@ -392,24 +392,25 @@ class OrderBook:
             self._check_first_frame(event)
         if event.symbol != self.symbol:
             raise UsageError(f"frame for {event.symbol} applied to the {self.symbol} book")
+        sides = None
         if _native_apply_levels is not None:
-            # C fast path: the same checks and changes as below, for a frame
-            # whose levels are all well formed at the current scale; else None
+            # C fast path: the same checks and changes as _apply_levels, for a
+            # frame whose levels are all well formed at the current scale; else None
             sides = _native_apply_levels(self._bids, self._asks, event.bids, event.asks)
-            if sides is not None:
-                if sides:
-                    if sides & 1:
-                        self._bids.refresh_best()
-                    if sides & 2:
-                        self._asks.refresh_best()
-                    if sides & 4:
-                        self._bids.compact()
-                    if sides & 8:
-                        self._asks.compact()
-                self._last_update_id = event.last_id
-                self._timestamp = event.engine_time
-                self._bridged = True
-                return bool(sides & 3)
+        if sides is None:
+            touched = self._apply_levels(event)
+        else:
+            touched = bool(sides & 3)
+            if sides:
+                self._finish_native_apply(sides)
+        self._last_update_id = event.last_id
+        self._timestamp = event.engine_time
+        self._bridged = True
+        return touched
+
+    def _apply_levels(self, event: DepthEvent) -> bool:
+        """The reference path: check both sides whole, then store them;
+        True when a best level may have changed."""
         while True:
             try:
                 bids = self._prepare(event.bids, self._bids) if event.bids else None
@@ -422,10 +423,20 @@ class OrderBook:
         touched = bool(bids and self._bids.apply(bids))
         if asks and self._asks.apply(asks):
             touched = True
-        self._last_update_id = event.last_id
-        self._timestamp = event.engine_time
-        self._bridged = True
         return touched
+
+    def _finish_native_apply(self, sides: int) -> None:
+        """What ``Ladder.apply`` does after storing, for the bits returned by
+        ``_speedups.apply_levels``: 1/2 refresh the bid/ask best, 4/8 compact
+        the bid/ask dead keys."""
+        if sides & 1:
+            self._bids.refresh_best()
+        if sides & 2:
+            self._asks.refresh_best()
+        if sides & 4:
+            self._bids.compact()
+        if sides & 8:
+            self._asks.compact()
 
     def _check_first_frame(self, event: DepthEvent) -> None:
         """The sequence rule for anything but a plainly contiguous frame."""

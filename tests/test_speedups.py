@@ -743,14 +743,7 @@ def _leak_rounds(rounds: int) -> None:
 
     def store(bits: int | None) -> None:
         assert bits is not None
-        if bits & 1:
-            book._bids.refresh_best()
-        if bits & 2:
-            book._asks.refresh_best()
-        if bits & 4:
-            book._bids.compact()
-        if bits & 8:
-            book._asks.compact()
+        book._finish_native_apply(bits)
 
     def run(times: int) -> None:
         for _ in range(times):
