@@ -1,7 +1,7 @@
 /*
  * orderbook._speedups: optional native versions of the two hottest steps.
  *
- *   depth_event(message)  a decoded frame -> DepthEvent, or None
+ *   depth_frame(raw)      the JSON text of a depth frame -> DepthEvent, or None
  *   apply_levels(bids, asks, bid_levels, ask_levels) -> bits, or None
  *
  * Contract (what makes this safe to have twice): each function handles only
@@ -18,7 +18,7 @@
  * price at the ladder's current scale), as in the Python code.
  *
  * Reference counting: every PyObject* below is either borrowed from a
- * container the caller keeps alive for the whole call (the message, the
+ * container the caller keeps alive for the whole call (the raw text, the
  * level lists, the ladders) or owned and released before returning.
  */
 #define PY_SSIZE_T_CLEAN
@@ -29,60 +29,345 @@
 
 /* Set by orderbook.wire and orderbook.book when they are imported. */
 static PyObject *depth_event_type = NULL;
-/* Its fields' slot descriptors, in constructor order, and an empty tuple. */
+/* Its fields, in constructor order, and an empty tuple. */
 #define EVENT_FIELDS 7
 static const char *event_field_names[EVENT_FIELDS] = {
     "symbol", "first_id", "last_id", "event_time", "engine_time", "bids", "asks"};
-static PyObject *event_fields[EVENT_FIELDS];
 static PyObject *empty_tuple = NULL;
+enum { E_SYMBOL, E_FIRST, E_LAST, E_EVENT_TIME, E_ENGINE_TIME, E_BIDS, E_ASKS };
+static Py_ssize_t event_offsets[EVENT_FIELDS]; /* byte offsets of its slots */
 static Py_ssize_t price_cache_limit = 65536;
 static Py_ssize_t dead_slack = 256;
 
-/* Interned attribute and key names. */
-static PyObject *s_stream, *s_data, *s_U, *s_u, *s_E, *s_T, *s_s, *s_b, *s_a;
-static PyObject *s_add, *s_depth_prefix;
+/* Interned method names. */
+static PyObject *s_add, *s_refresh_best, *s_compact;
 
 #define MAX_INT64_DIGITS 18 /* any 18-digit decimal fits an int64 */
 
-/* ------------------------------------------------------------------ ids */
+/* The object slot at a byte offset (see configure()). */
+#define SLOT(object, offsets, slot) (*(PyObject **)((char *)(object) + (offsets)[slot]))
 
-/* An id or timestamp field: a non-negative int (returned with a new
- * reference) or a string of 1-18 ASCII digits (converted).  NULL without an
- * exception set means "not the common case"; NULL with one set is an error. */
-static PyObject *
-as_nonnegative_int(PyObject *value)
+/* Store `value` (a new reference, stolen) in an object slot. */
+static void
+set_slot(PyObject *object, Py_ssize_t offset, PyObject *value)
 {
-    if (PyLong_CheckExact(value)) {
-        int overflow = 0;
-        long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
-        if (v == -1 && PyErr_Occurred())
-            return NULL;
-        if (overflow < 0 || (overflow == 0 && v < 0))
-            return NULL;
-        Py_INCREF(value);
-        return value;
-    }
-    if (PyUnicode_CheckExact(value) && PyUnicode_IS_ASCII(value)) {
-        Py_ssize_t n = PyUnicode_GET_LENGTH(value);
-        const char *text = (const char *)PyUnicode_DATA(value);
-        if (n < 1 || n > MAX_INT64_DIGITS)
-            return NULL;
-        long long v = 0;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            if (text[i] < '0' || text[i] > '9')
-                return NULL;
-            v = v * 10 + (text[i] - '0');
-        }
-        return PyLong_FromLongLong(v);
-    }
-    return NULL;
+    PyObject **field = (PyObject **)((char *)object + offset);
+    PyObject *old = *field;
+    *field = value;
+    Py_XDECREF(old);
 }
 
-/* ----------------------------------------------------------- depth_event */
+
+/* ----------------------------------------------------------- depth_frame */
+
+/* depth_frame() reads the raw JSON text of a depth frame directly, for the
+ * one shape the venue sends:
+ *
+ *   {"stream":"depth.SYM","data":{"e":"depth","E":..,"s":"SYM",
+ *    "a":[["price","qty"],...],"b":[...],"U":..,"u":..,"T":..}}
+ *
+ * in any key order and with any JSON whitespace.  It accepts a strict
+ * subset of JSON: strings of printable ASCII without escapes, non-negative
+ * integers of at most 18 digits, and for unknown keys such a string or
+ * integer or true/false/null.  Anything else (escapes, non-ASCII, floats,
+ * nested unknown values, a repeated known key, a missing field, U > u, an
+ * "s" naming another symbol, trailing text) is declined, and the caller
+ * decodes the frame with orjson and the Python code.  So whatever this
+ * accepts is valid JSON that orjson + parse_message read the same way. */
+
+typedef struct {
+    const unsigned char *at;
+    const unsigned char *end;
+} Reader;
+
+/* The next character after JSON whitespace, or -1 at the end (not consumed). */
+static inline int
+peek(Reader *r)
+{
+    while (r->at < r->end) {
+        unsigned char c = *r->at;
+        if (c != ' ' && c != '\n' && c != '\r' && c != '\t')
+            return c;
+        r->at++;
+    }
+    return -1;
+}
+
+/* Consume `c` (after whitespace); 1 if it was there, else 0. */
+static inline int
+expect(Reader *r, int c)
+{
+    if (peek(r) != c)
+        return 0;
+    r->at++;
+    return 1;
+}
+
+typedef struct {
+    const char *text;
+    Py_ssize_t length;
+} Span;
+
+/* What a byte means inside a JSON string for read_plain_string: 0 an
+ * ordinary character, 1 the closing quote, 2 decline (a control character,
+ * an escape, or non-ASCII). */
+static unsigned char string_byte[256];
+
+static void
+init_string_bytes(void)
+{
+    for (int c = 0; c < 256; c++)
+        string_byte[c] = (c < 0x20 || c >= 0x80 || c == '\\') ? 2 : c == '"';
+}
+
+/* A string of printable ASCII without escapes: 1, or 0 to decline. */
+static int
+read_plain_string(Reader *r, Span *out)
+{
+    if (!expect(r, '"'))
+        return 0;
+    const unsigned char *start = r->at;
+    for (const unsigned char *p = start; p < r->end; p++) {
+        unsigned char kind = string_byte[*p];
+        if (kind == 0)
+            continue;
+        if (kind == 2)
+            return 0;
+        out->text = (const char *)start;
+        out->length = p - start;
+        r->at = p + 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* A JSON integer >= 0 of at most 18 digits (no leading zero, not followed by
+ * a fraction or exponent, which the caller's grammar check refuses). */
+static int
+read_json_uint(Reader *r, long long *value)
+{
+    const unsigned char *start = r->at, *p = start;
+    long long v = 0;
+    while (p < r->end && *p >= '0' && *p <= '9' && p - start < MAX_INT64_DIGITS + 1) {
+        v = v * 10 + (*p - '0');
+        p++;
+    }
+    Py_ssize_t digits = p - start;
+    if (digits == 0 || digits > MAX_INT64_DIGITS || (digits > 1 && *start == '0'))
+        return 0;
+    r->at = p;
+    *value = v;
+    return 1;
+}
+
+/* An id or time: a JSON integer, or a string of 1-18 ASCII digits (leading
+ * zeros allowed, as int() allows them). */
+static int
+read_id(Reader *r, long long *value)
+{
+    int c = peek(r);
+    if (c >= '0' && c <= '9')
+        return read_json_uint(r, value);
+    Span text;
+    if (c != '"' || !read_plain_string(r, &text))
+        return 0;
+    if (text.length < 1 || text.length > MAX_INT64_DIGITS)
+        return 0;
+    long long v = 0;
+    for (Py_ssize_t i = 0; i < text.length; i++) {
+        char digit = text.text[i];
+        if (digit < '0' || digit > '9')
+            return 0;
+        v = v * 10 + (digit - '0');
+    }
+    *value = v;
+    return 1;
+}
+
+/* The value of a key the reader does not use: a plain string, a small
+ * integer, true, false or null. */
+static int
+skip_simple_value(Reader *r)
+{
+    int c = peek(r);
+    if (c == '"') {
+        Span ignored;
+        return read_plain_string(r, &ignored);
+    }
+    if (c >= '0' && c <= '9') {
+        long long ignored;
+        return read_json_uint(r, &ignored);
+    }
+    static const char *literals[3] = {"true", "false", "null"};
+    for (int i = 0; i < 3; i++) {
+        size_t n = strlen(literals[i]);
+        if ((size_t)(r->end - r->at) >= n && memcmp(r->at, literals[i], n) == 0) {
+            r->at += n;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+ascii_string(Span text)
+{
+    PyObject *s = PyUnicode_New(text.length, 127);
+    if (s != NULL)
+        memcpy(PyUnicode_DATA(s), text.text, text.length);
+    return s;
+}
+
+/* [["price","qty"], ...] -> a new list of [price, qty] lists, exactly what
+ * orjson builds.  1 with *out set, 0 to decline, -1 on error. */
+static int
+read_levels(Reader *r, PyObject **out)
+{
+    if (!expect(r, '['))
+        return 0;
+    PyObject *levels = PyList_New(0);
+    if (levels == NULL)
+        return -1;
+    if (expect(r, ']')) {
+        *out = levels;
+        return 1;
+    }
+    for (;;) {
+        Span price, qty;
+        if (!expect(r, '[') || !read_plain_string(r, &price) || !expect(r, ',') ||
+            !read_plain_string(r, &qty) || !expect(r, ']'))
+            goto decline;
+        PyObject *pair = PyList_New(2);
+        if (pair == NULL)
+            goto error;
+        PyObject *price_text = ascii_string(price), *qty_text = ascii_string(qty);
+        PyList_SET_ITEM(pair, 0, price_text); /* a NULL item is fine for Py_DECREF */
+        PyList_SET_ITEM(pair, 1, qty_text);
+        int failed = price_text == NULL || qty_text == NULL || PyList_Append(levels, pair) < 0;
+        Py_DECREF(pair);
+        if (failed)
+            goto error;
+        if (expect(r, ','))
+            continue;
+        if (expect(r, ']'))
+            break;
+        goto decline;
+    }
+    *out = levels;
+    return 1;
+decline:
+    Py_DECREF(levels);
+    return 0;
+error:
+    Py_DECREF(levels);
+    return -1;
+}
+
+/* The last symbol built, reused while frames name the same one. */
+static PyObject *last_symbol = NULL;
+
+static PyObject *
+symbol_string(Span text)
+{
+    if (last_symbol != NULL && PyUnicode_GET_LENGTH(last_symbol) == text.length &&
+        memcmp(PyUnicode_DATA(last_symbol), text.text, text.length) == 0)
+        return Py_NewRef(last_symbol);
+    PyObject *symbol = ascii_string(text);
+    if (symbol != NULL)
+        Py_XSETREF(last_symbol, Py_NewRef(symbol));
+    return symbol;
+}
+
+enum { F_U = 1, F_u = 2, F_E = 4, F_T = 8, F_b = 16, F_a = 32, F_s = 64, F_ALL = 63 };
+
+typedef struct {
+    long long ids[4]; /* U, u, E, T */
+    PyObject *bids, *asks;
+    Span named;
+    int seen;
+} DepthData;
+
+/* The "data" object.  1, 0 to decline, -1 on error (lists owned by *data). */
+static int
+read_depth_data(Reader *r, DepthData *data)
+{
+    if (!expect(r, '{'))
+        return 0;
+    if (expect(r, '}'))
+        return 1;
+    do {
+        Span key;
+        int status = 1, field = 0;
+        if (!read_plain_string(r, &key) || !expect(r, ':'))
+            return 0;
+        if (key.length == 1) {
+            switch (key.text[0]) {
+            case 'U': field = F_U; break;
+            case 'u': field = F_u; break;
+            case 'E': field = F_E; break;
+            case 'T': field = F_T; break;
+            case 'b': field = F_b; break;
+            case 'a': field = F_a; break;
+            case 's': field = F_s; break;
+            }
+        }
+        if (field & data->seen)
+            return 0; /* a repeated key: JSON keeps the last, the reader declines */
+        data->seen |= field;
+        switch (field) {
+        case F_U: status = read_id(r, &data->ids[0]); break;
+        case F_u: status = read_id(r, &data->ids[1]); break;
+        case F_E: status = read_id(r, &data->ids[2]); break;
+        case F_T: status = read_id(r, &data->ids[3]); break;
+        case F_b: status = read_levels(r, &data->bids); break;
+        case F_a: status = read_levels(r, &data->asks); break;
+        case F_s: status = read_plain_string(r, &data->named); break;
+        default: status = skip_simple_value(r);
+        }
+        if (status != 1)
+            return status;
+    } while (expect(r, ','));
+    return expect(r, '}');
+}
+
+/* The whole message.  1, 0 to decline, -1 on error. */
+static int
+read_depth_message(Reader *r, Span *stream, DepthData *data)
+{
+    int seen_stream = 0, seen_data = 0;
+    if (!expect(r, '{'))
+        return 0;
+    if (expect(r, '}'))
+        return 0;
+    do {
+        Span key;
+        int status;
+        if (!read_plain_string(r, &key) || !expect(r, ':'))
+            return 0;
+        if (key.length == 6 && memcmp(key.text, "stream", 6) == 0) {
+            if (seen_stream++)
+                return 0;
+            status = read_plain_string(r, stream);
+        }
+        else if (key.length == 4 && memcmp(key.text, "data", 4) == 0) {
+            if (seen_data++)
+                return 0;
+            status = read_depth_data(r, data);
+        }
+        else {
+            status = skip_simple_value(r);
+        }
+        if (status != 1)
+            return status;
+    } while (expect(r, ','));
+    if (!expect(r, '}') || peek(r) != -1)
+        return 0; /* unclosed, or text after the object */
+    return seen_stream && seen_data;
+}
 
 /* DepthEvent(*values) without running the dataclass __init__ (a Python
  * function): allocate through the class's own tp_new and store each field
- * through its slot descriptor, exactly what __init__ does. */
+ * in its slot, exactly what __init__ does. */
 static PyObject *
 new_event(PyObject **values)
 {
@@ -90,91 +375,101 @@ new_event(PyObject **values)
     PyObject *event = cls->tp_new(cls, empty_tuple, NULL);
     if (event == NULL)
         return NULL;
-    for (int i = 0; i < EVENT_FIELDS; i++) {
-        if (Py_TYPE(event_fields[i])->tp_descr_set(event_fields[i], event, values[i]) < 0) {
-            Py_DECREF(event);
-            return NULL;
-        }
-    }
+    for (int i = 0; i < EVENT_FIELDS; i++)
+        set_slot(event, event_offsets[i], Py_NewRef(values[i]));
     return event;
 }
 
 static PyObject *
-depth_event(PyObject *module, PyObject *message)
+depth_frame(PyObject *module, PyObject *raw)
 {
-    PyObject *args[7] = {NULL, NULL, NULL, NULL, NULL, NULL, NULL};
-    PyObject *result = NULL;
-
+    Reader reader;
     if (depth_event_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "orderbook._speedups.set_event_type() was not called");
         return NULL;
     }
-    if (!PyDict_CheckExact(message))
+    if (PyBytes_CheckExact(raw)) {
+        reader.at = (const unsigned char *)PyBytes_AS_STRING(raw);
+        reader.end = reader.at + PyBytes_GET_SIZE(raw);
+    }
+    else if (PyUnicode_CheckExact(raw) && PyUnicode_IS_ASCII(raw)) {
+        reader.at = (const unsigned char *)PyUnicode_DATA(raw);
+        reader.end = reader.at + PyUnicode_GET_LENGTH(raw);
+    }
+    else {
         Py_RETURN_NONE;
-    PyObject *stream = PyDict_GetItemWithError(message, s_stream);
-    if (stream == NULL || !PyUnicode_CheckExact(stream))
+    }
+
+    Span stream = {NULL, 0};
+    DepthData data = {{0, 0, 0, 0}, NULL, NULL, {NULL, 0}, 0};
+    PyObject *values[EVENT_FIELDS] = {NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    PyObject *result = NULL;
+    int status = read_depth_message(&reader, &stream, &data);
+    if (status < 0)
+        goto done;
+    if (status == 0 || (data.seen & F_ALL) != F_ALL || data.ids[0] > data.ids[1])
         goto decline;
-    PyObject *data = PyDict_GetItemWithError(message, s_data);
-    if (data == NULL || !PyDict_CheckExact(data))
+    /* "depth.<anything>.<symbol>": the symbol follows the last dot */
+    if (stream.length < 7 || memcmp(stream.text, "depth.", 6) != 0)
         goto decline;
-    Py_ssize_t length = PyUnicode_GET_LENGTH(stream);
-    Py_ssize_t starts = PyUnicode_Tailmatch(stream, s_depth_prefix, 0, length, -1);
-    if (starts != 1)
+    Py_ssize_t dot = stream.length - 1;
+    while (stream.text[dot] != '.')
+        dot--;
+    Span symbol = {stream.text + dot + 1, stream.length - dot - 1};
+    if (symbol.length == 0)
         goto decline;
-    Py_ssize_t dot = PyUnicode_FindChar(stream, '.', 0, length, -1);
-    if (dot < 0 || dot + 1 >= length)
+    if ((data.seen & F_s) && (data.named.length != symbol.length ||
+                              memcmp(data.named.text, symbol.text, symbol.length) != 0))
         goto decline;
 
-    PyObject *first = PyDict_GetItemWithError(data, s_U);
-    PyObject *last = PyDict_GetItemWithError(data, s_u);
-    PyObject *bids = PyDict_GetItemWithError(data, s_b);
-    PyObject *asks = PyDict_GetItemWithError(data, s_a);
-    PyObject *event_time = PyDict_GetItemWithError(data, s_E);
-    PyObject *engine_time = PyDict_GetItemWithError(data, s_T);
-    if (!first || !last || !bids || !asks || !event_time || !engine_time)
-        goto decline;
-    if (!PyList_CheckExact(bids) || !PyList_CheckExact(asks))
-        goto decline;
-    if (!(args[1] = as_nonnegative_int(first)))
-        goto decline;
-    if (!(args[2] = as_nonnegative_int(last)))
-        goto decline;
-    int order = PyObject_RichCompareBool(args[1], args[2], Py_LE);
-    if (order != 1)
-        goto decline;
-    if (!(args[3] = as_nonnegative_int(event_time)))
-        goto decline;
-    if (!(args[4] = as_nonnegative_int(engine_time)))
-        goto decline;
-    if (!(args[0] = PyUnicode_Substring(stream, dot + 1, length)))
+    if (!(values[0] = symbol_string(symbol)))
         goto done;
-    PyObject *named = PyDict_GetItemWithError(data, s_s);
-    if (named != NULL) {
-        int same = PyObject_RichCompareBool(named, args[0], Py_EQ);
-        if (same != 1)
-            goto decline;
-    }
-    args[5] = bids;
-    args[6] = asks;
-    Py_INCREF(bids);
-    Py_INCREF(asks);
-    result = new_event(args);
+    for (int i = 0; i < 4; i++)
+        if (!(values[1 + i] = PyLong_FromLongLong(data.ids[i])))
+            goto done;
+    values[5] = data.bids;
+    values[6] = data.asks;
+    data.bids = data.asks = NULL; /* released through values[] */
+    result = new_event(values);
     goto done;
 
 decline:
-    if (!PyErr_Occurred()) {
-        result = Py_None;
-        Py_INCREF(result);
-    }
+    result = Py_NewRef(Py_None);
 done:
-    for (int i = 0; i < 7; i++)
-        Py_XDECREF(args[i]);
+    for (int i = 0; i < EVENT_FIELDS; i++)
+        Py_XDECREF(values[i]);
+    Py_XDECREF(data.bids);
+    Py_XDECREF(data.asks);
     return result;
 }
 
-/* ---------------------------------------------------------- apply_levels */
+/* ----------------------------------------------------------- apply_delta */
 
-typedef struct { /* one Ladder's fields */
+/* apply_delta(book, event) is OrderBook.apply_delta for the common case: a
+ * synced book (a frame already applied on top of its snapshot), a frame for
+ * the same symbol with U == last_update_id + 1, and levels that are all well
+ * formed at the ladders' current scale with keys that fit an int64.  It
+ * checks the whole frame first and declines (None) before changing anything
+ * but the price caches; then it stores both sides, recomputes each touched
+ * best level (in C when the frame itself shows the new best, else through
+ * Ladder.refresh_best), compacts dead keys like Ladder.apply, and advances
+ * the book.  It returns True/False exactly as the Python path would. */
+
+/* The classes and the byte offsets of their slots, set by configure():
+ * reading a slot is then one load instead of an attribute lookup. */
+static PyTypeObject *ladder_type = NULL, *book_type = NULL;
+static PyObject *decimal_type = NULL;
+enum { L_KEYS, L_LEVELS, L_PRICES, L_DEAD, L_SCALE, L_SIGN, L_BEST, L_BEST_KEY, L_TOUCH_PRICES, LADDER_SLOTS };
+static const char *ladder_slot_names[LADDER_SLOTS] = {
+    "keys", "levels", "prices", "dead", "scale", "sign", "best", "best_key", "touch_prices"};
+static Py_ssize_t ladder_offsets[LADDER_SLOTS];
+enum { B_SYMBOL, B_BIDS, B_ASKS, B_LAST, B_BRIDGED, B_TIMESTAMP, BOOK_SLOTS };
+static const char *book_slot_names[BOOK_SLOTS] = {
+    "symbol", "_bids", "_asks", "_last_update_id", "_bridged", "_timestamp"};
+static Py_ssize_t book_offsets[BOOK_SLOTS];
+
+typedef struct { /* one Ladder's fields, for one call */
+    PyObject *ladder; /* the Ladder (borrowed from the book, kept alive by it) */
     PyObject *keys;   /* SortedList of int keys */
     PyObject *levels; /* dict key -> stored quantity */
     PyObject *prices; /* dict price string -> key */
@@ -192,20 +487,12 @@ typedef struct {
     int delete;
 } Change;
 
-/* The Ladder class and the byte offsets of its slots, set by
- * configure_ladders(): reading a slot is then one load instead of an
- * attribute lookup (which costs more than the rest of a level's work). */
-static PyTypeObject *ladder_type = NULL;
-enum { L_KEYS, L_LEVELS, L_PRICES, L_DEAD, L_SCALE, L_SIGN, L_BEST_KEY, LADDER_SLOTS };
-static const char *ladder_slot_names[LADDER_SLOTS] = {
-    "keys", "levels", "prices", "dead", "scale", "sign", "best_key"};
-static Py_ssize_t ladder_offsets[LADDER_SLOTS];
-
-static PyObject *
-ladder_slot(PyObject *ladder, int slot)
-{
-    return *(PyObject **)((char *)ladder + ladder_offsets[slot]);
-}
+/* What storing a side's changes did to its best level. */
+enum {
+    BEST_KEPT,    /* unchanged (no change at or before the best key) */
+    BEST_KNOWN,   /* the best is change `best_change` (a new best, or a new quantity) */
+    BEST_UNKNOWN, /* the best key was deleted or the side was empty: ask the sorted list */
+};
 
 /* Read a Ladder's fields (the four containers with new references, released
  * by side_release, so that nothing run meanwhile can free them).
@@ -214,17 +501,18 @@ static int
 side_load(PyObject *ladder, Side *side)
 {
     int overflow = 0;
-    if (ladder_type == NULL || Py_TYPE(ladder) != ladder_type)
+    if (Py_TYPE(ladder) != ladder_type)
         return 0;
     for (int i = 0; i < LADDER_SLOTS; i++)
-        if (ladder_slot(ladder, i) == NULL)
+        if (SLOT(ladder, ladder_offsets, i) == NULL)
             return 0; /* an unset slot */
-    if (!PyDict_CheckExact(ladder_slot(ladder, L_LEVELS)) ||
-        !PyDict_CheckExact(ladder_slot(ladder, L_PRICES)) ||
-        !PySet_CheckExact(ladder_slot(ladder, L_DEAD)))
+    if (!PyDict_CheckExact(SLOT(ladder, ladder_offsets, L_LEVELS)) ||
+        !PyDict_CheckExact(SLOT(ladder, ladder_offsets, L_PRICES)) ||
+        !PyDict_CheckExact(SLOT(ladder, ladder_offsets, L_TOUCH_PRICES)) ||
+        !PySet_CheckExact(SLOT(ladder, ladder_offsets, L_DEAD)))
         return 0;
 
-    PyObject *value = ladder_slot(ladder, L_SCALE);
+    PyObject *value = SLOT(ladder, ladder_offsets, L_SCALE);
     if (!PyLong_CheckExact(value))
         return 0;
     side->scale = PyLong_AsLongAndOverflow(value, &overflow);
@@ -233,7 +521,7 @@ side_load(PyObject *ladder, Side *side)
     if (overflow || side->scale < 0 || side->scale > MAX_INT64_DIGITS)
         return 0;
 
-    value = ladder_slot(ladder, L_SIGN);
+    value = SLOT(ladder, ladder_offsets, L_SIGN);
     if (!PyLong_CheckExact(value))
         return 0;
     side->sign = PyLong_AsLongAndOverflow(value, &overflow);
@@ -242,7 +530,7 @@ side_load(PyObject *ladder, Side *side)
     if (overflow || (side->sign != 1 && side->sign != -1))
         return 0;
 
-    value = ladder_slot(ladder, L_BEST_KEY);
+    value = SLOT(ladder, ladder_offsets, L_BEST_KEY);
     side->has_best = value != Py_None;
     if (side->has_best) {
         if (!PyLong_CheckExact(value))
@@ -253,10 +541,11 @@ side_load(PyObject *ladder, Side *side)
         if (overflow)
             return 0;
     }
-    side->keys = Py_NewRef(ladder_slot(ladder, L_KEYS));
-    side->levels = Py_NewRef(ladder_slot(ladder, L_LEVELS));
-    side->prices = Py_NewRef(ladder_slot(ladder, L_PRICES));
-    side->dead = Py_NewRef(ladder_slot(ladder, L_DEAD));
+    side->ladder = ladder;
+    side->keys = Py_NewRef(SLOT(ladder, ladder_offsets, L_KEYS));
+    side->levels = Py_NewRef(SLOT(ladder, ladder_offsets, L_LEVELS));
+    side->prices = Py_NewRef(SLOT(ladder, ladder_offsets, L_PRICES));
+    side->dead = Py_NewRef(SLOT(ladder, ladder_offsets, L_DEAD));
     return 1;
 }
 
@@ -395,14 +684,17 @@ prepare_side(PyObject *raw, Side *side, Change *changes, Py_ssize_t *count)
     return 1;
 }
 
-/* Store validated changes into a side.  Returns the touched flag (0/1),
- * plus 2 when the dead keys are due for compaction, or -1 on error.
- * Mirrors Ladder.apply (which also refreshes and compacts; here the caller
- * does, from the returned bits). */
+/* Store validated changes into a side, as Ladder.apply does before it
+ * refreshes the best.  Sets *touched as Ladder.apply's return value (a
+ * change at or before the best key, or no best) and *best to what became
+ * of the best level (BEST_*; *best_change is then the index of the change
+ * that holds it).  Returns 0, or -1 on error. */
 static int
-apply_side(Side *side, Change *changes, Py_ssize_t count)
+apply_side(Side *side, Change *changes, Py_ssize_t count, int *touched, int *best, Py_ssize_t *best_change)
 {
-    int touched = !side->has_best;
+    long long best_value = side->best_key;
+    *touched = !side->has_best;
+    *best = side->has_best ? BEST_KEPT : BEST_UNKNOWN;
     for (Py_ssize_t i = 0; i < count; i++) {
         Change *change = &changes[i];
         PyObject *stored;
@@ -436,33 +728,161 @@ apply_side(Side *side, Change *changes, Py_ssize_t count)
             if (PyDict_SetItem(side->levels, change->key, change->qty) < 0)
                 return -1;
         }
-        if (!touched && change->value <= side->best_key)
-            touched = 1;
+        if (side->has_best && change->value <= side->best_key)
+            *touched = 1;
+        /* Every live key is >= best_value (the first key is live), so a key
+         * set below it is the new best; deleting the best leaves it to the
+         * sorted list. */
+        if (*best != BEST_UNKNOWN && change->value <= best_value) {
+            if (change->delete) {
+                if (change->value == best_value)
+                    *best = BEST_UNKNOWN;
+            }
+            else {
+                *best = BEST_KNOWN;
+                *best_change = i;
+                best_value = change->value;
+            }
+        }
     }
-    if (PySet_GET_SIZE(side->dead) > PyDict_GET_SIZE(side->levels) / 2 + dead_slack)
-        touched |= 2;
-    return touched;
+    return 0;
+}
+
+/* Ladder.refresh_best for a best known from the frame: key `change->key`
+ * now holds the quantity string `change->qty`.  Returns 0, or -1 on error. */
+static int
+set_best(Side *side, Change *change)
+{
+    PyObject *touch_prices = SLOT(side->ladder, ladder_offsets, L_TOUCH_PRICES);
+    PyObject *price = PyDict_GetItemWithError(touch_prices, change->key);
+    if (price != NULL) {
+        Py_INCREF(price);
+    }
+    else {
+        if (PyErr_Occurred())
+            return -1;
+        /* Ladder.price_of: Decimal(f"{key * sign}E-{scale}") */
+        PyObject *text = PyUnicode_FromFormat("%lldE-%ld", change->value * side->sign, side->scale);
+        if (text == NULL)
+            return -1;
+        price = PyObject_CallOneArg(decimal_type, text);
+        Py_DECREF(text);
+        if (price == NULL)
+            return -1;
+        if (PyDict_GET_SIZE(touch_prices) >= price_cache_limit)
+            PyDict_Clear(touch_prices);
+        if (PyDict_SetItem(touch_prices, change->key, price) < 0) {
+            Py_DECREF(price);
+            return -1;
+        }
+    }
+    PyObject *qty = PyObject_CallOneArg(decimal_type, change->qty);
+    if (qty == NULL) {
+        Py_DECREF(price);
+        return -1;
+    }
+    PyObject *level = PyTuple_New(2);
+    if (level == NULL) {
+        Py_DECREF(price);
+        Py_DECREF(qty);
+        return -1;
+    }
+    PyTuple_SET_ITEM(level, 0, price);
+    PyTuple_SET_ITEM(level, 1, qty);
+    if (PyDict_SetItem(side->levels, change->key, level) < 0) {
+        Py_DECREF(level);
+        return -1;
+    }
+    set_slot(side->ladder, ladder_offsets[L_BEST], level);
+    set_slot(side->ladder, ladder_offsets[L_BEST_KEY], Py_NewRef(change->key));
+    return 0;
+}
+
+/* After storing: refresh the best and compact dead keys, as Ladder.apply. */
+static int
+finish_side(Side *side, Change *change, int best)
+{
+    if (best == BEST_KNOWN) {
+        if (set_best(side, change) < 0)
+            return -1;
+    }
+    else if (best == BEST_UNKNOWN) {
+        PyObject *done = PyObject_CallMethodNoArgs(side->ladder, s_refresh_best);
+        if (done == NULL)
+            return -1;
+        Py_DECREF(done);
+    }
+    /* (refresh_best may have replaced nothing but best/best_key and dropped dead keys) */
+    if (PySet_GET_SIZE(side->dead) > PyDict_GET_SIZE(side->levels) / 2 + dead_slack) {
+        PyObject *done = PyObject_CallMethodNoArgs(side->ladder, s_compact);
+        if (done == NULL)
+            return -1;
+        Py_DECREF(done);
+    }
+    return 0;
+}
+
+/* The book continues with this frame: bridged, same symbol, U == last + 1.
+ * 1 yes, 0 decline, -1 error. */
+static int
+continues_book(PyObject *book, PyObject *event)
+{
+    if (SLOT(book, book_offsets, B_BRIDGED) != Py_True)
+        return 0;
+    PyObject *last = SLOT(book, book_offsets, B_LAST), *first = SLOT(event, event_offsets, E_FIRST);
+    if (last == NULL || first == NULL || !PyLong_CheckExact(last) || !PyLong_CheckExact(first))
+        return 0;
+    int overflow = 0;
+    long long last_id = PyLong_AsLongLongAndOverflow(last, &overflow);
+    if (last_id == -1 && PyErr_Occurred())
+        return -1;
+    if (overflow || last_id == LLONG_MAX)
+        return 0;
+    long long first_id = PyLong_AsLongLongAndOverflow(first, &overflow);
+    if (first_id == -1 && PyErr_Occurred())
+        return -1;
+    if (overflow || first_id != last_id + 1)
+        return 0;
+    PyObject *ours = SLOT(book, book_offsets, B_SYMBOL), *theirs = SLOT(event, event_offsets, E_SYMBOL);
+    if (ours == NULL || theirs == NULL)
+        return 0;
+    if (ours == theirs)
+        return 1;
+    if (!PyUnicode_CheckExact(ours) || !PyUnicode_CheckExact(theirs))
+        return 0;
+    return PyUnicode_Compare(ours, theirs) == 0 ? 1 : (PyErr_Occurred() ? -1 : 0);
 }
 
 static PyObject *
-apply_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+apply_delta(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "apply_levels(bids, asks, bid_levels, ask_levels)");
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "apply_delta(book, event)");
         return NULL;
     }
-    PyObject *raw_bids = args[2], *raw_asks = args[3];
-    if (!PyList_CheckExact(raw_bids) || !PyList_CheckExact(raw_asks))
+    PyObject *book = args[0], *event = args[1];
+    if (book_type == NULL || Py_TYPE(book) != book_type || depth_event_type == NULL ||
+        Py_TYPE(event) != (PyTypeObject *)depth_event_type)
+        Py_RETURN_NONE;
+    for (int i = 0; i < EVENT_FIELDS; i++)
+        if (SLOT(event, event_offsets, i) == NULL)
+            Py_RETURN_NONE;
+    int status = continues_book(book, event);
+    if (status <= 0)
+        return status < 0 ? NULL : Py_NewRef(Py_None);
+    PyObject *raws[2] = {SLOT(event, event_offsets, E_BIDS), SLOT(event, event_offsets, E_ASKS)};
+    PyObject *ladders[2] = {SLOT(book, book_offsets, B_BIDS), SLOT(book, book_offsets, B_ASKS)};
+    if (!PyList_CheckExact(raws[0]) || !PyList_CheckExact(raws[1]) || ladders[0] == NULL ||
+        ladders[1] == NULL)
         Py_RETURN_NONE;
 
     Side sides[2] = {{0}, {0}};
-    PyObject *raws[2] = {raw_bids, raw_asks};
-    Py_ssize_t total = PyList_GET_SIZE(raw_bids) + PyList_GET_SIZE(raw_asks);
+    Py_ssize_t total = PyList_GET_SIZE(raws[0]) + PyList_GET_SIZE(raws[1]);
     Change small[16];
     Change *changes = total <= 16 ? small : PyMem_New(Change, total);
     Py_ssize_t counts[2] = {0, 0};
     PyObject *result = NULL;
-    int status = 1;
+    int touched = 0;
 
     if (changes == NULL)
         return PyErr_NoMemory();
@@ -470,30 +890,38 @@ apply_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     for (int s = 0; s < 2 && status == 1; s++) {
         if (PyList_GET_SIZE(raws[s]) == 0)
             continue;
-        status = side_load(args[s], &sides[s]);
+        status = side_load(ladders[s], &sides[s]);
         if (status == 1)
             status = prepare_side(raws[s], &sides[s], changes + counts[0] * s, &counts[s]);
     }
-    if (status == 1) {
-        long touched = 0;
-        for (int s = 0; s < 2; s++) {
-            if (counts[s] == 0)
-                continue;
-            int side_touched = apply_side(&sides[s], changes + counts[0] * s, counts[s]);
-            if (side_touched < 0) {
-                status = -1;
-                break;
-            }
-            touched |= (long)(side_touched & 1) << s;
-            touched |= (long)(side_touched >> 1) << (s + 2);
-        }
-        if (status == 1)
-            result = PyLong_FromLong(touched);
+    if (status == 0) {
+        result = Py_NewRef(Py_None);
+        goto done;
     }
-    else if (status == 0) {
-        result = Py_None;
-        Py_INCREF(result);
+    if (status < 0)
+        goto done;
+    /* from here on the frame is applied whole (short of running out of memory) */
+    int best[2] = {BEST_KEPT, BEST_KEPT}, side_touched[2] = {0, 0};
+    Py_ssize_t best_change[2] = {0, 0};
+    for (int s = 0; s < 2; s++) {
+        if (counts[s] == 0)
+            continue;
+        if (apply_side(&sides[s], changes + counts[0] * s, counts[s], &side_touched[s], &best[s],
+                       &best_change[s]) < 0)
+            goto done;
     }
+    for (int s = 0; s < 2; s++) {
+        if (counts[s] == 0)
+            continue;
+        /* (an untouched side has best == BEST_KEPT: no change reached its best key) */
+        if (finish_side(&sides[s], changes + counts[0] * s + best_change[s], best[s]) < 0)
+            goto done;
+        touched |= side_touched[s];
+    }
+    set_slot(book, book_offsets[B_LAST], Py_NewRef(SLOT(event, event_offsets, E_LAST)));
+    set_slot(book, book_offsets[B_TIMESTAMP], Py_NewRef(SLOT(event, event_offsets, E_ENGINE_TIME)));
+    result = Py_NewRef(touched ? Py_True : Py_False);
+done:
     for (Py_ssize_t i = 0; i < counts[0] + counts[1]; i++)
         Py_DECREF(changes[i].key);
     if (changes != small)
@@ -505,68 +933,69 @@ apply_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 /* ------------------------------------------------------------- configure */
 
-static PyObject *
-set_event_type(PyObject *module, PyObject *cls)
+/* The byte offsets of object slots `names` of `cls` (each must be a
+ * __slots__ member).  0, or -1 with TypeError. */
+static int
+slot_offsets(PyObject *cls, const char **names, int count, Py_ssize_t *offsets)
 {
     if (!PyType_Check(cls)) {
-        PyErr_SetString(PyExc_TypeError, "set_event_type() needs the DepthEvent class");
-        return NULL;
+        PyErr_Format(PyExc_TypeError, "expected a class, got %R", cls);
+        return -1;
     }
-    PyObject *fields[EVENT_FIELDS];
-    for (int i = 0; i < EVENT_FIELDS; i++) {
-        /* each field must be a slot (a data descriptor on the class) */
-        fields[i] = PyObject_GetAttrString(cls, event_field_names[i]);
-        if (fields[i] == NULL || Py_TYPE(fields[i])->tp_descr_set == NULL) {
-            if (fields[i] != NULL)
-                PyErr_Format(PyExc_TypeError, "%R.%s is not a slot", cls, event_field_names[i]);
-            for (int j = 0; j <= i; j++)
-                Py_XDECREF(fields[j]);
-            return NULL;
-        }
-    }
-    for (int i = 0; i < EVENT_FIELDS; i++)
-        Py_XSETREF(event_fields[i], fields[i]);
-    Py_INCREF(cls);
-    Py_XSETREF(depth_event_type, cls);
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-configure_ladders(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 3 || !PyType_Check(args[0]) || !PyLong_CheckExact(args[1]) ||
-        !PyLong_CheckExact(args[2])) {
-        PyErr_SetString(PyExc_TypeError,
-                        "configure_ladders(Ladder, price_cache_limit: int, dead_slack: int)");
-        return NULL;
-    }
-    Py_ssize_t limit = PyLong_AsSsize_t(args[1]);
-    Py_ssize_t slack = PyLong_AsSsize_t(args[2]);
-    if ((limit == -1 || slack == -1) && PyErr_Occurred())
-        return NULL;
-    if (limit < 1 || slack < 0) {
-        PyErr_SetString(PyExc_ValueError, "configure_ladders needs a limit >= 1 and a slack >= 0");
-        return NULL;
-    }
-    Py_ssize_t offsets[LADDER_SLOTS];
-    for (int i = 0; i < LADDER_SLOTS; i++) {
-        /* each field must be an object slot: a member descriptor of the class */
-        PyObject *descr = PyObject_GetAttrString(args[0], ladder_slot_names[i]);
+    for (int i = 0; i < count; i++) {
+        PyObject *descr = PyObject_GetAttrString(cls, names[i]);
         if (descr == NULL)
-            return NULL;
+            return -1;
         int is_slot = Py_IS_TYPE(descr, &PyMemberDescr_Type) &&
                       ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX;
         if (is_slot)
             offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
         Py_DECREF(descr);
         if (!is_slot) {
-            PyErr_Format(PyExc_TypeError, "%R.%s is not a slot", args[0], ladder_slot_names[i]);
-            return NULL;
+            PyErr_Format(PyExc_TypeError, "%R.%s is not a slot", cls, names[i]);
+            return -1;
         }
     }
-    memcpy(ladder_offsets, offsets, sizeof offsets);
-    Py_INCREF(args[0]);
-    Py_XSETREF(ladder_type, (PyTypeObject *)args[0]);
+    return 0;
+}
+
+static PyObject *
+set_event_type(PyObject *module, PyObject *cls)
+{
+    Py_ssize_t offsets[EVENT_FIELDS];
+    if (slot_offsets(cls, event_field_names, EVENT_FIELDS, offsets) < 0)
+        return NULL;
+    memcpy(event_offsets, offsets, sizeof offsets);
+    Py_XSETREF(depth_event_type, Py_NewRef(cls));
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+configure(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5 || !PyType_Check(args[2]) || !PyLong_CheckExact(args[3]) ||
+        !PyLong_CheckExact(args[4])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "configure(Ladder, OrderBook, Decimal, price_cache_limit: int, dead_slack: int)");
+        return NULL;
+    }
+    Py_ssize_t limit = PyLong_AsSsize_t(args[3]);
+    Py_ssize_t slack = PyLong_AsSsize_t(args[4]);
+    if ((limit == -1 || slack == -1) && PyErr_Occurred())
+        return NULL;
+    if (limit < 1 || slack < 0) {
+        PyErr_SetString(PyExc_ValueError, "configure needs a limit >= 1 and a slack >= 0");
+        return NULL;
+    }
+    Py_ssize_t ladder[LADDER_SLOTS], book[BOOK_SLOTS];
+    if (slot_offsets(args[0], ladder_slot_names, LADDER_SLOTS, ladder) < 0 ||
+        slot_offsets(args[1], book_slot_names, BOOK_SLOTS, book) < 0)
+        return NULL;
+    memcpy(ladder_offsets, ladder, sizeof ladder);
+    memcpy(book_offsets, book, sizeof book);
+    Py_XSETREF(ladder_type, (PyTypeObject *)Py_NewRef(args[0]));
+    Py_XSETREF(book_type, (PyTypeObject *)Py_NewRef(args[1]));
+    Py_XSETREF(decimal_type, Py_NewRef(args[2]));
     price_cache_limit = limit;
     dead_slack = slack;
     Py_RETURN_NONE;
@@ -574,17 +1003,16 @@ configure_ladders(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 static PyMethodDef methods[] = {
     {"set_event_type", set_event_type, METH_O,
-     "set_event_type(DepthEvent): the class depth_event() builds (orderbook.wire sets it)."},
-    {"configure_ladders", (PyCFunction)(void (*)(void))configure_ladders, METH_FASTCALL,
-     "configure_ladders(Ladder, price_cache_limit, dead_slack): the class and bounds "
-     "orderbook.book uses."},
-    {"depth_event", depth_event, METH_O,
-     "depth_event(message) -> DepthEvent, or None when the message is not a well-formed "
-     "depth frame (the caller's Python path then decides and raises)."},
-    {"apply_levels", (PyCFunction)(void (*)(void))apply_levels, METH_FASTCALL,
-     "apply_levels(bids, asks, bid_levels, ask_levels) -> bits (1/2: the bid/ask best may "
-     "have changed; 4/8: compact the bid/ask dead keys), or None when the frame needs the "
-     "Python path (nothing applied)."},
+     "set_event_type(DepthEvent): the class depth_frame() builds (orderbook.wire sets it)."},
+    {"configure", (PyCFunction)(void (*)(void))configure, METH_FASTCALL,
+     "configure(Ladder, OrderBook, Decimal, price_cache_limit, dead_slack): the classes and "
+     "bounds apply_delta() works with (orderbook.book sets them)."},
+    {"depth_frame", depth_frame, METH_O,
+     "depth_frame(raw: bytes | str) -> DepthEvent, or None when the text is not a depth frame "
+     "in the strict common form (the caller then decodes it with orjson and Python)."},
+    {"apply_delta", (PyCFunction)(void (*)(void))apply_delta, METH_FASTCALL,
+     "apply_delta(book, event) -> True/False as OrderBook.apply_delta, or None when the frame "
+     "needs the Python path (nothing applied)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -598,18 +1026,11 @@ PyMODINIT_FUNC
 PyInit__speedups(void)
 {
 #define INTERN(var, text) if (!(var = PyUnicode_InternFromString(text))) return NULL
-    INTERN(s_stream, "stream");
-    INTERN(s_data, "data");
-    INTERN(s_U, "U");
-    INTERN(s_u, "u");
-    INTERN(s_E, "E");
-    INTERN(s_T, "T");
-    INTERN(s_s, "s");
-    INTERN(s_b, "b");
-    INTERN(s_a, "a");
     INTERN(s_add, "add");
-    INTERN(s_depth_prefix, "depth.");
+    INTERN(s_refresh_best, "refresh_best");
+    INTERN(s_compact, "compact");
 #undef INTERN
+    init_string_bytes();
     if (!(empty_tuple = PyTuple_New(0)))
         return NULL;
     return PyModule_Create(&module_def);

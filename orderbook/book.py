@@ -70,8 +70,8 @@ _DEAD_SLACK = 512
 _KEY_LIST_LOAD = 128
 """Sublist size of the sorted key lists (see :class:`_KeyList`)."""
 
-_native_apply_levels = None
-"""``orderbook._speedups.apply_levels`` when the C module is in use."""
+_native_apply_delta = None
+"""``orderbook._speedups.apply_delta`` when the C module is in use."""
 
 
 class _Rescale(Exception):
@@ -140,7 +140,7 @@ class Ladder:
         """Store validated ``(key, quantity or None=delete)`` changes.
 
         Returns True when the best level may have changed.  O(k log n).
-        (``orderbook._speedups.apply_levels`` does the same in C.)
+        (``orderbook._speedups.apply_delta`` does the same in C.)
         """
         levels = self.levels
         keys = self.keys
@@ -293,11 +293,6 @@ class Ladder:
             raise IntegrityError(f"cached best {name} {self.best} is not the best level")
 
 
-if speedups is not None:
-    speedups.configure_ladders(Ladder, _PRICE_CACHE_LIMIT, _DEAD_SLACK)
-    _native_apply_levels = speedups.apply_levels
-
-
 class OrderBook:
     """Exact replica of one symbol's order book.
 
@@ -388,29 +383,16 @@ class OrderBook:
         Cost: O(k log n) for k levels in the frame and n in the book; a level
         whose price is already present costs a few dict operations.
         """
+        if _native_apply_delta is not None:
+            # C fast path: a frame continuing a synced book, every level well
+            # formed at the current scale; the same result as below, else None
+            touched = _native_apply_delta(self, event)
+            if touched is not None:
+                return touched  # type: ignore[no-any-return]
         if not self._bridged or event.first_id != self._last_update_id + 1:  # type: ignore[operator]
             self._check_first_frame(event)
         if event.symbol != self.symbol:
             raise UsageError(f"frame for {event.symbol} applied to the {self.symbol} book")
-        sides = None
-        if _native_apply_levels is not None:
-            # C fast path: the same checks and changes as _apply_levels, for a
-            # frame whose levels are all well formed at the current scale; else None
-            sides = _native_apply_levels(self._bids, self._asks, event.bids, event.asks)
-        if sides is None:
-            touched = self._apply_levels(event)
-        else:
-            touched = bool(sides & 3)
-            if sides:
-                self._finish_native_apply(sides)
-        self._last_update_id = event.last_id
-        self._timestamp = event.engine_time
-        self._bridged = True
-        return touched
-
-    def _apply_levels(self, event: DepthEvent) -> bool:
-        """The reference path: check both sides whole, then store them;
-        True when a best level may have changed."""
         while True:
             try:
                 bids = self._prepare(event.bids, self._bids) if event.bids else None
@@ -423,20 +405,10 @@ class OrderBook:
         touched = bool(bids and self._bids.apply(bids))
         if asks and self._asks.apply(asks):
             touched = True
+        self._last_update_id = event.last_id
+        self._timestamp = event.engine_time
+        self._bridged = True
         return touched
-
-    def _finish_native_apply(self, sides: int) -> None:
-        """What ``Ladder.apply`` does after storing, for the bits returned by
-        ``_speedups.apply_levels``: 1/2 refresh the bid/ask best, 4/8 compact
-        the bid/ask dead keys."""
-        if sides & 1:
-            self._bids.refresh_best()
-        if sides & 2:
-            self._asks.refresh_best()
-        if sides & 4:
-            self._bids.compact()
-        if sides & 8:
-            self._asks.compact()
 
     def _check_first_frame(self, event: DepthEvent) -> None:
         """The sequence rule for anything but a plainly contiguous frame."""
@@ -657,6 +629,11 @@ class OrderBook:
             f"OrderBook({self.symbol!r}, last_update_id={self._last_update_id}, "
             f"bid={self.best_bid()}, ask={self.best_ask()}, depth={self.depth()})"
         )
+
+
+if speedups is not None:
+    speedups.configure(Ladder, OrderBook, Decimal, _PRICE_CACHE_LIMIT, _DEAD_SLACK)
+    _native_apply_delta = speedups.apply_delta
 
 
 def _fixed_point(price: str, scale: int) -> int:

@@ -7,18 +7,20 @@ This file guards that contract:
 
 * the extension really is built wherever a C compiler exists (a silently
   failed optional build would leave every install on the slow path);
-* ``depth_event`` never returns an event that differs from
-  ``parse_message(..., validate_levels=False)``, never returns one for a
-  message the Python code rejects, and does not decline well-formed frames
-  (Hypothesis: well-formed frames and malformed mutations of them; also
-  ``parse_frame`` with and without the fast path);
-* ``apply_levels``, through ``OrderBook.apply_delta``, leaves a book exactly
-  where the pure path leaves it (same levels, same return value, same
-  exception, same integrity) for random frames mixing good, malformed,
-  rescaling and int64-overflowing levels, with the default ladder bounds and
-  with tiny ones (frequent price-cache clearing and dead-key compaction); a
-  declined call leaves the ladders untouched except for true
-  entries in the price cache;
+* ``depth_frame`` (the C reader of raw frame text) never returns an event
+  that differs from ``orjson.loads`` + ``parse_message(...,
+  validate_levels=False)``, never returns one for text either rejects, and
+  takes every frame in the venue's plain form (Hypothesis: plain frames in
+  any key order and whitespace, decoded shapes of every kind rendered as
+  text, character-level damage to plain frames; also ``parse_frame`` with
+  and without the fast path);
+* ``apply_delta``, through ``OrderBook.apply_delta``, leaves a book exactly
+  where the pure path leaves it (same sorted keys, dead keys, stored levels
+  and best levels, same return value, same exception, same integrity) for
+  random frames mixing good, malformed, rescaling and int64-overflowing
+  levels, gaps and other symbols, with the default ladder bounds and with
+  tiny ones (frequent cache clearing and dead-key compaction); a declined
+  call leaves the book untouched except for true entries in the price cache;
 * neither function leaks memory or references;
 * the core test modules pass in pure-Python mode (``ORDERBOOK_PURE_PYTHON=1``).
 """
@@ -44,6 +46,8 @@ from unittest import mock
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+import orjson
 
 import orderbook.book as book_module
 import orderbook.wire as wire_module
@@ -80,11 +84,11 @@ def test_native_module_is_built_when_a_compiler_exists() -> None:
         "reinstall with `pip install -e .` and read the build output"
     )
     assert speedups is not None
-    assert book_module._native_apply_levels is speedups.apply_levels
-    assert wire_module._native_depth_event is speedups.depth_event
+    assert book_module._native_apply_delta is speedups.apply_delta
+    assert wire_module._native_depth_frame is speedups.depth_frame
 
 
-# ============================================================ depth_event
+# ============================================================ depth_frame
 
 SYMBOL_CHARS = string.ascii_uppercase + string.digits + "_"
 symbols = st.one_of(
@@ -200,99 +204,211 @@ def mutated_depth(draw: st.DrawFn) -> dict[str, Any] | Any:
     return message
 
 
-def _pure(message: object, *, validate_levels: bool = False) -> object:
-    """What the reference Python path makes of a decoded frame: a result, or
-    the MalformedMessage it raises."""
+def _pure_text(raw: bytes | str) -> object:
+    """What the reference path (``orjson.loads`` + ``parse_message``) makes of
+    a raw frame: a result, or the kind of error it raises."""
     try:
-        return parse_message(message, validate_levels=validate_levels)
+        message = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return "invalid JSON"
+    try:
+        return parse_message(message, validate_levels=False)
     except MalformedMessage as exc:
         return exc
 
 
-def _assert_depth_event_agrees(message: object) -> DepthEvent | None:
+def _assert_frame_agrees(raw: Any) -> DepthEvent | None:
+    """``depth_frame(raw)`` declines, or gives exactly the reference's event."""
     assert speedups is not None
-    event = speedups.depth_event(message)
-    reference = _pure(message)
-    if isinstance(reference, MalformedMessage):
-        assert event is None, f"depth_event accepted a frame Python rejects ({reference}): {message!r}"
-    if event is not None:
-        assert type(event) is DepthEvent
-        assert event == reference, f"depth_event gave {event!r}, Python {reference!r} for {message!r}"
-        for name in ("first_id", "last_id", "event_time", "engine_time"):
-            assert type(getattr(event, name)) is int
-        assert type(event.symbol) is str
-        assert event.bids is message["data"]["b"] and event.asks is message["data"]["a"]  # type: ignore[index]
+    event = speedups.depth_frame(raw)
+    if event is None:
+        return None
+    reference = _pure_text(raw)
+    assert type(event) is DepthEvent, event
+    assert event == reference, f"depth_frame gave {event!r}, the reference {reference!r} for {raw!r}"
+    for name in ("first_id", "last_id", "event_time", "engine_time"):
+        assert type(getattr(event, name)) is int
+    assert type(event.symbol) is str
+    for side in (event.bids, event.asks):  # what orjson builds: lists of [str, str] lists
+        assert type(side) is list
+        assert all(type(level) is list and [type(x) for x in level] == [str, str] for level in side)
     return event  # type: ignore[no-any-return]
 
 
+WHITESPACE = st.sampled_from(["", "", "", " ", "\n", "\t", "\r\n  "])
+
+
+@st.composite
+def render(draw: st.DrawFn, value: Any) -> str:
+    """``value`` as JSON text with random whitespace between the tokens."""
+    if isinstance(value, dict):
+        items = [
+            draw(WHITESPACE) + json.dumps(key) + draw(WHITESPACE) + ":" + draw(render(item))
+            for key, item in value.items()
+        ]
+        body = ",".join(items) or draw(WHITESPACE)
+        return draw(WHITESPACE) + "{" + body + draw(WHITESPACE) + "}" + draw(WHITESPACE)
+    if isinstance(value, list):
+        body = ",".join(draw(render(item)) for item in value) or draw(WHITESPACE)
+        return draw(WHITESPACE) + "[" + body + draw(WHITESPACE) + "]" + draw(WHITESPACE)
+    return draw(WHITESPACE) + json.dumps(value) + draw(WHITESPACE)
+
+
+PLAIN_TEXT = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E, blacklist_characters='"\\'), max_size=6)
+plain_scalars = st.one_of(st.none(), st.booleans(), st.integers(0, 10**18 - 1), PLAIN_TEXT)
+
+
+@st.composite
+def plain_depth(draw: st.DrawFn) -> tuple[str, DepthEvent]:
+    """A depth frame as JSON text in the plain form the fast path must take:
+    ASCII, no escapes, ids below 10**18, unknown keys with scalar values; any
+    key order and whitespace."""
+    symbol = draw(st.text(SYMBOL_CHARS, min_size=1, max_size=16))
+    first = draw(st.integers(0, 10**17))
+    last = first + draw(st.integers(0, 10**6))
+    event_time, engine_time = draw(st.integers(0, 10**18 - 1)), draw(st.integers(0, 10**18 - 1))
+    spelled = [draw(st.sampled_from([value, str(value), str(value).zfill(18)])) for value in
+               (first, last, event_time, engine_time)]  # fmt: skip
+    level = st.lists(st.one_of(decimal_texts, PLAIN_TEXT), min_size=2, max_size=2)
+    bids, asks = draw(st.lists(level, max_size=5)), draw(st.lists(level, max_size=5))
+    data: dict[str, Any] = draw(
+        st.dictionaries(PLAIN_TEXT.filter(lambda k: k not in DEPTH_FIELDS), plain_scalars, max_size=3)
+    )
+    data.update(zip(("U", "u", "E", "T"), spelled))
+    data.update({"e": "depth", "b": bids, "a": asks})
+    if draw(st.booleans()):
+        data["s"] = symbol
+    data = dict(draw(st.permutations(list(data.items()))))
+    message: dict[str, Any] = draw(
+        st.dictionaries(st.sampled_from(["id", "extra", "x"]), plain_scalars, max_size=2)
+    )
+    message["stream"] = draw(st.sampled_from(["depth.", "depth.200ms.", "depth.1000ms."])) + symbol
+    message["data"] = data
+    message = dict(draw(st.permutations(list(message.items()))))
+    return draw(render(message)), DepthEvent(symbol, first, last, event_time, engine_time, bids, asks)
+
+
 @needs_native
-@settings(max_examples=300, deadline=None)
-@given(well_formed_depth())
-def test_depth_event_accepts_well_formed_frames_and_matches_python(case: tuple[dict[str, Any], DepthEvent]) -> None:
-    message, expected = case
-    event = _assert_depth_event_agrees(message)
-    assert event is not None, f"depth_event declined a well-formed frame: {message!r}"
+@settings(max_examples=400, deadline=None)
+@given(plain_depth(), st.booleans())
+def test_depth_frame_takes_plain_frames_and_matches_the_reference(
+    case: tuple[str, DepthEvent], as_bytes: bool
+) -> None:
+    text, expected = case
+    raw = text.encode() if as_bytes else text
+    event = _assert_frame_agrees(raw)
+    assert event is not None, f"depth_frame declined a plain frame: {raw!r}"
     assert event == expected
 
 
 @needs_native
-@settings(max_examples=500, deadline=None)
-@given(mutated_depth())
-def test_depth_event_never_disagrees_with_python_on_mutated_frames(message: Any) -> None:
-    _assert_depth_event_agrees(message)
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(well_formed_depth().map(lambda case: case[0]), mutated_depth()), st.data())
+def test_depth_frame_never_disagrees_on_any_decoded_shape(message: Any, data: st.DataObject) -> None:
+    """Dict-level variety (nested and float values, huge ids, bad fields) rendered as JSON text."""
+    try:
+        text = data.draw(render(message))
+    except (TypeError, ValueError):  # a value JSON cannot hold
+        return
+    _assert_frame_agrees(text.encode())
+    _assert_frame_agrees(json.dumps(message, ensure_ascii=False).encode())
+
+
+JSON_NOISE = list('{}[]",:0123456789.-+eE \t\n\\/xuUTsab') + ["\x00", "\x1f", "\x7f", "é", "\ufeff", "null", "true"]
+
+
+@needs_native
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plain_depth(), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 2), st.sampled_from(JSON_NOISE)),
+                               min_size=1, max_size=3))  # fmt: skip
+def test_depth_frame_never_accepts_damaged_text_differently(
+    case: tuple[str, DepthEvent], edits: list[tuple[int, int, str]]
+) -> None:
+    """Byte-level damage to a plain frame (insert, replace or delete one
+    character): the reader must decline, or agree with orjson + Python."""
+    text = case[0]
+    for position, kind, char in edits:
+        at = position % (len(text) + 1)
+        if kind == 0:
+            text = text[:at] + char + text[at:]
+        elif kind == 1:
+            text = text[:at] + char + text[at + 1 :]
+        else:
+            text = text[:at] + text[at + 1 :]
+    _assert_frame_agrees(text.encode("utf-8", "surrogatepass"))
+    _assert_frame_agrees(text)
+
+
+DEPTH_BODY = '"U":1,"u":2,"E":3,"T":4,"b":[["1.5","2"]],"a":[]'
 
 
 @needs_native
 @pytest.mark.parametrize(
-    "message",
+    "raw",
     [
-        {"stream": "depth.", "data": {"U": 1, "u": 1, "E": 1, "T": 1, "b": [], "a": []}},
-        {"stream": "depth", "data": {"U": 1, "u": 1, "E": 1, "T": 1, "b": [], "a": []}},
-        {"stream": "depth.X.", "data": {"U": 1, "u": 1, "E": 1, "T": 1, "b": [], "a": []}},
-        {"stream": "trade.X", "data": {"U": 1, "u": 1, "E": 1, "T": 1, "b": [], "a": []}},
-        {"stream": "depth.X", "data": {"U": 2, "u": 1, "E": 1, "T": 1, "b": [], "a": []}},
-        {"stream": "depth.X", "data": {"U": "2", "u": "1", "E": 1, "T": 1, "b": [], "a": []}},
-        {"stream": "depth.X", "data": {"U": -1, "u": 1, "E": 1, "T": 1, "b": [], "a": []}},
-        {"stream": "depth.X", "data": {"U": True, "u": 1, "E": 1, "T": 1, "b": [], "a": []}},
-        {"stream": "depth.X", "data": {"U": 1.0, "u": 1, "E": 1, "T": 1, "b": [], "a": []}},
-        {"stream": "depth.X", "data": {"U": "١٢", "u": "١٢", "E": 1, "T": 1, "b": [], "a": []}},
-        {"stream": "depth.X", "data": {"U": "", "u": 1, "E": 1, "T": 1, "b": [], "a": []}},
-        {"stream": "depth.X", "data": {"U": 1, "u": 1, "E": "1.5", "T": 1, "b": [], "a": []}},
-        {"stream": "depth.X", "data": {"U": 1, "u": 1, "E": 1, "T": None, "b": [], "a": []}},
-        {"stream": "depth.X", "data": {"U": 1, "u": 1, "E": 1, "T": 1, "b": (), "a": []}},
-        {"stream": "depth.X", "data": {"U": 1, "u": 1, "E": 1, "T": 1, "b": [], "a": None}},
-        {"stream": "depth.X", "data": {"U": 1, "u": 1, "E": 1, "T": 1, "b": []}},
-        {"stream": "depth.X", "data": {"U": 1, "u": 1, "E": 1, "T": 1, "b": [], "a": [], "s": "Y"}},
-        {"stream": "depth.X", "data": {"U": 1, "u": 1, "E": 1, "T": 1, "b": [], "a": [], "s": None}},
-        {"stream": "depth.X", "data": {"U": "1" * 19, "u": "1" * 19, "E": 1, "T": 1, "b": [], "a": []}},
-        {"stream": "depth.X", "data": {"U": "1" * 41, "u": "1" * 41, "E": 1, "T": 1, "b": [], "a": []}},
-        {"stream": "depth.X", "data": [1]},
-        {"stream": "depth.X", "error": {"code": 1}},
-        {"stream": 5, "data": {}},
-        {"result": None, "id": 1},
-        [],
-        None,
+        '{"stream":"depth.X","data":{' + DEPTH_BODY + "}} x",  # text after the object
+        '{"stream":"depth.X","data":{' + DEPTH_BODY + "}",  # unclosed
+        '\ufeff{"stream":"depth.X","data":{' + DEPTH_BODY + "}}",  # byte order mark
+        '{"stream":"depth.X","stream":"depth.Y","data":{' + DEPTH_BODY + "}}",  # repeated key
+        '{"stream":"depth.X","data":{' + DEPTH_BODY + ',"U":2}}',
+        '{"stream":"depth.X","data":{' + DEPTH_BODY + "},}",  # trailing comma
+        '{"stream":"depth.X","data":{' + DEPTH_BODY + ",}}",
+        '{"stream":"depth.X","data":{' + DEPTH_BODY.replace('"U":1', '"U":01') + "}}",  # leading zero
+        '{"stream":"depth.X","data":{' + DEPTH_BODY.replace('"U":1', '"U":1.0') + "}}",
+        '{"stream":"depth.X","data":{' + DEPTH_BODY.replace('"U":1', '"U":1e0') + "}}",
+        '{"stream":"depth.X","data":{' + DEPTH_BODY.replace('"U":1', '"U":-1') + "}}",
+        '{"stream":"depth.X","data":{' + DEPTH_BODY.replace('"U":1', '"U":1' + "0" * 18) + "}}",
+        '{"stream":"depth.X","data":{' + DEPTH_BODY.replace('"U":1', '"U":"' + "1" * 19 + '"') + "}}",
+        '{"stream":"depth.X","data":{' + DEPTH_BODY.replace('"U":1,"u":2', '"U":"' + "9" * 19 + '","u":"' + "9" * 19 + '"') + "}}",
+        '{"stream":"depth.X","data":{' + DEPTH_BODY.replace('"U":1,"u":2', '"U":' + "9" * 19 + ',"u":' + "9" * 19) + "}}",
+        '{"stream":"depth.X","data":{' + DEPTH_BODY.replace('"E":3', '"E":"' + "0" * 19 + '3"') + "}}",
+        '{"stream":"depth.X","data":{' + DEPTH_BODY.replace('"U":1', '"U":3') + "}}",  # U > u
+        '{"stream":"depth.X","data":{' + DEPTH_BODY.replace('"1.5"', '"1\\u002e5"') + "}}",  # escape
+        '{"stream":"depth.X","data":{' + DEPTH_BODY.replace('"1.5"', '"1.5\t"') + "}}",  # control char
+        '{"stream":"depth.X","data":{' + DEPTH_BODY.replace('"1.5"', '1.5') + "}}",
+        '{"stream":"depth.X","data":{' + DEPTH_BODY.replace('["1.5","2"]', '["1.5","2","3"]') + "}}",
+        '{"stream":"depth.X","data":{' + DEPTH_BODY.replace('["1.5","2"]', '["1.5"]') + "}}",
+        '{"stream":"depth.X","data":{' + DEPTH_BODY.replace('["1.5","2"]', '["1.5","2"],') + "}}",
+        '{"stream":"depth.X","data":{' + DEPTH_BODY.replace(',"a":[]', "") + "}}",  # missing field
+        '{"stream":"depth.X","data":{' + DEPTH_BODY + ',"s":"Y"}}',
+        '{"stream":"depth.X","data":{' + DEPTH_BODY + ',"s":null}}',
+        '{"stream":"depth.X","data":{' + DEPTH_BODY + ',"x":{"y":1}}}',  # nested unknown value
+        '{"stream":"depth.X","data":{' + DEPTH_BODY + ',"x":[1]}}',
+        '{"stream":"depth.X","data":{' + DEPTH_BODY + ',"x":1.5}}',
+        '{"stream":"depth.X","data":{' + DEPTH_BODY + ',"x":nul}}',
+        '{"stream":"depth.","data":{' + DEPTH_BODY + "}}",
+        '{"stream":"depth.X.","data":{' + DEPTH_BODY + "}}",
+        '{"stream":"trade.X","data":{' + DEPTH_BODY + "}}",
+        '{"stream":"depth.X","data":[1]}',
+        '{"stream":"depth.X"}',
+        '{"data":{' + DEPTH_BODY + "}}",
+        '{"stream":"depth.é","data":{' + DEPTH_BODY + "}}",
+        '{"result":null,"id":1}',
+        "{}",
+        "[]",
+        "",
+        "null",
     ],
 )
-def test_depth_event_declines_edge_cases_python_rejects_or_handles(message: Any) -> None:
+def test_depth_frame_declines_what_it_must_not_read(raw: str) -> None:
     assert speedups is not None
-    reference = _pure(message)
-    event = _assert_depth_event_agrees(message)
-    if not isinstance(reference, DepthEvent):
-        assert event is None
+    assert speedups.depth_frame(raw) is None
+    assert speedups.depth_frame(raw.encode()) is None
 
 
 @needs_native
-def test_depth_event_handles_a_dict_subclass_and_multi_dot_streams_like_python() -> None:
+def test_depth_frame_reads_bytes_and_ascii_text_only() -> None:
     assert speedups is not None
-    data = {"U": 1, "u": 2, "E": 3, "T": 4, "b": [], "a": []}
-
-    class Frame(dict):  # type: ignore[type-arg]
-        pass
-
-    assert speedups.depth_event(Frame(stream="depth.X", data=data)) is None
-    event = _assert_depth_event_agrees({"stream": "depth.200ms.X", "data": dict(data, s="X")})
-    assert event == DepthEvent("X", 1, 2, 3, 4, [], [])
+    raw = '{"stream":"depth.200ms.X","data":{"e":"depth","s":"X",' + DEPTH_BODY + "}}"
+    expected = DepthEvent("X", 1, 2, 3, 4, [["1.5", "2"]], [])
+    assert _assert_frame_agrees(raw) == expected
+    assert _assert_frame_agrees(raw.encode()) == expected
+    for other in (bytearray(raw.encode()), memoryview(raw.encode()), None, 5, {"stream": "depth.X"}):
+        assert speedups.depth_frame(other) is None
+    # the symbol object is shared between frames of the same stream, and still right after a change
+    first, second = speedups.depth_frame(raw), speedups.depth_frame(raw.encode())
+    assert first.symbol is second.symbol
+    assert speedups.depth_frame(raw.replace("X", "Y")).symbol == "Y"
 
 
 @needs_native
@@ -310,7 +426,7 @@ def test_parse_frame_is_the_same_with_and_without_the_fast_path(
             return (type(exc), str(exc))
 
     native = outcome()
-    with mock.patch.object(wire_module, "_native_depth_event", None):
+    with mock.patch.object(wire_module, "_native_depth_frame", None):
         pure = outcome()
     assert native == pure, f"{raw!r}: native {native!r}, pure {pure!r}"
 
@@ -484,24 +600,29 @@ def native_must_accept(book: OrderBook, event: DepthEvent) -> bool:
     return True
 
 
+def whole_state(book: OrderBook) -> tuple[Any, ...]:
+    """Everything in a book but its caches."""
+    return (ladder_state(book._bids), ladder_state(book._asks), book.last_update_id, book.timestamp, book.bridged)
+
+
 class NativeSpy:
-    """Stands in for ``orderbook.book._native_apply_levels``: calls the C
+    """Stands in for ``orderbook.book._native_apply_delta``: calls the C
     function and checks, on every call, that a declined call changed nothing
     but the price cache and that the cache holds only true entries."""
 
     def __init__(self) -> None:
-        self.results: list[int | None] = []
+        self.results: list[bool | None] = []
 
-    def __call__(self, bids: Ladder, asks: Ladder, bid_levels: Any, ask_levels: Any) -> int | None:
+    def __call__(self, book: OrderBook, event: DepthEvent) -> bool | None:
         assert speedups is not None
-        before = (ladder_state(bids), ladder_state(asks))
-        result = speedups.apply_levels(bids, asks, bid_levels, ask_levels)
+        before = whole_state(book)
+        result = speedups.apply_delta(book, event)
         if result is None:
-            assert (ladder_state(bids), ladder_state(asks)) == before, "a declined apply_levels changed a ladder"
+            assert whole_state(book) == before, "a declined apply_delta changed the book"
         else:
-            assert type(result) is int and result >= 0
-        assert_price_cache_true(bids)
-        assert_price_cache_true(asks)
+            assert type(result) is bool
+        assert_price_cache_true(book._bids)
+        assert_price_cache_true(book._asks)
         self.results.append(result)
         return result  # type: ignore[no-any-return]
 
@@ -515,7 +636,7 @@ def ladder_bounds(cache_limit: int, dead_slack: int) -> Iterator[None]:
     def configure(limit: int, slack: int) -> None:
         assert speedups is not None
         book_module._PRICE_CACHE_LIMIT, book_module._DEAD_SLACK = limit, slack
-        speedups.configure_ladders(Ladder, limit, slack)
+        speedups.configure(Ladder, OrderBook, Decimal, limit, slack)
 
     try:
         configure(cache_limit, dead_slack)
@@ -547,16 +668,17 @@ def run_differential(snapshot: dict[str, Any], frames: list[tuple[str, int, int,
             "OTHER" if sequencing == "other symbol" else SYMBOL,
             first, max(first, last + 1) + span, 10 * step + 7, 10 * step + 5, bids, asks,
         )  # fmt: skip
-        must_accept = sequencing == "next" and native_must_accept(native_book, event)
+        must_accept = sequencing == "next" and native_book.bridged and native_must_accept(native_book, event)
         calls = len(spy.results)
-        with mock.patch.object(book_module, "_native_apply_levels", spy):
+        with mock.patch.object(book_module, "_native_apply_delta", spy):
             native = _outcome(native_book, event)
-        with mock.patch.object(book_module, "_native_apply_levels", None):
+        with mock.patch.object(book_module, "_native_apply_delta", None):
             pure = _outcome(pure_book, event)
         context = f"step {step}: {event!r}"
         assert native == pure, f"{context}: native {native!r}, pure {pure!r}"
         if must_accept:
-            assert spy.results[calls:] != [None], f"{context}: apply_levels declined a well-formed frame"
+            assert spy.results[calls:] != [None], f"{context}: apply_delta declined a well-formed frame"
+        assert whole_state(native_book) == whole_state(pure_book), context
         assert book_state(native_book) == book_state(pure_book), context
         native_book.check_integrity()
         pure_book.check_integrity()
@@ -592,29 +714,33 @@ def test_apply_delta_native_and_pure_agree_step_by_step(
         max_size=10,
     ),
 )
-def test_apply_levels_takes_every_well_formed_frame_at_the_current_scale(
+def test_apply_delta_takes_every_well_formed_frame_at_the_current_scale(
     snapshot: dict[str, Any], frames: list[tuple[str, int, int, list[tuple[Decimal, str]], list[tuple[Decimal, str]]]]
 ) -> None:
     """Prices of at most 2 decimals after a snapshot of scale >= 2: the fast path
-    must take every frame (else it is dead code), with the pure result."""
+    must take every frame after the first (which bridges the snapshot and is
+    left to Python), else it is dead code; with the pure result."""
     snapshot["bids"].append(["0.001", "1"])  # scale 3 from the start: no frame needs a rescale
     spelled = [
         (seq, back, span, [[spell(p, 0), q] for p, q in bids], [[spell(p, 0), q] for p, q in asks])
         for seq, back, span, bids, asks in frames
     ]
     spy = run_differential(snapshot, spelled)
-    assert None not in spy.results and len(spy.results) == len(frames)
+    assert spy.results[0] is None  # the bridging frame
+    assert None not in spy.results[1:] and len(spy.results) == len(frames)
 
 
 def _deep_book(levels_per_side: int) -> OrderBook:
+    """A book at update 1000, bridged (a first frame applied after the snapshot)."""
     book = OrderBook(SYMBOL)
     book.apply_snapshot(
         {
-            "lastUpdateId": 1000,
+            "lastUpdateId": 999,
             "bids": [[f"{50 - k / 100:.2f}", "1"] for k in range(levels_per_side)],
             "asks": [[f"{150 + k / 100:.2f}", "1"] for k in range(levels_per_side)],
         }
     )
+    book.apply_delta(DepthEvent(SYMBOL, 1000, 1000, 1, 1, [], []))
     return book
 
 
@@ -632,27 +758,30 @@ def test_mass_deletes_compaction_and_return_value_match_the_pure_path(touch_best
     for frame, (bids, asks) in enumerate([([], deep_asks), (deep_bids, []), ([["49.995", "1"]], [])]):
         event = DepthEvent(SYMBOL, 1001 + frame, 1001 + frame, 1, 1, bids, asks)
         spy = NativeSpy()
-        with mock.patch.object(book_module, "_native_apply_levels", spy):
+        with mock.patch.object(book_module, "_native_apply_delta", spy):
             native = _outcome(native_book, event)
-        with mock.patch.object(book_module, "_native_apply_levels", None):
+        with mock.patch.object(book_module, "_native_apply_delta", None):
             pure = _outcome(pure_book, event)
         assert native == pure, f"frame {frame}: native {native!r}, pure {pure!r}"
         if frame < 2:
             assert spy.results[0] is not None
+        assert whole_state(native_book) == whole_state(pure_book)
         assert book_state(native_book) == book_state(pure_book)
         native_book.check_integrity()
         pure_book.check_integrity()
 
 
 def _small_book() -> OrderBook:
+    """A book at update 100, bridged (a first frame applied after the snapshot)."""
     book = OrderBook(SYMBOL)
     book.apply_snapshot(
         {
-            "lastUpdateId": 100,
+            "lastUpdateId": 99,
             "bids": [["10.00", "1"], ["9.50", "2"], ["9.00", "3"]],
             "asks": [["10.50", "1.5"], ["11.00", "2"], ["12.00", "4"]],
         }
     )
+    book.apply_delta(DepthEvent(SYMBOL, 100, 100, 1, 1, [], []))
     return book
 
 
@@ -664,22 +793,22 @@ def _small_book() -> OrderBook:
      ["9.7.5", "1"], [" 9.75", "1"], ["9.75", ""], ["١٢", "1"]],
 )  # fmt: skip
 @pytest.mark.parametrize("side", ["bids", "asks"])
-def test_declined_apply_levels_leaves_the_ladders_unchanged(bad: Any, side: str) -> None:
+def test_declined_apply_delta_leaves_the_book_unchanged(bad: Any, side: str) -> None:
     assert speedups is not None
     book = _small_book()
     good_bids: list[Any] = [["9.75", "5"], ["10.00", "0"], ["9.25", "1"], ("8.00", "2")]
     good_asks: list[Any] = [["10.75", "5"], ["10.50", "0"], ["11.50", "1"]]
     bids, asks = (good_bids + [bad], good_asks) if side == "bids" else (good_bids, good_asks + [bad])
-    before = (ladder_state(book._bids), ladder_state(book._asks))
-    assert speedups.apply_levels(book._bids, book._asks, bids, asks) is None
-    assert (ladder_state(book._bids), ladder_state(book._asks)) == before
+    event = DepthEvent(SYMBOL, 101, 101, 1, 1, bids, asks)
+    before = whole_state(book)
+    assert speedups.apply_delta(book, event) is None
+    assert whole_state(book) == before
     assert_price_cache_true(book._bids)
     assert_price_cache_true(book._asks)
     # and the book then goes the pure way, to the same end as a pure book
     pure = _small_book()
-    event = DepthEvent(SYMBOL, 101, 101, 1, 1, bids, asks)
     native_outcome = _outcome(book, event)
-    with mock.patch.object(book_module, "_native_apply_levels", None):
+    with mock.patch.object(book_module, "_native_apply_delta", None):
         assert native_outcome == _outcome(pure, event)
     assert book_state(book) == book_state(pure)
     book._bids.check("bid")  # (a huge bid crosses the book, in both implementations)
@@ -687,18 +816,34 @@ def test_declined_apply_levels_leaves_the_ladders_unchanged(bad: Any, side: str)
 
 
 @needs_native
-def test_apply_levels_declines_non_list_sides_and_bad_ladders() -> None:
+def test_apply_delta_declines_what_the_python_path_must_decide() -> None:
     assert speedups is not None
     book = _small_book()
-    before = (ladder_state(book._bids), ladder_state(book._asks))
-    assert speedups.apply_levels(book._bids, book._asks, (["9.75", "1"],), []) is None
-    assert speedups.apply_levels(book._bids, book._asks, [], None) is None
+    before = whole_state(book)
+
+    def frame(first: int = 101, symbol: str = SYMBOL, bids: Any = (), asks: Any = ()) -> DepthEvent:
+        return DepthEvent(symbol, first, first, 1, 1, list(bids) if bids == () else bids, [] if asks == () else asks)
+
+    assert speedups.apply_delta(book, frame(bids=(["9.75", "1"],))) is None  # a tuple side
+    assert speedups.apply_delta(book, frame(asks=None)) is None
+    assert speedups.apply_delta(book, frame(first=102)) is None  # a gap
+    assert speedups.apply_delta(book, frame(first=100)) is None  # an old frame
+    assert speedups.apply_delta(book, frame(symbol="OTHER")) is None
+    assert speedups.apply_delta(book._bids, frame()) is None  # not a book
+    assert speedups.apply_delta(book, {"U": 101}) is None  # not an event
     book._bids.scale = 19  # beyond int64 fixed point: the C code must not try
-    assert speedups.apply_levels(book._bids, book._asks, [["9.75", "1"]], []) is None
+    assert speedups.apply_delta(book, frame(bids=[["9.75", "1"]])) is None
     book._bids.scale = 2
-    assert (ladder_state(book._bids), ladder_state(book._asks)) == before
+    book._last_update_id = 2**63 - 1  # U would not fit an int64
+    assert speedups.apply_delta(book, DepthEvent(SYMBOL, 2**63, 2**63, 1, 1, [], [])) is None
+    book._last_update_id = 100
+    assert whole_state(book) == before
+    unbridged = OrderBook(SYMBOL)
+    unbridged.apply_snapshot({"lastUpdateId": 100, "bids": [["1", "1"]], "asks": [["2", "1"]]})
+    assert speedups.apply_delta(unbridged, frame()) is None  # the first frame after a snapshot
+    assert unbridged.bridged is False
     with pytest.raises(TypeError):
-        speedups.apply_levels(book._bids, book._asks, [])
+        speedups.apply_delta(book)
 
 
 # =========================================================== leaks
@@ -716,7 +861,7 @@ def test_no_memory_or_reference_leaks(cache_limit: int | None) -> None:
 
 def _leak_rounds(rounds: int) -> None:
     assert speedups is not None
-    depth_event, apply_levels = speedups.depth_event, speedups.apply_levels
+    depth_frame, apply_delta = speedups.depth_frame, speedups.apply_delta
     fresh = "".join  # strings made at run time: no other code object shares them
     bids_levels = [[fresh(["9.", "75"]), fresh(["1.", "5"])], [fresh(["10.", "25"]), "2"]]
     asks_levels = [[fresh(["10.", "75"]), "3"]]
@@ -733,35 +878,42 @@ def _leak_rounds(rounds: int) -> None:
         {"stream": "trade.SOL_USDC", "data": good["data"]},
         [good],
     ]
+    good_raw = orjson.dumps(good)
+    declined_raw = [orjson.dumps(message) for message in declined] + [good_raw[:-1], good_raw.decode() + " x"]
     book = _small_book()
-    ladders = (book._bids, book._asks)
     add = ([[fresh(["9.", "80"]), fresh(["1.", "0"])], ["8.00", "2"]], [[fresh(["10.", "40"]), "1"], ["13.00", "2"]])
     delete = ([[add[0][0][0], "0"], ["8.00", "0.00"]], [[add[1][0][0], "0"], ["13.00", "0.0"]])
     bad = ([[add[0][0][0], "1"], [fresh(["9.", "1234"]), "1"]], [[add[1][0][0], "1"], [fresh(["x", "y"]), "1"]])
     many_bids = [[f"{5 + k / 100:.2f}", "1"] for k in range(40)]  # more than the 16-change stack buffer
     many_deletes = [[price, "0"] for price, _ in many_bids]
 
-    def store(bits: int | None) -> None:
-        assert bits is not None
-        book._finish_native_apply(bits)
+    def apply(bids: Any, asks: Any, accepted: bool = True) -> None:
+        last = book.last_update_id
+        assert last is not None
+        result = apply_delta(book, DepthEvent(SYMBOL, last + 1, last + 1, 5, 6, bids, asks))
+        assert (result is not None) == accepted
+        assert book.last_update_id == (last + 1 if accepted else last)
 
     def run(times: int) -> None:
         for _ in range(times):
-            assert depth_event(good) is not None
-            for message in declined:
-                assert depth_event(message) is None
-            store(apply_levels(*ladders, *add))
-            store(apply_levels(*ladders, *delete))
-            assert apply_levels(*ladders, bad[0], []) is None
-            assert apply_levels(*ladders, [], bad[1]) is None
-            store(apply_levels(*ladders, many_bids, []))
-            store(apply_levels(*ladders, many_deletes, []))
-            assert apply_levels(*ladders, many_bids + [["1", "x"]], []) is None
+            assert depth_frame(good_raw) is not None
+            assert depth_frame(good_raw.decode()) is not None
+            for raw in declined_raw:
+                assert depth_frame(raw) is None
+            apply(*add)
+            apply(*delete)
+            apply(bad[0], [], accepted=False)
+            apply([], bad[1], accepted=False)
+            apply(many_bids, [])
+            apply(many_deletes, [])
+            apply(many_bids + [["1", "x"]], [], accepted=False)
+            apply([["10.00", "0"]], [["10.50", "0"]])  # the best levels go: the sorted lists decide
+            apply([["10.00", "1"]], [["10.50", "1.5"]])
 
     run(500)  # warm up: price caches, dead keys, converted tuples reach a steady state
     gc.collect()
     watched: list[object] = [
-        good, good["data"], bids_levels, asks_levels, bids_levels[0], bids_levels[0][0], bids_levels[0][1],
+        good_raw, *declined_raw, bids_levels, asks_levels, bids_levels[0], bids_levels[0][0], bids_levels[0][1],
         good["data"]["U"], good["data"]["E"], *add[0], add[0][0][0], add[0][0][1], *bad[0], bad[1][1][0],
         many_bids[0][0],
     ]  # fmt: skip
@@ -805,7 +957,7 @@ def test_core_modules_pass_in_pure_python_mode() -> None:
         [sys.executable, "-c",
          "import orderbook.book as b, orderbook.wire as w\n"
          "from orderbook._native import implementation\n"
-         "print(implementation(), b._native_apply_levels, w._native_depth_event)"],
+         "print(implementation(), b._native_apply_delta, w._native_depth_frame)"],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert probe.returncode == 0, probe.stderr
