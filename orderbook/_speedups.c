@@ -40,7 +40,8 @@ static Py_ssize_t price_cache_limit = 65536;
 static Py_ssize_t dead_slack = 256;
 
 /* Interned method names. */
-static PyObject *s_add, *s_refresh_best, *s_compact;
+static PyObject *s_add, *s_refresh_best, *s_compact, *s_expand;
+static PyObject *s_lists, *s_maxes, *s_index, *s_load, *s_len;
 
 #define MAX_INT64_DIGITS 18 /* any 18-digit decimal fits an int64 */
 
@@ -457,7 +458,7 @@ done:
 
 /* The classes and the byte offsets of their slots, set by configure():
  * reading a slot is then one load instead of an attribute lookup. */
-static PyTypeObject *ladder_type = NULL, *book_type = NULL;
+static PyTypeObject *ladder_type = NULL, *book_type = NULL, *key_list_type = NULL;
 static PyObject *decimal_type = NULL;
 enum { L_KEYS, L_LEVELS, L_PRICES, L_DEAD, L_SCALE, L_SIGN, L_BEST, L_BEST_KEY, L_TOUCH_PRICES, LADDER_SLOTS };
 static const char *ladder_slot_names[LADDER_SLOTS] = {
@@ -684,6 +685,173 @@ prepare_side(PyObject *raw, Side *side, Change *changes, Py_ssize_t *count)
     return 1;
 }
 
+/* The sorted key list.  SortedList.add and the deletion of the first key
+ * are done here while the list is in its plain state (no positional index
+ * built, no sublist to split or merge), else by the SortedList methods
+ * themselves.  This reads sortedcontainers' internals (_lists: sorted
+ * sublists, _maxes: the last value of each, _index: the positional index,
+ * empty until a position is looked up, _len, _load), which have been stable
+ * through sortedcontainers 2.x; anything unexpected goes to the methods.
+ * SortedList._check(), run by Ladder.check, verifies them after every step
+ * of the differential tests. */
+
+typedef struct {
+    PyObject *lists, *maxes, *index, *load, *len; /* new references */
+} KeyList;
+
+static void
+key_list_release(KeyList *parts)
+{
+    Py_CLEAR(parts->lists);
+    Py_CLEAR(parts->maxes);
+    Py_CLEAR(parts->index);
+    Py_CLEAR(parts->load);
+    Py_CLEAR(parts->len);
+}
+
+/* 1 when `keys` is a plain-state key list (parts set), 0 when the methods
+ * must do the work (nothing held), -1 on error. */
+static int
+key_list_open(PyObject *keys, KeyList *parts)
+{
+    PyObject *names[5] = {s_lists, s_maxes, s_index, s_load, s_len};
+    PyObject **values[5] = {&parts->lists, &parts->maxes, &parts->index, &parts->load, &parts->len};
+    memset(parts, 0, sizeof *parts);
+    if (Py_TYPE(keys) != key_list_type)
+        return 0;
+    for (int i = 0; i < 5; i++) {
+        *values[i] = PyObject_GetAttr(keys, names[i]);
+        if (*values[i] == NULL) {
+            key_list_release(parts);
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+                return -1;
+            PyErr_Clear();
+            return 0;
+        }
+    }
+    if (parts->lists && parts->maxes && parts->index && parts->load && parts->len &&
+        PyList_CheckExact(parts->lists) && PyList_CheckExact(parts->maxes) &&
+        PyList_CheckExact(parts->index) && PyLong_CheckExact(parts->load) &&
+        PyLong_CheckExact(parts->len) && PyList_GET_SIZE(parts->index) == 0 &&
+        PyList_GET_SIZE(parts->lists) == PyList_GET_SIZE(parts->maxes))
+        return 1;
+    key_list_release(parts);
+    return 0;
+}
+
+/* bisect.bisect_right: the index after the last item <= value, or -1. */
+static Py_ssize_t
+bisect_right(PyObject *list, PyObject *value)
+{
+    Py_ssize_t low = 0, high = PyList_GET_SIZE(list);
+    while (low < high) {
+        Py_ssize_t mid = (low + high) / 2;
+        int less = PyObject_RichCompareBool(value, PyList_GET_ITEM(list, mid), Py_LT);
+        if (less < 0)
+            return -1;
+        if (less)
+            high = mid;
+        else
+            low = mid + 1;
+    }
+    return low;
+}
+
+static int
+key_list_add_len(PyObject *keys, KeyList *parts, long delta)
+{
+    PyObject *len = PyLong_FromSsize_t(PyLong_AsSsize_t(parts->len) + delta);
+    if (len == NULL)
+        return -1;
+    int status = PyObject_SetAttr(keys, s_len, len);
+    Py_DECREF(len);
+    return status;
+}
+
+/* keys.add(key).  0, or -1 on error. */
+static int
+key_list_add(PyObject *keys, PyObject *key)
+{
+    KeyList parts;
+    int plain = key_list_open(keys, &parts);
+    if (plain < 0)
+        return -1;
+    Py_ssize_t count = plain ? PyList_GET_SIZE(parts.maxes) : 0;
+    Py_ssize_t pos = count ? bisect_right(parts.maxes, key) : 0;
+    if (pos < 0)
+        goto error;
+    int new_maximum = pos == count;
+    if (new_maximum)
+        pos--;
+    PyObject *sublist = count ? PyList_GET_ITEM(parts.lists, pos) : NULL;
+    if (sublist == NULL || !PyList_CheckExact(sublist)) { /* empty, or not plain: SortedList.add */
+        key_list_release(&parts);
+        PyObject *done = PyObject_CallMethodOneArg(keys, s_add, key);
+        Py_XDECREF(done);
+        return done == NULL ? -1 : 0;
+    }
+    /* SortedList.add: a new maximum goes at the end of the last sublist, any
+     * other key into the first sublist whose maximum exceeds it */
+    if (new_maximum) {
+        if (PyList_Append(sublist, key) < 0 || PyList_SetItem(parts.maxes, pos, Py_NewRef(key)) < 0)
+            goto error;
+    }
+    else {
+        Py_ssize_t at = bisect_right(sublist, key);
+        if (at < 0 || PyList_Insert(sublist, at, key) < 0)
+            goto error;
+    }
+    long load = PyLong_AsLong(parts.load);
+    if (load == -1 && PyErr_Occurred())
+        goto error;
+    if (PyList_GET_SIZE(sublist) > 2 * load) { /* SortedList._expand splits it */
+        PyObject *where = PyLong_FromSsize_t(pos);
+        if (where == NULL)
+            goto error;
+        PyObject *done = PyObject_CallMethodOneArg(keys, s_expand, where);
+        Py_DECREF(where);
+        if (done == NULL)
+            goto error;
+        Py_DECREF(done);
+    }
+    if (key_list_add_len(keys, &parts, 1) < 0)
+        goto error;
+    key_list_release(&parts);
+    return 0;
+error:
+    key_list_release(&parts);
+    return -1;
+}
+
+/* del keys[0] on a non-empty list.  0, or -1 on error. */
+static int
+key_list_drop_first(PyObject *keys)
+{
+    KeyList parts;
+    int plain = key_list_open(keys, &parts);
+    if (plain < 0)
+        return -1;
+    if (plain && PyList_GET_SIZE(parts.lists) > 0) {
+        PyObject *first = PyList_GET_ITEM(parts.lists, 0);
+        long load = PyLong_AsLong(parts.load);
+        if (load == -1 && PyErr_Occurred()) {
+            key_list_release(&parts);
+            return -1;
+        }
+        /* SortedList._delete without a merge: the sublist keeps more than
+         * load/2 values and its last value (its entry in _maxes) */
+        if (PyList_CheckExact(first) && PyList_GET_SIZE(first) - 1 > (load >> 1)) {
+            int status = PyList_SetSlice(first, 0, 1, NULL);
+            if (status == 0)
+                status = key_list_add_len(keys, &parts, -1);
+            key_list_release(&parts);
+            return status;
+        }
+    }
+    key_list_release(&parts);
+    return PySequence_DelItem(keys, 0);
+}
+
 /* Store validated changes into a side, as Ladder.apply does before it
  * refreshes the best.  Sets *touched as Ladder.apply's return value (a
  * change at or before the best key, or no best) and *best to what became
@@ -719,10 +887,8 @@ apply_side(Side *side, Change *changes, Py_ssize_t count, int *touched, int *bes
                 if (revived < 0)
                     return -1;
                 if (!revived) {
-                    PyObject *done = PyObject_CallMethodOneArg(side->keys, s_add, change->key);
-                    if (done == NULL)
+                    if (key_list_add(side->keys, change->key) < 0)
                         return -1;
-                    Py_DECREF(done);
                 }
             }
             if (PyDict_SetItem(side->levels, change->key, change->qty) < 0)
@@ -748,13 +914,14 @@ apply_side(Side *side, Change *changes, Py_ssize_t count, int *touched, int *bes
     return 0;
 }
 
-/* Ladder.refresh_best for a best known from the frame: key `change->key`
- * now holds the quantity string `change->qty`.  Returns 0, or -1 on error. */
+/* The end of Ladder.refresh_best: `key` (whose value is `value`), the first
+ * key, holds the quantity string `qty`; store its level tuple and make it the
+ * best.  Returns 0, or -1 on error. */
 static int
-set_best(Side *side, Change *change)
+set_best(Side *side, PyObject *key, long long value, PyObject *qty_text)
 {
     PyObject *touch_prices = SLOT(side->ladder, ladder_offsets, L_TOUCH_PRICES);
-    PyObject *price = PyDict_GetItemWithError(touch_prices, change->key);
+    PyObject *price = PyDict_GetItemWithError(touch_prices, key);
     if (price != NULL) {
         Py_INCREF(price);
     }
@@ -762,7 +929,7 @@ set_best(Side *side, Change *change)
         if (PyErr_Occurred())
             return -1;
         /* Ladder.price_of: Decimal(f"{key * sign}E-{scale}") */
-        PyObject *text = PyUnicode_FromFormat("%lldE-%ld", change->value * side->sign, side->scale);
+        PyObject *text = PyUnicode_FromFormat("%lldE-%ld", value * side->sign, side->scale);
         if (text == NULL)
             return -1;
         price = PyObject_CallOneArg(decimal_type, text);
@@ -771,12 +938,12 @@ set_best(Side *side, Change *change)
             return -1;
         if (PyDict_GET_SIZE(touch_prices) >= price_cache_limit)
             PyDict_Clear(touch_prices);
-        if (PyDict_SetItem(touch_prices, change->key, price) < 0) {
+        if (PyDict_SetItem(touch_prices, key, price) < 0) {
             Py_DECREF(price);
             return -1;
         }
     }
-    PyObject *qty = PyObject_CallOneArg(decimal_type, change->qty);
+    PyObject *qty = PyObject_CallOneArg(decimal_type, qty_text);
     if (qty == NULL) {
         Py_DECREF(price);
         return -1;
@@ -789,13 +956,85 @@ set_best(Side *side, Change *change)
     }
     PyTuple_SET_ITEM(level, 0, price);
     PyTuple_SET_ITEM(level, 1, qty);
-    if (PyDict_SetItem(side->levels, change->key, level) < 0) {
+    if (PyDict_SetItem(side->levels, key, level) < 0) {
         Py_DECREF(level);
         return -1;
     }
     set_slot(side->ladder, ladder_offsets[L_BEST], level);
-    set_slot(side->ladder, ladder_offsets[L_BEST_KEY], Py_NewRef(change->key));
+    set_slot(side->ladder, ladder_offsets[L_BEST_KEY], Py_NewRef(key));
     return 0;
+}
+
+/* Ladder.refresh_best: drop dead keys from the front of the sorted list,
+ * then make the first key the best (None when the side is empty).  Anything
+ * unusual (a key list not in its plain state, a key beyond int64) goes to
+ * the method itself.  Returns 0, or -1 on error. */
+static int
+refresh_best(Side *side)
+{
+    for (;;) {
+        KeyList parts;
+        int plain = key_list_open(side->keys, &parts);
+        if (plain < 0)
+            return -1;
+        if (!plain)
+            break;
+        if (PyList_GET_SIZE(parts.lists) == 0) {
+            key_list_release(&parts);
+            set_slot(side->ladder, ladder_offsets[L_BEST], Py_NewRef(Py_None));
+            set_slot(side->ladder, ladder_offsets[L_BEST_KEY], Py_NewRef(Py_None));
+            return 0;
+        }
+        PyObject *sublist = PyList_GET_ITEM(parts.lists, 0);
+        PyObject *key = PyList_CheckExact(sublist) && PyList_GET_SIZE(sublist) > 0
+                            ? Py_NewRef(PyList_GET_ITEM(sublist, 0))
+                            : NULL;
+        key_list_release(&parts);
+        if (key == NULL)
+            break;
+        PyObject *stored = PyDict_GetItemWithError(side->levels, key);
+        int status = 0;
+        if (stored == NULL && !PyErr_Occurred()) { /* a dead key reached the front: drop it */
+            status = PySet_Discard(side->dead, key);
+            if (status == 1)
+                status = key_list_drop_first(side->keys);
+            else if (status == 0) { /* not listed as dead: the method raises */
+                Py_DECREF(key);
+                break;
+            }
+            Py_DECREF(key);
+            if (status < 0)
+                return -1;
+            continue;
+        }
+        if (stored == NULL) {
+            Py_DECREF(key);
+            return -1;
+        }
+        if (PyTuple_CheckExact(stored)) {
+            set_slot(side->ladder, ladder_offsets[L_BEST], Py_NewRef(stored));
+            set_slot(side->ladder, ladder_offsets[L_BEST_KEY], key);
+            return 0;
+        }
+        int overflow = 0;
+        long long value = PyLong_CheckExact(key) ? PyLong_AsLongLongAndOverflow(key, &overflow) : 0;
+        if (value == -1 && PyErr_Occurred()) {
+            Py_DECREF(key);
+            return -1;
+        }
+        if (!PyLong_CheckExact(key) || overflow || !PyUnicode_CheckExact(stored)) {
+            Py_DECREF(key);
+            break;
+        }
+        Py_INCREF(stored); /* (set_best replaces it in the dict) */
+        status = set_best(side, key, value, stored);
+        Py_DECREF(stored);
+        Py_DECREF(key);
+        return status;
+    }
+    PyObject *done = PyObject_CallMethodNoArgs(side->ladder, s_refresh_best);
+    Py_XDECREF(done);
+    return done == NULL ? -1 : 0;
 }
 
 /* After storing: refresh the best and compact dead keys, as Ladder.apply. */
@@ -803,16 +1042,13 @@ static int
 finish_side(Side *side, Change *change, int best)
 {
     if (best == BEST_KNOWN) {
-        if (set_best(side, change) < 0)
+        if (set_best(side, change->key, change->value, change->qty) < 0)
             return -1;
     }
     else if (best == BEST_UNKNOWN) {
-        PyObject *done = PyObject_CallMethodNoArgs(side->ladder, s_refresh_best);
-        if (done == NULL)
+        if (refresh_best(side) < 0)
             return -1;
-        Py_DECREF(done);
     }
-    /* (refresh_best may have replaced nothing but best/best_key and dropped dead keys) */
     if (PySet_GET_SIZE(side->dead) > PyDict_GET_SIZE(side->levels) / 2 + dead_slack) {
         PyObject *done = PyObject_CallMethodNoArgs(side->ladder, s_compact);
         if (done == NULL)
@@ -973,14 +1209,15 @@ set_event_type(PyObject *module, PyObject *cls)
 static PyObject *
 configure(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5 || !PyType_Check(args[2]) || !PyLong_CheckExact(args[3]) ||
-        !PyLong_CheckExact(args[4])) {
+    if (nargs != 6 || !PyType_Check(args[2]) || !PyType_Check(args[3]) ||
+        !PyLong_CheckExact(args[4]) || !PyLong_CheckExact(args[5])) {
         PyErr_SetString(PyExc_TypeError,
-                        "configure(Ladder, OrderBook, Decimal, price_cache_limit: int, dead_slack: int)");
+                        "configure(Ladder, OrderBook, key list class, Decimal, price_cache_limit: int, "
+                        "dead_slack: int)");
         return NULL;
     }
-    Py_ssize_t limit = PyLong_AsSsize_t(args[3]);
-    Py_ssize_t slack = PyLong_AsSsize_t(args[4]);
+    Py_ssize_t limit = PyLong_AsSsize_t(args[4]);
+    Py_ssize_t slack = PyLong_AsSsize_t(args[5]);
     if ((limit == -1 || slack == -1) && PyErr_Occurred())
         return NULL;
     if (limit < 1 || slack < 0) {
@@ -995,7 +1232,8 @@ configure(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     memcpy(book_offsets, book, sizeof book);
     Py_XSETREF(ladder_type, (PyTypeObject *)Py_NewRef(args[0]));
     Py_XSETREF(book_type, (PyTypeObject *)Py_NewRef(args[1]));
-    Py_XSETREF(decimal_type, Py_NewRef(args[2]));
+    Py_XSETREF(key_list_type, (PyTypeObject *)Py_NewRef(args[2]));
+    Py_XSETREF(decimal_type, Py_NewRef(args[3]));
     price_cache_limit = limit;
     dead_slack = slack;
     Py_RETURN_NONE;
@@ -1005,7 +1243,8 @@ static PyMethodDef methods[] = {
     {"set_event_type", set_event_type, METH_O,
      "set_event_type(DepthEvent): the class depth_frame() builds (orderbook.wire sets it)."},
     {"configure", (PyCFunction)(void (*)(void))configure, METH_FASTCALL,
-     "configure(Ladder, OrderBook, Decimal, price_cache_limit, dead_slack): the classes and "
+     "configure(Ladder, OrderBook, key list class, Decimal, price_cache_limit, dead_slack): the "
+     "classes and "
      "bounds apply_delta() works with (orderbook.book sets them)."},
     {"depth_frame", depth_frame, METH_O,
      "depth_frame(raw: bytes | str) -> DepthEvent, or None when the text is not a depth frame "
@@ -1029,6 +1268,12 @@ PyInit__speedups(void)
     INTERN(s_add, "add");
     INTERN(s_refresh_best, "refresh_best");
     INTERN(s_compact, "compact");
+    INTERN(s_expand, "_expand");
+    INTERN(s_lists, "_lists");
+    INTERN(s_maxes, "_maxes");
+    INTERN(s_index, "_index");
+    INTERN(s_load, "_load");
+    INTERN(s_len, "_len");
 #undef INTERN
     init_string_bytes();
     if (!(empty_tuple = PyTuple_New(0)))

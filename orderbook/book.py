@@ -632,7 +632,7 @@ class OrderBook:
 
 
 if speedups is not None:
-    speedups.configure(Ladder, OrderBook, Decimal, _PRICE_CACHE_LIMIT, _DEAD_SLACK)
+    speedups.configure(Ladder, OrderBook, _KeyList, Decimal, _PRICE_CACHE_LIMIT, _DEAD_SLACK)
     _native_apply_delta = speedups.apply_delta
 
 

@@ -559,6 +559,8 @@ def assert_price_cache_true(ladder: Ladder) -> None:
 
 def book_state(book: OrderBook) -> tuple[Any, ...]:
     return (
+        book.bids(6),  # (a positional slice: with tiny sublists it builds the key lists' index)
+        book.asks(6),
         book.bids(),
         book.asks(),
         book.best_bid(),
@@ -636,7 +638,7 @@ def ladder_bounds(cache_limit: int, dead_slack: int) -> Iterator[None]:
     def configure(limit: int, slack: int) -> None:
         assert speedups is not None
         book_module._PRICE_CACHE_LIMIT, book_module._DEAD_SLACK = limit, slack
-        speedups.configure(Ladder, OrderBook, Decimal, limit, slack)
+        speedups.configure(Ladder, OrderBook, book_module._KeyList, Decimal, limit, slack)
 
     try:
         configure(cache_limit, dead_slack)
@@ -688,13 +690,28 @@ def run_differential(snapshot: dict[str, Any], frames: list[tuple[str, int, int,
 
 
 @needs_native
-@pytest.mark.parametrize("bounds", [None, (4, 0), (64, 1)], ids=["default-bounds", "tiny-bounds", "small-bounds"])
+@pytest.mark.parametrize(
+    ("bounds", "sublist_load"),
+    [(None, None), ((4, 0), None), ((64, 1), None), (None, 4), ((64, 1), 5)],
+    ids=["default-bounds", "tiny-bounds", "small-bounds", "tiny-sublists", "small-bounds-and-sublists"],
+)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(snapshot=snapshots(), frames=steps())
 def test_apply_delta_native_and_pure_agree_step_by_step(
-    bounds: tuple[int, int] | None, snapshot: dict[str, Any], frames: list[tuple[str, int, int, Any, Any]]
+    bounds: tuple[int, int] | None,
+    sublist_load: int | None,
+    snapshot: dict[str, Any],
+    frames: list[tuple[str, int, int, Any, Any]],
 ) -> None:
-    with ladder_bounds(*bounds) if bounds else contextlib.nullcontext():
+    """With tiny sublists (load factor 4, the least SortedList allows, or 5)
+    the sorted key lists split and merge sublists and build their positional
+    index all the time: the C code must hand those cases to SortedList and
+    still agree."""
+    with contextlib.ExitStack() as stack:
+        if bounds:
+            stack.enter_context(ladder_bounds(*bounds))
+        if sublist_load:
+            stack.enter_context(mock.patch.object(book_module._KeyList, "DEFAULT_LOAD_FACTOR", sublist_load))
         run_differential(snapshot, frames)
 
 
