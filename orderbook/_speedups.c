@@ -1,8 +1,9 @@
 /*
- * orderbook._speedups: optional native versions of the two hottest steps.
+ * orderbook._speedups: optional native versions of the hottest steps.
  *
  *   depth_frame(raw)      the JSON text of a depth frame -> DepthEvent, or None
- *   apply_levels(bids, asks, bid_levels, ask_levels) -> bits, or None
+ *   apply_delta(book, event)  OrderBook.apply_delta for a continuing frame -> bool, or None
+ *   view(ladder, n)       Ladder.view -> list of level tuples, or None
  *
  * Contract (what makes this safe to have twice): each function handles only
  * the well-formed common case and returns None for anything else, having
@@ -1167,6 +1168,115 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------------ view */
+
+/* view(ladder, n) is Ladder.view: the best n levels (all for None) as
+ * (Decimal price, Decimal qty) tuples, skipping dead keys; a level still
+ * stored as its quantity string is converted, and the tuple kept in the
+ * dict for the best `remembered_depth` levels.  None (nothing changed) when
+ * the ladder or a key is unusual; the Python method then does the work. */
+static Py_ssize_t remembered_depth = 100;
+
+static PyObject *
+view(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "view(ladder, n)");
+        return NULL;
+    }
+    PyObject *ladder = args[0];
+    Py_ssize_t wanted = PY_SSIZE_T_MAX;
+    if (args[1] != Py_None) {
+        if (!PyLong_CheckExact(args[1]))
+            Py_RETURN_NONE;
+        wanted = PyLong_AsSsize_t(args[1]);
+        if (wanted == -1 && PyErr_Occurred())
+            return NULL;
+        if (wanted < 0)
+            Py_RETURN_NONE;
+    }
+    Side side = {0};
+    int status = side_load(ladder, &side);
+    if (status <= 0)
+        return status < 0 ? NULL : Py_NewRef(Py_None);
+    KeyList parts = {0};
+    PyObject *out = NULL;
+    /* _lists alone is needed: iteration does not use the positional index */
+    parts.lists = PyObject_GetAttr(side.keys, s_lists);
+    if (parts.lists == NULL)
+        goto done;
+    if (Py_TYPE(side.keys) != key_list_type || !PyList_CheckExact(parts.lists)) {
+        status = 0;
+        goto done;
+    }
+    if (!(out = PyList_New(0)))
+        goto done;
+    Py_ssize_t count = PyList_GET_SIZE(parts.lists);
+    for (Py_ssize_t i = 0; i < count && PyList_GET_SIZE(out) < wanted; i++) {
+        PyObject *sublist = PyList_GET_ITEM(parts.lists, i);
+        if (!PyList_CheckExact(sublist)) {
+            status = 0;
+            goto done;
+        }
+        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(sublist) && PyList_GET_SIZE(out) < wanted; j++) {
+            PyObject *key = PyList_GET_ITEM(sublist, j);
+            PyObject *stored = PyDict_GetItemWithError(side.levels, key);
+            if (stored == NULL) {
+                if (PyErr_Occurred())
+                    goto done;
+                continue; /* a dead key */
+            }
+            if (PyTuple_CheckExact(stored)) {
+                if (PyList_Append(out, stored) < 0)
+                    goto done;
+                continue;
+            }
+            int overflow = 0;
+            long long value = PyLong_CheckExact(key) ? PyLong_AsLongLongAndOverflow(key, &overflow) : 0;
+            if (value == -1 && PyErr_Occurred())
+                goto done;
+            if (!PyLong_CheckExact(key) || overflow || !PyUnicode_CheckExact(stored)) {
+                status = 0;
+                goto done;
+            }
+            /* Ladder.convert: (price_of(key), Decimal(qty)) */
+            PyObject *text = PyUnicode_FromFormat("%lldE-%ld", value * side.sign, side.scale);
+            if (text == NULL)
+                goto done;
+            PyObject *price = PyObject_CallOneArg(decimal_type, text);
+            Py_DECREF(text);
+            PyObject *qty = price ? PyObject_CallOneArg(decimal_type, stored) : NULL;
+            PyObject *level = qty ? PyTuple_New(2) : NULL;
+            if (level == NULL) {
+                Py_XDECREF(price);
+                Py_XDECREF(qty);
+                goto done;
+            }
+            PyTuple_SET_ITEM(level, 0, price);
+            PyTuple_SET_ITEM(level, 1, qty);
+            int failed = PyList_Append(out, level) < 0 ||
+                         (PyList_GET_SIZE(out) <= remembered_depth &&
+                          PyDict_SetItem(side.levels, key, level) < 0);
+            Py_DECREF(level);
+            if (failed)
+                goto done;
+        }
+    }
+    status = 1;
+done:
+    Py_XDECREF(parts.lists);
+    side_release(&side);
+    if (status == 0) { /* declined: the only change is conversions stored, as Python stores them */
+        Py_XDECREF(out);
+        return Py_NewRef(Py_None);
+    }
+    if (PyErr_Occurred()) {
+        Py_XDECREF(out);
+        return NULL;
+    }
+    return out;
+}
+
 /* ------------------------------------------------------------- configure */
 
 /* The byte offsets of object slots `names` of `cls` (each must be a
@@ -1209,19 +1319,20 @@ set_event_type(PyObject *module, PyObject *cls)
 static PyObject *
 configure(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 6 || !PyType_Check(args[2]) || !PyType_Check(args[3]) ||
-        !PyLong_CheckExact(args[4]) || !PyLong_CheckExact(args[5])) {
+    if (nargs != 7 || !PyType_Check(args[2]) || !PyType_Check(args[3]) ||
+        !PyLong_CheckExact(args[4]) || !PyLong_CheckExact(args[5]) || !PyLong_CheckExact(args[6])) {
         PyErr_SetString(PyExc_TypeError,
                         "configure(Ladder, OrderBook, key list class, Decimal, price_cache_limit: int, "
-                        "dead_slack: int)");
+                        "dead_slack: int, remembered_depth: int)");
         return NULL;
     }
     Py_ssize_t limit = PyLong_AsSsize_t(args[4]);
     Py_ssize_t slack = PyLong_AsSsize_t(args[5]);
-    if ((limit == -1 || slack == -1) && PyErr_Occurred())
+    Py_ssize_t depth = PyLong_AsSsize_t(args[6]);
+    if ((limit == -1 || slack == -1 || depth == -1) && PyErr_Occurred())
         return NULL;
-    if (limit < 1 || slack < 0) {
-        PyErr_SetString(PyExc_ValueError, "configure needs a limit >= 1 and a slack >= 0");
+    if (limit < 1 || slack < 0 || depth < 0) {
+        PyErr_SetString(PyExc_ValueError, "configure needs a limit >= 1, a slack >= 0 and a depth >= 0");
         return NULL;
     }
     Py_ssize_t ladder[LADDER_SLOTS], book[BOOK_SLOTS];
@@ -1236,6 +1347,7 @@ configure(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_XSETREF(decimal_type, Py_NewRef(args[3]));
     price_cache_limit = limit;
     dead_slack = slack;
+    remembered_depth = depth;
     Py_RETURN_NONE;
 }
 
@@ -1243,9 +1355,11 @@ static PyMethodDef methods[] = {
     {"set_event_type", set_event_type, METH_O,
      "set_event_type(DepthEvent): the class depth_frame() builds (orderbook.wire sets it)."},
     {"configure", (PyCFunction)(void (*)(void))configure, METH_FASTCALL,
-     "configure(Ladder, OrderBook, key list class, Decimal, price_cache_limit, dead_slack): the "
-     "classes and "
-     "bounds apply_delta() works with (orderbook.book sets them)."},
+     "configure(Ladder, OrderBook, key list class, Decimal, price_cache_limit, dead_slack, "
+     "remembered_depth): the classes and "
+     "bounds apply_delta() and view() work with (orderbook.book sets them)."},
+    {"view", (PyCFunction)(void (*)(void))view, METH_FASTCALL,
+     "view(ladder, n) -> Ladder.view(n), or None when the Python method must do it."},
     {"depth_frame", depth_frame, METH_O,
      "depth_frame(raw: bytes | str) -> DepthEvent, or None when the text is not a depth frame "
      "in the strict common form (the caller then decodes it with orjson and Python)."},

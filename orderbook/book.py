@@ -72,6 +72,8 @@ _KEY_LIST_LOAD = 128
 
 _native_apply_delta = None
 """``orderbook._speedups.apply_delta`` when the C module is in use."""
+_native_view = None
+"""``orderbook._speedups.view`` when the C module is in use."""
 
 
 class _Rescale(Exception):
@@ -218,6 +220,10 @@ class Ladder:
 
     def view(self, n: int | None) -> list[Level]:
         """The best ``n`` levels (all when ``None``).  O(n + dead keys among them)."""
+        if _native_view is not None:  # the same in C (None: an unusual ladder)
+            levels = _native_view(self, n)
+            if levels is not None:
+                return levels  # type: ignore[no-any-return]
         # one pass over the stored values, skipping dead keys (levels.get -> None)
         alive = filter(None, map(self.levels.get, self.keys))
         out = list(alive if n is None else islice(alive, n))
@@ -632,8 +638,9 @@ class OrderBook:
 
 
 if speedups is not None:
-    speedups.configure(Ladder, OrderBook, _KeyList, Decimal, _PRICE_CACHE_LIMIT, _DEAD_SLACK)
+    speedups.configure(Ladder, OrderBook, _KeyList, Decimal, _PRICE_CACHE_LIMIT, _DEAD_SLACK, _REMEMBERED_DEPTH)
     _native_apply_delta = speedups.apply_delta
+    _native_view = speedups.view
 
 
 def _fixed_point(price: str, scale: int) -> int:

@@ -638,7 +638,9 @@ def ladder_bounds(cache_limit: int, dead_slack: int) -> Iterator[None]:
     def configure(limit: int, slack: int) -> None:
         assert speedups is not None
         book_module._PRICE_CACHE_LIMIT, book_module._DEAD_SLACK = limit, slack
-        speedups.configure(Ladder, OrderBook, book_module._KeyList, Decimal, limit, slack)
+        speedups.configure(
+            Ladder, OrderBook, book_module._KeyList, Decimal, limit, slack, book_module._REMEMBERED_DEPTH
+        )
 
     try:
         configure(cache_limit, dead_slack)
@@ -681,7 +683,11 @@ def run_differential(snapshot: dict[str, Any], frames: list[tuple[str, int, int,
         if must_accept:
             assert spy.results[calls:] != [None], f"{context}: apply_delta declined a well-formed frame"
         assert whole_state(native_book) == whole_state(pure_book), context
-        assert book_state(native_book) == book_state(pure_book), context
+        native_view = book_state(native_book)
+        with mock.patch.object(book_module, "_native_view", None):
+            pure_view = book_state(pure_book)
+        assert native_view == pure_view, context
+        assert whole_state(native_book) == whole_state(pure_book), context  # the same levels converted
         native_book.check_integrity()
         pure_book.check_integrity()
         assert_price_cache_true(native_book._bids)
@@ -863,6 +869,39 @@ def test_apply_delta_declines_what_the_python_path_must_decide() -> None:
         speedups.apply_delta(book)
 
 
+@needs_native
+@pytest.mark.parametrize("n", [0, 1, 2, 5, 40, None])
+@pytest.mark.parametrize("remembered", [100, 2])
+def test_view_matches_the_python_method_with_dead_and_unread_levels(n: int | None, remembered: int) -> None:
+    assert speedups is not None
+    books = [_deep_book(60), _deep_book(60)]
+    frames = [
+        ([[f"{50 - k / 100:.2f}", "0"] for k in range(0, 30, 3)], [[f"{150 + k / 100:.2f}", "0"] for k in range(1, 30, 4)]),
+        ([["49.995", "7"], ["49.97", "2.5"]], [["150.005", "1"], ["150.10", "3"]]),  # a rescale: Python applies
+        ([["49.96", "4"]], [["150.06", "0.5"]]),
+    ]  # fmt: skip
+    saved = book_module._REMEMBERED_DEPTH
+    try:
+        book_module._REMEMBERED_DEPTH = remembered
+        speedups.configure(Ladder, OrderBook, book_module._KeyList, Decimal, book_module._PRICE_CACHE_LIMIT,
+                           book_module._DEAD_SLACK, remembered)  # fmt: skip
+        for first, (bids, asks) in enumerate(frames, start=1001):
+            for book in books:
+                book.apply_delta(DepthEvent(SYMBOL, first, first, 1, 1, bids, asks))
+            native = (books[0].bids(n), books[0].asks(n))
+            with mock.patch.object(book_module, "_native_view", None):
+                pure = (books[1].bids(n), books[1].asks(n))
+            assert native == pure
+            assert whole_state(books[0]) == whole_state(books[1])
+            assert speedups.view(books[0]._bids, -1) is None
+            assert speedups.view(books[0]._bids, 2.0) is None
+            assert speedups.view(books[0], 2) is None  # not a ladder
+    finally:
+        book_module._REMEMBERED_DEPTH = saved
+        speedups.configure(Ladder, OrderBook, book_module._KeyList, Decimal, book_module._PRICE_CACHE_LIMIT,
+                           book_module._DEAD_SLACK, saved)  # fmt: skip
+
+
 # =========================================================== leaks
 
 
@@ -926,6 +965,8 @@ def _leak_rounds(rounds: int) -> None:
             apply(many_bids + [["1", "x"]], [], accepted=False)
             apply([["10.00", "0"]], [["10.50", "0"]])  # the best levels go: the sorted lists decide
             apply([["10.00", "1"]], [["10.50", "1.5"]])
+            assert len(speedups.view(book._bids, 20)) == len(book._bids.levels)  # type: ignore[arg-type]
+            assert speedups.view(book._asks, None) is not None
 
     run(500)  # warm up: price caches, dead keys, converted tuples reach a steady state
     gc.collect()
