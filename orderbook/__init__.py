@@ -8,9 +8,10 @@ Layers, data flowing one way (frame -> parse -> sync decides -> book applies
 * :mod:`orderbook.sync`  -- :class:`SymbolSync`, the sequencing state machine;
 * :mod:`orderbook.capture` -- reading, writing and replaying recorded sessions.
 
-The two hottest steps have optional C fast paths (``orderbook._speedups``,
-built at install when a compiler is present); :func:`implementation` says
-whether they are in use, and ``ORDERBOOK_PURE_PYTHON=1`` turns them off.
+The hot path (reading a depth frame, applying it, top-N views) has optional
+C fast paths (``orderbook._speedups``, built at install when a compiler is
+present); :func:`implementation` says whether they are in use, and
+``ORDERBOOK_PURE_PYTHON=1`` turns them off.
 """
 
 from ._native import implementation

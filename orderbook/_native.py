@@ -1,9 +1,12 @@
 """Loads the optional C fast paths (``orderbook._speedups``), or nothing.
 
 The package is complete in pure Python; the C module, built at install time
-when a compiler is present, speeds up the two hottest steps (turning a
-decoded depth frame into a :class:`~orderbook.wire.DepthEvent`, and
-validating + storing a frame's levels in the ladders).  Each C function
+when a compiler is present, speeds up the hot path: reading a depth frame's
+JSON text into a :class:`~orderbook.wire.DepthEvent`
+(:func:`~orderbook.wire.parse_frame`), applying a frame that continues a
+synced book (:meth:`~orderbook.book.OrderBook.apply_delta`: validation, the
+ladders, the sorted key lists, the exact best levels) and top-N views
+(:meth:`~orderbook.book.Ladder.view`).  Each C function
 handles only the well-formed common case and declines (returns ``None``) for
 anything else, so the Python code stays the reference and the only place
 errors are raised; results are identical either way.

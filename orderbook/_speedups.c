@@ -14,9 +14,9 @@
  * implementation on random and malformed inputs; setting the environment
  * variable ORDERBOOK_PURE_PYTHON=1 disables this module.
  *
- * The one side effect of a declined apply_levels is entries added to a
- * ladder's price -> key cache; every entry is a true fact (the key of that
- * price at the ladder's current scale), as in the Python code.
+ * The only side effects of a declined call are true facts the Python code
+ * would record too: entries in a ladder's price -> key cache (apply_delta)
+ * and levels converted to their (price, qty) tuples (view).
  *
  * Reference counting: every PyObject* below is either borrowed from a
  * container the caller keeps alive for the whole call (the raw text, the

@@ -431,7 +431,7 @@ def test_parse_frame_is_the_same_with_and_without_the_fast_path(
     assert native == pure, f"{raw!r}: native {native!r}, pure {pure!r}"
 
 
-# =========================================================== apply_levels
+# ============================================================ apply_delta
 
 PIVOT = Decimal(100)  # bids below, asks at or above: a generated book never crosses
 BID_VALUES = [Decimal(k) / 4 for k in range(1, 25)]
