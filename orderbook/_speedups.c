@@ -1203,9 +1203,11 @@ view(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *out = NULL;
     /* _lists alone is needed: iteration does not use the positional index */
     parts.lists = PyObject_GetAttr(side.keys, s_lists);
-    if (parts.lists == NULL)
+    if (parts.lists == NULL && PyErr_ExceptionMatches(PyExc_AttributeError))
+        PyErr_Clear(); /* not the sortedcontainers we know: the method does it */
+    else if (parts.lists == NULL)
         goto done;
-    if (Py_TYPE(side.keys) != key_list_type || !PyList_CheckExact(parts.lists)) {
+    if (Py_TYPE(side.keys) != key_list_type || parts.lists == NULL || !PyList_CheckExact(parts.lists)) {
         status = 0;
         goto done;
     }

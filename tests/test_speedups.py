@@ -902,6 +902,35 @@ def test_view_matches_the_python_method_with_dead_and_unread_levels(n: int | Non
                            book_module._DEAD_SLACK, saved)  # fmt: skip
 
 
+@needs_native
+def test_key_lists_of_another_class_go_through_their_own_methods() -> None:
+    """The C code touches the sorted lists' internals only for the class it
+    was configured with; any other list (a subclass, another sortedcontainers
+    version) is driven through its methods, with the same results."""
+    from sortedcontainers import SortedList
+
+    class Other(SortedList):  # type: ignore[misc]
+        pass
+
+    native, pure = _deep_book(300), _deep_book(300)
+    for ladder in (native._bids, native._asks):
+        ladder.keys = Other(ladder.keys)
+    for first in range(1001, 1041):
+        step = first - 1000
+        bids = [[f"{50 - k / 100:.2f}", "0" if k % 3 == 0 else str(step)] for k in range(step % 5, 40, 7)]
+        asks = [[f"{150 + k / 100:.2f}", "0" if k % 4 == 0 else str(step)] for k in range(step % 3, 40, 5)]
+        bids.append([f"{50 + step / 100:.2f}" if step % 6 == 0 else f"{49 - step / 100:.2f}", "1"])  # bests, inserts
+        event = DepthEvent(SYMBOL, first, first, 1, 1, bids, asks)
+        assert native.apply_delta(event) == pure.apply_delta(event)
+        with mock.patch.object(book_module, "_native_view", None):
+            expected = (pure.bids(30), pure.asks(30))
+        assert (native.bids(30), native.asks(30)) == expected
+        assert speedups is not None and speedups.view(native._bids, 5) is None
+        assert whole_state(native) == whole_state(pure)
+        native.check_integrity()
+    assert type(native._bids.keys) is Other and type(native._asks.keys) is Other
+
+
 # =========================================================== leaks
 
 
