@@ -496,13 +496,27 @@ enum {
     BEST_UNKNOWN, /* the best key was deleted or the side was empty: ask the sorted list */
 };
 
+/* An int (a key, an update id, a ladder's scale or sign) as an int64: 1
+ * with *value set, 0 when it is not an exact int or does not fit, -1 on
+ * error. */
+static int
+as_int64(PyObject *number, long long *value)
+{
+    int overflow = 0;
+    if (!PyLong_CheckExact(number))
+        return 0;
+    *value = PyLong_AsLongLongAndOverflow(number, &overflow);
+    if (*value == -1 && PyErr_Occurred())
+        return -1;
+    return !overflow;
+}
+
 /* Read a Ladder's fields (the four containers with new references, released
  * by side_release, so that nothing run meanwhile can free them).
  * Returns 1 when usable, 0 to decline, -1 on error. */
 static int
 side_load(PyObject *ladder, Side *side)
 {
-    int overflow = 0;
     if (Py_TYPE(ladder) != ladder_type)
         return 0;
     for (int i = 0; i < LADDER_SLOTS; i++)
@@ -514,34 +528,25 @@ side_load(PyObject *ladder, Side *side)
         !PySet_CheckExact(SLOT(ladder, ladder_offsets, L_DEAD)))
         return 0;
 
-    PyObject *value = SLOT(ladder, ladder_offsets, L_SCALE);
-    if (!PyLong_CheckExact(value))
+    long long number;
+    int usable = as_int64(SLOT(ladder, ladder_offsets, L_SCALE), &number);
+    if (usable <= 0)
+        return usable;
+    if (number < 0 || number > MAX_INT64_DIGITS)
         return 0;
-    side->scale = PyLong_AsLongAndOverflow(value, &overflow);
-    if (side->scale == -1 && PyErr_Occurred())
-        return -1;
-    if (overflow || side->scale < 0 || side->scale > MAX_INT64_DIGITS)
+    side->scale = (long)number;
+    if ((usable = as_int64(SLOT(ladder, ladder_offsets, L_SIGN), &number)) <= 0)
+        return usable;
+    if (number != 1 && number != -1)
         return 0;
+    side->sign = (long)number;
 
-    value = SLOT(ladder, ladder_offsets, L_SIGN);
-    if (!PyLong_CheckExact(value))
-        return 0;
-    side->sign = PyLong_AsLongAndOverflow(value, &overflow);
-    if (side->sign == -1 && PyErr_Occurred())
-        return -1;
-    if (overflow || (side->sign != 1 && side->sign != -1))
-        return 0;
-
-    value = SLOT(ladder, ladder_offsets, L_BEST_KEY);
+    PyObject *value = SLOT(ladder, ladder_offsets, L_BEST_KEY);
     side->has_best = value != Py_None;
     if (side->has_best) {
-        if (!PyLong_CheckExact(value))
-            return 0;
-        side->best_key = PyLong_AsLongLongAndOverflow(value, &overflow);
-        if (side->best_key == -1 && PyErr_Occurred())
-            return -1;
-        if (overflow)
-            return 0;
+        usable = as_int64(value, &side->best_key);
+        if (usable <= 0)
+            return usable;
     }
     side->ladder = ladder;
     side->keys = Py_NewRef(SLOT(ladder, ladder_offsets, L_KEYS));
@@ -635,16 +640,11 @@ prepare_side(PyObject *raw, Side *side, Change *changes, Py_ssize_t *count)
             return 0;
 
         Change *change = &changes[*count];
-        int overflow = 0;
         PyObject *key = PyDict_GetItemWithError(side->prices, price);
         if (key != NULL) {
-            if (!PyLong_CheckExact(key))
-                return 0;
-            change->value = PyLong_AsLongLongAndOverflow(key, &overflow);
-            if (change->value == -1 && PyErr_Occurred())
-                return -1;
-            if (overflow)
-                return 0;
+            int usable = as_int64(key, &change->value);
+            if (usable <= 0)
+                return usable;
             Py_INCREF(key);
         }
         else {
@@ -915,6 +915,36 @@ apply_side(Side *side, Change *changes, Py_ssize_t count, int *touched, int *bes
     return 0;
 }
 
+/* Ladder.price_of: the exact price of a key, Decimal(f"{key * sign}E-{scale}").
+ * A new reference, or NULL on error. */
+static PyObject *
+price_of(Side *side, long long value)
+{
+    PyObject *text = PyUnicode_FromFormat("%lldE-%ld", value * side->sign, side->scale);
+    if (text == NULL)
+        return NULL;
+    PyObject *price = PyObject_CallOneArg(decimal_type, text);
+    Py_DECREF(text);
+    return price;
+}
+
+/* The level tuple (price, Decimal(qty_text)), stealing `price` (NULL passes
+ * an earlier error on).  A new reference, or NULL on error. */
+static PyObject *
+level_of(PyObject *price, PyObject *qty_text)
+{
+    PyObject *qty = price ? PyObject_CallOneArg(decimal_type, qty_text) : NULL;
+    PyObject *level = qty ? PyTuple_New(2) : NULL;
+    if (level == NULL) {
+        Py_XDECREF(price);
+        Py_XDECREF(qty);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(level, 0, price);
+    PyTuple_SET_ITEM(level, 1, qty);
+    return level;
+}
+
 /* The end of Ladder.refresh_best: `key` (whose value is `value`), the first
  * key, holds the quantity string `qty`; store its level tuple and make it the
  * best.  Returns 0, or -1 on error. */
@@ -929,13 +959,7 @@ set_best(Side *side, PyObject *key, long long value, PyObject *qty_text)
     else {
         if (PyErr_Occurred())
             return -1;
-        /* Ladder.price_of: Decimal(f"{key * sign}E-{scale}") */
-        PyObject *text = PyUnicode_FromFormat("%lldE-%ld", value * side->sign, side->scale);
-        if (text == NULL)
-            return -1;
-        price = PyObject_CallOneArg(decimal_type, text);
-        Py_DECREF(text);
-        if (price == NULL)
+        if ((price = price_of(side, value)) == NULL)
             return -1;
         if (PyDict_GET_SIZE(touch_prices) >= price_cache_limit)
             PyDict_Clear(touch_prices);
@@ -944,19 +968,9 @@ set_best(Side *side, PyObject *key, long long value, PyObject *qty_text)
             return -1;
         }
     }
-    PyObject *qty = PyObject_CallOneArg(decimal_type, qty_text);
-    if (qty == NULL) {
-        Py_DECREF(price);
+    PyObject *level = level_of(price, qty_text);
+    if (level == NULL)
         return -1;
-    }
-    PyObject *level = PyTuple_New(2);
-    if (level == NULL) {
-        Py_DECREF(price);
-        Py_DECREF(qty);
-        return -1;
-    }
-    PyTuple_SET_ITEM(level, 0, price);
-    PyTuple_SET_ITEM(level, 1, qty);
     if (PyDict_SetItem(side->levels, key, level) < 0) {
         Py_DECREF(level);
         return -1;
@@ -1017,13 +1031,13 @@ refresh_best(Side *side)
             set_slot(side->ladder, ladder_offsets[L_BEST_KEY], key);
             return 0;
         }
-        int overflow = 0;
-        long long value = PyLong_CheckExact(key) ? PyLong_AsLongLongAndOverflow(key, &overflow) : 0;
-        if (value == -1 && PyErr_Occurred()) {
+        long long value;
+        int usable = as_int64(key, &value);
+        if (usable < 0) {
             Py_DECREF(key);
             return -1;
         }
-        if (!PyLong_CheckExact(key) || overflow || !PyUnicode_CheckExact(stored)) {
+        if (!usable || !PyUnicode_CheckExact(stored)) {
             Py_DECREF(key);
             break;
         }
@@ -1067,18 +1081,13 @@ continues_book(PyObject *book, PyObject *event)
     if (SLOT(book, book_offsets, B_BRIDGED) != Py_True)
         return 0;
     PyObject *last = SLOT(book, book_offsets, B_LAST), *first = SLOT(event, event_offsets, E_FIRST);
-    if (last == NULL || first == NULL || !PyLong_CheckExact(last) || !PyLong_CheckExact(first))
+    long long last_id, first_id;
+    int usable;
+    if (last == NULL || first == NULL)
         return 0;
-    int overflow = 0;
-    long long last_id = PyLong_AsLongLongAndOverflow(last, &overflow);
-    if (last_id == -1 && PyErr_Occurred())
-        return -1;
-    if (overflow || last_id == LLONG_MAX)
-        return 0;
-    long long first_id = PyLong_AsLongLongAndOverflow(first, &overflow);
-    if (first_id == -1 && PyErr_Occurred())
-        return -1;
-    if (overflow || first_id != last_id + 1)
+    if ((usable = as_int64(last, &last_id)) <= 0 || (usable = as_int64(first, &first_id)) <= 0)
+        return usable;
+    if (last_id == LLONG_MAX || first_id != last_id + 1)
         return 0;
     PyObject *ours = SLOT(book, book_offsets, B_SYMBOL), *theirs = SLOT(event, event_offsets, E_SYMBOL);
     if (ours == NULL || theirs == NULL)
@@ -1233,29 +1242,18 @@ view(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                     goto done;
                 continue;
             }
-            int overflow = 0;
-            long long value = PyLong_CheckExact(key) ? PyLong_AsLongLongAndOverflow(key, &overflow) : 0;
-            if (value == -1 && PyErr_Occurred())
+            long long value;
+            int usable = as_int64(key, &value);
+            if (usable < 0)
                 goto done;
-            if (!PyLong_CheckExact(key) || overflow || !PyUnicode_CheckExact(stored)) {
+            if (!usable || !PyUnicode_CheckExact(stored)) {
                 status = 0;
                 goto done;
             }
             /* Ladder.convert: (price_of(key), Decimal(qty)) */
-            PyObject *text = PyUnicode_FromFormat("%lldE-%ld", value * side.sign, side.scale);
-            if (text == NULL)
+            PyObject *level = level_of(price_of(&side, value), stored);
+            if (level == NULL)
                 goto done;
-            PyObject *price = PyObject_CallOneArg(decimal_type, text);
-            Py_DECREF(text);
-            PyObject *qty = price ? PyObject_CallOneArg(decimal_type, stored) : NULL;
-            PyObject *level = qty ? PyTuple_New(2) : NULL;
-            if (level == NULL) {
-                Py_XDECREF(price);
-                Py_XDECREF(qty);
-                goto done;
-            }
-            PyTuple_SET_ITEM(level, 0, price);
-            PyTuple_SET_ITEM(level, 1, qty);
             int failed = PyList_Append(out, level) < 0 ||
                          (PyList_GET_SIZE(out) <= remembered_depth &&
                           PyDict_SetItem(side.levels, key, level) < 0);

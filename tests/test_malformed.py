@@ -54,14 +54,19 @@ AFTER_GOOD = ([(D("10.10"), D(4)), (D("10.00"), D(1)), (D("9.5012"), D(1)), (D("
 DELETE = object()
 
 
-def frame(**changes: Any) -> dict[str, Any]:
-    data = copy.deepcopy(GOOD_DATA)
+def _changed(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of ``base`` with ``changes`` applied (``DELETE`` removes a key)."""
+    out = copy.deepcopy(base)
     for key, value in changes.items():
         if value is DELETE:
-            del data[key]
+            del out[key]
         else:
-            data[key] = value
-    return {"stream": f"depth.{SYMBOL}", "data": data}
+            out[key] = value
+    return out
+
+
+def frame(**changes: Any) -> dict[str, Any]:
+    return {"stream": f"depth.{SYMBOL}", "data": _changed(GOOD_DATA, changes)}
 
 
 def bad_bid(level: Any) -> bytes:
@@ -72,13 +77,7 @@ def bad_bid(level: Any) -> bytes:
 
 
 def snapshot(**changes: Any) -> bytes:
-    body = copy.deepcopy(SNAPSHOT)
-    for key, value in changes.items():
-        if value is DELETE:
-            del body[key]
-        else:
-            body[key] = value
-    return orjson.dumps(body)
+    return orjson.dumps(_changed(SNAPSHOT, changes))
 
 
 @dataclass(frozen=True)
