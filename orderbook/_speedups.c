@@ -411,13 +411,21 @@ depth_frame(PyObject *module, PyObject *raw)
         goto done;
     if (status == 0 || (data.seen & F_ALL) != F_ALL || data.ids[0] > data.ids[1])
         goto decline;
-    /* "depth.<anything>.<symbol>": the symbol follows the last dot */
+    /* "depth.<symbol>" or "depth.<N>ms.<symbol>": split by the known
+     * prefix, never on the last dot (symbols can contain dots); the same
+     * rule as orderbook.protocol.streams.parse_stream */
     if (stream.length < 7 || memcmp(stream.text, "depth.", 6) != 0)
         goto decline;
-    Py_ssize_t dot = stream.length - 1;
-    while (stream.text[dot] != '.')
-        dot--;
-    Span symbol = {stream.text + dot + 1, stream.length - dot - 1};
+    Span symbol = {stream.text + 6, stream.length - 6};
+    static const char *windows[] = {"200ms.", "600ms.", "1000ms."};
+    for (int i = 0; i < 3; i++) {
+        Py_ssize_t n = (Py_ssize_t)strlen(windows[i]);
+        if (symbol.length >= n && memcmp(symbol.text, windows[i], n) == 0) {
+            symbol.text += n;
+            symbol.length -= n;
+            break;
+        }
+    }
     if (symbol.length == 0)
         goto decline;
     if ((data.seen & F_s) && (data.named.length != symbol.length ||

@@ -56,6 +56,7 @@ import orjson
 from .book import Level, OrderBook
 from .errors import MalformedMessage, OrderBookError, UnknownSymbol, UsageError
 from .markets import Market, MarketCatalog
+from .protocol.streams import DEPTH_STREAMS
 from .policy import Backoff, RetryPolicy, SnapshotRetryPolicy, TokenBucket
 from .sync import Action, BookChanged, BookInvalidated, RequestSnapshot, SymbolSync, SyncState
 from .transport import DEFAULT_REST_URL, DEFAULT_WS_URL, RestClient, StreamConnection
@@ -80,8 +81,6 @@ __all__ = [
 
 log = logging.getLogger("orderbook.replicator")
 
-DEPTH_STREAMS = ("depth", "depth.200ms", "depth.600ms", "depth.1000ms")
-"""Depth stream kinds: realtime, and aggregated every 200/600/1000 ms."""
 
 QueuePolicy = Literal["conflate", "drop_oldest"]
 UpdateKind = Literal["delta", "snapshot", "invalidated"]

@@ -33,6 +33,7 @@ import orjson
 
 from ._native import speedups
 from .errors import MalformedMessage
+from .protocol.streams import StreamKind, parse_stream
 
 __all__ = [
     "BookTickerEvent",
@@ -214,7 +215,9 @@ def parse_frame(raw: bytes | bytearray | memoryview | str, *, validate_levels: b
         stream = message.get("stream")
         data = message.get("data")
         if type(stream) is str and type(data) is dict and stream.startswith("depth."):
-            return _parse_depth(data, stream.rpartition(".")[2], validate_levels)
+            name = parse_stream(stream)
+            if name is not None:
+                return _parse_depth(data, name.symbol, validate_levels)
     return parse_message(message, validate_levels=validate_levels)
 
 
@@ -230,18 +233,20 @@ def parse_message(message: object, *, validate_levels: bool = True) -> WireEvent
         raise MalformedMessage("frame has neither 'stream' nor a reply field", field="stream")
     if type(stream) is not str:
         raise MalformedMessage(f"stream must be a string, got {stream!r}", field="stream")
-    kind, _, rest = stream.partition(".")
-    symbol = rest.rpartition(".")[2]
+    name = parse_stream(stream)
     data = message.get("data")
     if type(data) is not dict:
         if "error" in message:
             return StreamReply(message.get("id"), message.get("error"))
-        raise MalformedMessage("frame has no 'data' object", field="data", symbol=symbol or None)
-    if kind == "depth":
-        return _parse_depth(data, symbol, validate_levels)
-    if kind == "bookTicker":
-        return _parse_book_ticker(data, symbol)
-    return None
+        raise MalformedMessage("frame has no 'data' object", field="data",
+                               symbol=name.symbol if name else None)
+    if name is None:
+        if stream.partition(".")[0] in (StreamKind.DEPTH, StreamKind.BOOK_TICKER):
+            raise MalformedMessage(f"stream {stream[:200]!r} names no symbol", field="stream")
+        return None
+    if name.kind is StreamKind.DEPTH:
+        return _parse_depth(data, name.symbol, validate_levels)
+    return _parse_book_ticker(data, name.symbol)
 
 
 def _parse_depth(data: dict[str, Any], symbol: str, validate_levels: bool) -> DepthEvent:

@@ -377,7 +377,7 @@ DEPTH_BODY = '"U":1,"u":2,"E":3,"T":4,"b":[["1.5","2"]],"a":[]'
         '{"stream":"depth.X","data":{' + DEPTH_BODY + ',"x":1.5}}',
         '{"stream":"depth.X","data":{' + DEPTH_BODY + ',"x":nul}}',
         '{"stream":"depth.","data":{' + DEPTH_BODY + "}}",
-        '{"stream":"depth.X.","data":{' + DEPTH_BODY + "}}",
+        '{"stream":"depth.200ms.","data":{' + DEPTH_BODY + "}}",
         '{"stream":"trade.X","data":{' + DEPTH_BODY + "}}",
         '{"stream":"depth.X","data":[1]}',
         '{"stream":"depth.X"}',
