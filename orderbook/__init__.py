@@ -15,7 +15,8 @@ present); :func:`implementation` says whether they are in use, and
 """
 
 from ._native import implementation
-from .book import Ladder, Level, OrderBook
+from .book import OrderBook
+from .ladder import Ladder, Level
 from .capture import CaptureWriter, ReplayResult, decimal_str, read_capture, replay_capture
 from .errors import (
     CrossedBook,

@@ -78,7 +78,8 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from .book import Level, OrderBook
+from .book import OrderBook
+from .ladder import Level
 from .capture import decimal_str
 from .errors import TransportError, UsageError
 from .metrics import CONTENT_TYPE, Histogram, MetricsWriter, write_replicator_stats

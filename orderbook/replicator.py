@@ -53,7 +53,8 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
-from .book import Level, OrderBook
+from .book import OrderBook
+from .ladder import Level
 from .errors import MalformedMessage, OrderBookError, UnknownSymbol, UsageError
 from .markets import Market, MarketCatalog
 from .protocol.streams import DEPTH_STREAMS
