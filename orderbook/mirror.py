@@ -129,7 +129,7 @@ class MirrorStats:
 
 
 # --------------------------------------------------------------------- clients
-class _Client(Outbox):
+class _Client(Outbox[str]):
     """One WebSocket client: its :class:`Outbox` and the streams it subscribed to.
 
     On overflow the client is closed with 1008, reason ``"slow consumer"``,
