@@ -80,7 +80,7 @@ from .replicator import (
 )
 from .transport import RestClient, RestStats, StreamConnection, StreamHandler
 from .metrics import MetricsWriter, write_replicator_stats
-from .mirror import MirrorServer, MirrorStats
+from .serve import MirrorLimits, MirrorServer, MirrorStats
 
 __version__ = "0.1.0"
 
@@ -152,6 +152,7 @@ __all__ = [
     "parse_markets",
     "parse_retry_after",
     "MetricsWriter",
+    "MirrorLimits",
     "MirrorServer",
     "MirrorStats",
     "write_replicator_stats",

@@ -20,9 +20,12 @@ from typing import Any, Literal
 
 import orjson
 from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
 
-# The one module of `orderbook` the venue imports: it depends on asyncio and websockets only.
+# What the venue takes from `orderbook`: the outbox (asyncio only) and the protocol's names (no I/O).
 from ..outbox import Outbox
+from ..protocol.streams import StreamKind
+from ..protocol.streams import parse_stream as _parse_stream
 from .faults import FaultInjector, FrameFate
 from .flow import OrderFlow, Update, format_decimal
 from .stats import VenueStats
@@ -42,15 +45,16 @@ class StreamKey:
 
 
 def parse_stream(name: str) -> StreamKey | None:
-    """Parse `depth.<s>`, `depth.<N>ms.<s>` or `bookTicker.<s>`; None if not one."""
-    parts = name.split(".")
-    if len(parts) == 2 and parts[0] in ("depth", "bookTicker") and parts[1]:
-        return StreamKey("depth" if parts[0] == "depth" else "bookTicker", parts[1])
-    if len(parts) == 3 and parts[0] == "depth" and parts[2]:
-        for interval in INTERVALS_MS:
-            if parts[1] == f"{interval}ms":
-                return StreamKey("depth", parts[2], interval)
-    return None
+    """Parse `depth.<s>`, `depth.<N>ms.<s>` or `bookTicker.<s>`; None if not one.
+
+    Split by the known prefix (`orderbook.protocol.streams`), so symbols with dots
+    (`SPCX.US_USDC`) are served like any other."""
+    parsed = _parse_stream(name)
+    if parsed is None:
+        return None
+    kind: Literal["depth", "bookTicker"] = (
+        "depth" if parsed.kind is StreamKind.DEPTH else "bookTicker")
+    return StreamKey(kind, parsed.symbol, parsed.interval_ms)
 
 
 def _now_us() -> int:
@@ -62,7 +66,7 @@ def dumps(message: Any) -> str:
     return orjson.dumps(message).decode()
 
 
-class Client(Outbox):
+class Client(Outbox[str]):
     """One WebSocket connection: its `Outbox` and the streams it subscribed to.
 
     `push` is O(1) and never blocks; `run` is the writer task. On overflow the
@@ -70,7 +74,7 @@ class Client(Outbox):
     counted in `queue_overflows`; every message sent counts in `frames_sent`.
     """
 
-    __slots__ = ("streams",)
+    __slots__ = ("streams", "ws")
 
     def __init__(self, conn: ServerConnection, limit: int, stats: VenueStats) -> None:
         def overflowed(dropped: int) -> None:
@@ -80,8 +84,11 @@ class Client(Outbox):
             stats.frames_sent += 1
 
         reason = f"outgoing queue overflow ({limit} messages)"
-        super().__init__(conn, limit, reason, on_overflow=overflowed, on_sent=sent)
+        super().__init__(conn, limit, reason, closed_errors=(ConnectionClosed,),
+                         on_overflow=overflowed, on_sent=sent)
         self.streams: set[str] = set()
+        self.ws = conn
+        """The connection itself (``conn`` typed as the websockets connection it is)."""
 
 
 class _Pending:
