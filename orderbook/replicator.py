@@ -59,6 +59,7 @@ from .errors import MalformedMessage, OrderBookError, UnknownSymbol, UsageError
 from .markets import Market, MarketCatalog
 from .protocol.streams import DEPTH_STREAMS
 from .policy import Backoff, RetryPolicy, SnapshotRetryPolicy, TokenBucket
+from .status import Reason
 from .sync import Action, BookChanged, BookInvalidated, RequestSnapshot, SymbolSync, SyncState
 from .transport import DEFAULT_REST_URL, DEFAULT_WS_URL, RestClient, StreamConnection
 from .wire import BookTickerEvent, DepthEvent, RawLevels, StreamReply, parse_frame
@@ -936,7 +937,7 @@ class Replicator:
             elif type(action) is BookInvalidated:
                 self._invalidated(sym, action)
             elif isinstance(action, RequestSnapshot):
-                sym.last_reason = action.reason
+                sym.last_reason = f"{action.reason}: {action.detail}" if action.detail else action.reason
                 self._request_snapshot(sym)
 
     def _synced(self, sym: _Symbol) -> None:
@@ -955,7 +956,7 @@ class Replicator:
                 waiter.set_result(None)
 
     def _invalidated(self, sym: _Symbol, action: BookInvalidated) -> None:
-        reconnect = action.reason == "connection lost"
+        reconnect = action.reason is Reason.CONNECTION_LOST
         if sym.invalidated_at is None:
             sym.invalidated_at = time.monotonic()
             sym.invalidated_by = "reconnect" if reconnect else "gap"
@@ -963,13 +964,13 @@ class Replicator:
         sym.ticker = None
         if reconnect:
             log.debug("%s: book void (connection lost)", sym.name)
-        elif action.reason.startswith("stale snapshot"):
-            log.info("%s: %s", sym.name, action.reason)
+        elif action.reason is Reason.STALE_SNAPSHOT:
+            log.info("%s: %s: %s", sym.name, action.reason, action.detail)
         else:
-            log.warning("%s: book invalidated: %s", sym.name, action.reason)
+            log.warning("%s: book invalidated: %s: %s", sym.name, action.reason, action.detail)
         if self._consumers:
             self._push(BookUpdate(sym.name, "invalidated", None, None, None, None, (), (),
-                                  None, None, _now_us(), 1, action.reason))
+                                  None, None, _now_us(), 1, f"{action.reason}: {action.detail}"))
 
     # ---- snapshots
     def _request_snapshot(self, sym: _Symbol) -> None:
@@ -1129,7 +1130,7 @@ class Replicator:
         sym.ticker_mismatches += 1
         reason = (f"bookTicker at update {ticker.update_id} disagrees: replica bid {bid} ask {ask}, "
                   f"venue bid {expected_bid} ask {expected_ask}")
-        self._carry_out(sym, sym.sync.invalidate(reason))
+        self._carry_out(sym, sym.sync.invalidate(Reason.TICKER_MISMATCH, reason))
 
     # ---- audits
     async def _audit_loop(self, interval: float) -> None:
@@ -1201,7 +1202,7 @@ class Replicator:
         sym.audit_divergences += 1
         reason = f"audit at update {live.last_update_id}: {difference}"
         log.error("%s: %s; resyncing", sym.name, reason)
-        self._carry_out(sym, sym.sync.invalidate(reason))
+        self._carry_out(sym, sym.sync.invalidate(Reason.AUDIT_DIVERGENCE, reason))
 
     # ---- periodic work
     async def _housekeeping(self) -> None:

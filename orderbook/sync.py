@@ -8,32 +8,40 @@ States::
     WAITING  -- no valid book; frames are buffered; a snapshot is requested
     SYNCED   -- the book is exact as of book.last_update_id
 
-Inputs and what they do::
+Every rule lives here.  Inputs, in each state, and what they do (reasons
+are :class:`~orderbook.status.Reason` values)::
 
-    start()                  WAITING: -> [RequestSnapshot]
-    receive_frame(ev)        WAITING: buffer ev (bounded, oldest dropped)
-                             SYNCED:  u <= last        -> drop (frames_dropped)
-                                      continues book   -> apply -> [BookChanged]
-                                      crossed after it -> invalidate
-                                      first frame after the snapshot has U > L+1
-                                                       -> stale snapshot: invalidate
-                                      any other U      -> gap: invalidate
-    receive_snapshot(snap)   ignored unless a snapshot is awaited.
-                             Buffered frames with u <= L are dropped; if the first
-                             remaining one has U > L+1 the snapshot is stale
-                             -> [RequestSnapshot]; else the book is rebuilt, the
-                             buffer replayed through receive_frame's rules
-                             -> SYNCED, [BookChanged(event=None)]
-    receive_bad_frame(err)   a malformed frame for this symbol: count it; the
-                             buffered frames are kept but the loss will show as
-                             a gap; SYNCED -> invalidate
-    bad_snapshot(err)        a malformed or crossed snapshot -> [RequestSnapshot]
-    connection_lost()        -> WAITING, buffer cleared, [BookInvalidated?, RequestSnapshot]
+    input                    WAITING                          SYNCED
+    -----------------------  -------------------------------  -----------------------------------
+    start()                  -> [RequestSnapshot(STARTING)]   (not used)
+    receive_frame(ev)        buffer ev (bounded, oldest       u <= last: drop (a return value:
+                             dropped)                         [], counted in frames_dropped);
+                                                              continues: apply -> [BookChanged];
+                                                              crossed after it: invalidate
+                                                              (CROSSED_BOOK); first frame after
+                                                              the snapshot has U > L+1:
+                                                              invalidate (STALE_SNAPSHOT); any
+                                                              other U: invalidate (SEQUENCE_GAP)
+    receive_snapshot(snap)   if awaited: drop buffered        ignored (not awaited)
+                             frames with u <= L; stale
+                             (first left U > L+1, or L below
+                             the high-water mark) ->
+                             [RequestSnapshot(STALE_SNAPSHOT)];
+                             else rebuild, replay the buffer
+                             -> SYNCED, [BookChanged(None)]
+    receive_bad_frame(err)   count it (the loss shows as a    invalidate (MALFORMED_FRAME)
+                             gap later)
+    bad_snapshot(err)        if awaited ->                    ignored
+                             [RequestSnapshot(BAD_SNAPSHOT)]
+    connection_lost()        buffer cleared,                  invalidate (CONNECTION_LOST), buffer
+                             [RequestSnapshot(CONNECTION_     cleared
+                             LOST)]
+    invalidate(reason)       ignored                          invalidate (the driver's reason)
 
-"Invalidate" clears the book, counts a resync (not for a stale snapshot),
-keeps the frame that revealed the problem (it may bridge the next snapshot)
-and returns
-``[BookInvalidated(reason), RequestSnapshot]``.
+"Invalidate" clears the book, goes WAITING, counts a resync (not for a
+stale snapshot), keeps the frame that revealed the problem (it may bridge
+the next snapshot) and returns ``[BookInvalidated(reason),
+RequestSnapshot(reason)]``.
 
 Invariants (checked after every step of ``tests/test_sync_invariants.py``):
 
@@ -70,6 +78,7 @@ from enum import Enum
 from typing import Union
 
 from .book import OrderBook
+from .status import Reason
 from .errors import (
     CrossedBook,
     IntegrityError,
@@ -102,10 +111,13 @@ class SyncState(Enum):
 
 @dataclass(slots=True, frozen=True)
 class RequestSnapshot:
-    """Fetch a REST depth snapshot for ``symbol`` and pass it to ``receive_snapshot``."""
+    """Fetch a REST depth snapshot for ``symbol`` and pass it to
+    ``receive_snapshot``; ``reason`` says why one is needed, ``detail`` in
+    words (for logs; never parsed)."""
 
     symbol: str
-    reason: str
+    reason: Reason
+    detail: str = ""
 
 
 @dataclass(slots=True)
@@ -121,10 +133,13 @@ class BookChanged:
 
 @dataclass(slots=True, frozen=True)
 class BookInvalidated:
-    """The book was cleared and cannot be trusted until re-synced."""
+    """The book was cleared and cannot be trusted until re-synced: ``reason``
+    why, ``detail`` in words (for logs; never parsed), ``error`` the
+    exception that revealed it, if any."""
 
     symbol: str
-    reason: str
+    reason: Reason
+    detail: str = ""
     error: Exception | None = None
 
 
@@ -199,7 +214,7 @@ class SymbolSync:
     # ----------------------------------------------------------------- inputs
     def start(self) -> list[Action]:
         """Begin: ask for the first snapshot (frames are buffered meanwhile)."""
-        return self._request("initial snapshot")
+        return self._request(Reason.STARTING, "initial snapshot")
 
     def receive_frame(self, event: DepthEvent) -> list[Action]:
         """A depth frame for this symbol arrived (in receive order)."""
@@ -211,17 +226,20 @@ class SymbolSync:
             buffer.append(event)
             return []
         book = self.book
+        if event.last_id <= book.last_update_id:  # type: ignore[operator] # old or duplicate
+            self.counters.frames_dropped += 1
+            return []
         try:
             touched = book.apply_delta(event)
         except SequenceGap as gap:
             return self._out_of_sequence(event, gap)
         except MalformedMessage as exc:
             self.counters.bad_frames += 1
-            return self._invalidate(f"malformed frame: {exc}", exc, keep=None)
+            return self._invalidate(Reason.MALFORMED_FRAME, str(exc), exc, keep=None)
         except Exception as exc:  # not foreseen: the book may be half changed, so clear it
             self.counters.apply_errors += 1
             unexpected = _unexpected("applying a frame", exc, self.symbol)
-            return self._invalidate(str(unexpected), unexpected, keep=None)
+            return self._invalidate(Reason.APPLY_ERROR, str(unexpected), unexpected, keep=None)
         self.counters.frames_applied += 1
         if touched and book.is_crossed():
             self.counters.crossed += 1
@@ -232,25 +250,21 @@ class SymbolSync:
                 best_ask[0] if best_ask else None,
                 event.last_id,
             )
-            return self._invalidate(str(error), error, keep=None)
+            return self._invalidate(Reason.CROSSED_BOOK, str(error), error, keep=None)
         self.high_water = event.last_id
         self.stale_streak = 0
         return [BookChanged(self.symbol, event)]
 
     def _out_of_sequence(self, event: DepthEvent, gap: SequenceGap) -> list[Action]:
-        """A synced book refused ``event``: an old frame, a stale snapshot or a gap."""
-        last = gap.expected - 1
-        if event.last_id <= last:
-            self.counters.frames_dropped += 1
-            return []
+        """A synced book refused a newer ``event``: a stale snapshot or a gap."""
         if self.book.bridged:
             self.counters.gaps += 1
-            reason = f"sequence gap: expected U={gap.expected}, got U={event.first_id}"
-            return self._invalidate(reason, gap, keep=event)
+            detail = f"expected U={gap.expected}, got U={event.first_id}"
+            return self._invalidate(Reason.SEQUENCE_GAP, detail, gap, keep=event)
         self.counters.stale_snapshots += 1
         self.stale_streak += 1
-        stale = StaleSnapshot(self.symbol, last, event.first_id)
-        return self._invalidate(str(stale), stale, keep=event, resync=False)
+        stale = StaleSnapshot(self.symbol, gap.expected - 1, event.first_id)
+        return self._invalidate(Reason.STALE_SNAPSHOT, str(stale), stale, keep=event, resync=False)
 
     def receive_snapshot(self, snapshot: Snapshot, *, limit: int | None = None) -> list[Action]:
         """The REST snapshot requested earlier arrived.  Ignored (``[]``) when
@@ -265,8 +279,8 @@ class SymbolSync:
                 self.counters.stale_snapshots += 1
                 self.stale_streak += 1
                 return self._request(
-                    f"stale snapshot: lastUpdateId={snapshot_id} is older than update "
-                    f"{self.high_water} already applied"
+                    Reason.STALE_SNAPSHOT,
+                    f"lastUpdateId={snapshot_id} is older than update {self.high_water} already applied",
                 )
             self.counters.history_restarts += 1
             self.high_water = None
@@ -278,7 +292,7 @@ class SymbolSync:
             self.counters.stale_snapshots += 1
             self.stale_streak += 1
             return self._request(
-                f"stale snapshot: lastUpdateId={snapshot_id} but buffered U={buffer[0].first_id}"
+                Reason.STALE_SNAPSHOT, f"lastUpdateId={snapshot_id} but buffered U={buffer[0].first_id}"
             )
         try:
             self.book.apply_snapshot(snapshot, limit=limit)
@@ -301,7 +315,7 @@ class SymbolSync:
         """A frame for this symbol could not be parsed; it is lost."""
         self.counters.bad_frames += 1
         if self.state is SyncState.SYNCED:
-            return self._invalidate(f"malformed frame: {error}", error, keep=None)
+            return self._invalidate(Reason.MALFORMED_FRAME, str(error), error, keep=None)
         return []
 
     def bad_snapshot(self, error: Exception) -> list[Action]:
@@ -318,7 +332,7 @@ class SymbolSync:
         self.counters.bad_snapshots += 1
         self.state = SyncState.WAITING
         self.book.clear()
-        return self._request(f"bad snapshot: {error}")
+        return self._request(Reason.BAD_SNAPSHOT, str(error))
 
     def connection_lost(self) -> list[Action]:
         """The stream dropped: every buffered frame and the book are void."""
@@ -328,21 +342,22 @@ class SymbolSync:
             self.counters.resyncs += 1
             self.state = SyncState.WAITING
             self.book.clear()
-            actions.append(BookInvalidated(self.symbol, "connection lost"))
+            actions.append(BookInvalidated(self.symbol, Reason.CONNECTION_LOST))
         self.awaiting_snapshot = False
-        return actions + self._request("connection lost")
+        return actions + self._request(Reason.CONNECTION_LOST)
 
-    def invalidate(self, reason: str, error: Exception | None = None) -> list[Action]:
+    def invalidate(self, reason: Reason, detail: str = "", error: Exception | None = None) -> list[Action]:
         """The driver found the book wrong by other means (a bookTicker touch or
         an audit snapshot disagreeing with it): clear it, count a resync and ask
         for a snapshot.  Ignored (``[]``) unless SYNCED.  O(1)."""
         if self.state is not SyncState.SYNCED:
             return []
-        return self._invalidate(reason, error, keep=None)
+        return self._invalidate(reason, detail, error, keep=None)
 
     # ---------------------------------------------------------------- helpers
     def _invalidate(
-        self, reason: str, error: Exception | None, keep: DepthEvent | None, resync: bool = True
+        self, reason: Reason, detail: str, error: Exception | None, keep: DepthEvent | None,
+        resync: bool = True,
     ) -> list[Action]:
         """Clear the book and ask for a snapshot.  ``keep`` (the frame that
         revealed the problem) goes back to the front of the buffer, where it
@@ -353,13 +368,13 @@ class SymbolSync:
         self.book.clear()
         if keep is not None:
             self._buffer.appendleft(keep)
-        return [BookInvalidated(self.symbol, reason, error), *self._request(reason)]
+        return [BookInvalidated(self.symbol, reason, detail, error), *self._request(reason, detail)]
 
-    def _request(self, reason: str) -> list[Action]:
+    def _request(self, reason: Reason, detail: str = "") -> list[Action]:
         if self.awaiting_snapshot:
             return []
         self.awaiting_snapshot = True
-        return [RequestSnapshot(self.symbol, reason)]
+        return [RequestSnapshot(self.symbol, reason, detail)]
 
     def _history_restarted(self) -> bool:
         """Called for a snapshot older than :attr:`high_water`: True once the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from orderbook.status import Reason
 from orderbook.book import OrderBook
 from orderbook.sync import BookInvalidated, RequestSnapshot, SymbolSync, SyncState
 from orderbook.wire import DepthEvent, parse_snapshot
@@ -43,11 +44,11 @@ def test_prune_refreshes_the_touch_when_the_window_emptied() -> None:
 
 def test_invalidate_clears_a_synced_book_and_requests_a_snapshot() -> None:
     sync = SymbolSync("X")
-    assert sync.invalidate("audit") == []  # not synced: nothing to do
+    assert sync.invalidate(Reason.AUDIT_DIVERGENCE) == []  # not synced: nothing to do
     sync.start()
     sync.receive_snapshot(parse_snapshot(SNAP))
-    actions = sync.invalidate("touch disagrees")
+    actions = sync.invalidate(Reason.TICKER_MISMATCH, "touch disagrees")
     assert [type(a) for a in actions] == [BookInvalidated, RequestSnapshot]
-    assert actions[0].reason == "touch disagrees"
+    assert actions[0].reason is Reason.TICKER_MISMATCH and actions[0].detail == "touch disagrees"
     assert sync.state is SyncState.WAITING and sync.book.last_update_id is None
     assert sync.counters.resyncs == 1 and sync.awaiting_snapshot

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 import pytest
 
+from orderbook.status import Reason
 from orderbook import (
     BookChanged,
     BookInvalidated,
@@ -353,7 +354,7 @@ def test_snapshot_through_a_waiting_machine(kind: Kind) -> None:
     machine.receive_frame(parse_frame(GOOD_RAW))  # type: ignore[arg-type]
     actions = feed_snapshot(machine, kind.raw)
     assert [type(a) for a in actions] == [RequestSnapshot]
-    assert "bad snapshot" in actions[0].reason
+    assert actions[0].reason is Reason.BAD_SNAPSHOT
     c = machine.counters
     assert (c.bad_snapshots, c.snapshots_applied, c.resyncs) == (1, 0, 0)
     assert machine.state is SyncState.WAITING and machine.awaiting_snapshot

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from orderbook.status import Reason
 from orderbook import (
     BookChanged,
     BookInvalidated,
@@ -51,7 +52,7 @@ def test_start_requests_a_snapshot_once() -> None:
     machine = SymbolSync(SYMBOL)
     assert machine.state is SyncState.WAITING and not machine.awaiting_snapshot
     actions = machine.start()
-    assert actions == [RequestSnapshot(SYMBOL, "initial snapshot")]
+    assert actions == [RequestSnapshot(SYMBOL, Reason.STARTING, "initial snapshot")]
     assert machine.awaiting_snapshot
     assert machine.start() == []  # at most one request outstanding
 
@@ -117,7 +118,7 @@ def test_stale_snapshot_in_receive_snapshot_requests_another() -> None:
     machine.receive_frame(frame(105, 106))
     actions = machine.receive_snapshot(snap(100))
     assert kinds(actions) == [RequestSnapshot]
-    assert isinstance(actions[0], (RequestSnapshot, BookInvalidated)) and "stale" in actions[0].reason
+    assert isinstance(actions[0], (RequestSnapshot, BookInvalidated)) and actions[0].reason is Reason.STALE_SNAPSHOT
     assert machine.state is SyncState.WAITING and machine.awaiting_snapshot
     assert machine.buffered == 1  # kept: it may bridge the next snapshot
     assert (machine.counters.stale_snapshots, machine.stale_streak, machine.counters.resyncs) == (1, 1, 0)
@@ -132,7 +133,7 @@ def test_stale_snapshot_found_by_the_first_frame() -> None:
     ev = frame(103, 104)
     actions = machine.receive_frame(ev)
     assert kinds(actions) == [BookInvalidated, RequestSnapshot]
-    assert isinstance(actions[0], (RequestSnapshot, BookInvalidated)) and "stale" in actions[0].reason
+    assert isinstance(actions[0], (RequestSnapshot, BookInvalidated)) and actions[0].reason is Reason.STALE_SNAPSHOT
     error = actions[0].error
     assert isinstance(error, StaleSnapshot)
     assert (error.snapshot_id, error.first_id) == (100, 103)
@@ -152,7 +153,7 @@ def test_gap_invalidates_and_keeps_the_frame() -> None:
     assert kinds(actions) == [BookInvalidated, RequestSnapshot]
     invalidated = actions[0]
     assert isinstance(invalidated, BookInvalidated)
-    assert "gap" in invalidated.reason and invalidated.error is not None
+    assert invalidated.reason is Reason.SEQUENCE_GAP and invalidated.error is not None
     c = machine.counters
     assert (c.gaps, c.resyncs, c.frames_applied) == (1, 1, 1)
     assert machine.state is SyncState.WAITING
