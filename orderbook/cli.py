@@ -192,13 +192,14 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 def _print_books(symbols: dict[str, Any]) -> None:
     """The summary table of books shaped like ``ReplayResult.to_json()["symbols"]``."""
-    print(f"{'symbol':<14} {'status':<9} {'last id':>12} {'best bid':>24} {'best ask':>24} "
+    width = max([13, *(len(symbol) for symbol in symbols)]) + 1  # 14 at least
+    print(f"{'symbol':<{width}} {'status':<9} {'last id':>12} {'best bid':>24} {'best ask':>24} "
           f"{'bids':>5} {'asks':>5} {'applied':>7} {'dropped':>7} {'gaps':>4} {'resyncs':>7} {'bad':>3}")
     for symbol, book in symbols.items():
         bid = " x ".join(book["bids"][0]) if book["bids"] else "-"
         ask = " x ".join(book["asks"][0]) if book["asks"] else "-"
         print(
-            f"{symbol:<14} {book['status']:<9} {str(book['last_update_id']):>12} {bid:>24} "
+            f"{symbol:<{width}} {book['status']:<9} {str(book['last_update_id']):>12} {bid:>24} "
             f"{ask:>24} {len(book['bids']):>5} {len(book['asks']):>5} {book['frames_applied']:>7} "
             f"{book['frames_dropped']:>7} {book['gaps']:>4} {book['resyncs']:>7} {book['bad_frames']:>3}"
         )

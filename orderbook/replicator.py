@@ -56,7 +56,7 @@ import orjson
 from .book import Level, OrderBook
 from .errors import MalformedMessage, OrderBookError, UnknownSymbol, UsageError
 from .markets import Market, MarketCatalog
-from .protocol.streams import DEPTH_STREAMS
+from .protocol.streams import DEPTH_LIMITS, DEPTH_STREAMS, depth_stream, ticker_stream
 from .policy import Backoff, RetryPolicy, SnapshotRetryPolicy, TokenBucket
 from .sync import Action, BookChanged, BookInvalidated, RequestSnapshot, SymbolSync, SyncState
 from .transport import DEFAULT_REST_URL, DEFAULT_WS_URL, RestClient, StreamConnection
@@ -559,7 +559,7 @@ class Replicator:
     ) -> None:
         if depth_stream not in DEPTH_STREAMS:
             raise UsageError(f"depth_stream must be one of {DEPTH_STREAMS}, got {depth_stream!r}")
-        if snapshot_limit not in (5, 10, 20, 50, 100, 500, 1000):
+        if snapshot_limit not in DEPTH_LIMITS:
             raise UsageError(f"snapshot_limit must be a limit the venue accepts, got {snapshot_limit}")
         if snapshot_concurrency < 1 or stale_after <= 0 or markets_refresh <= 0:
             raise UsageError("snapshot_concurrency, stale_after and markets_refresh must be > 0")
@@ -651,11 +651,11 @@ class Replicator:
         for name in names:
             sym = _Symbol(name, self._max_buffer)
             self._symbols[name] = sym
-            depth = f"{self.depth_stream}.{name}"
+            depth = depth_stream(name, self.depth_stream)
             self._by_stream[depth] = sym
             streams.append(depth)
             if self.book_ticker:
-                streams.append(f"bookTicker.{name}")
+                streams.append(ticker_stream(name))
         self._conn = StreamConnection(
             self.ws_url, streams, self, batch_size=self._subscribe_batch,
             backoff=self._ws_backoff, ping_interval=self._ws_ping_interval,

@@ -27,6 +27,7 @@ from orderbook import (
     replay_capture,
 )
 from orderbook.capture import CaptureWriter, decimal_str
+from orderbook.protocol.streams import parse_stream
 from orderbook.wire import BookTickerEvent, DepthEvent, StreamReply, parse_message, parse_snapshot
 
 D = Decimal
@@ -72,7 +73,9 @@ def write_jsonl(path: Path, events: list[dict[str, Any]]) -> Path:
 def symbol_of(event: dict[str, Any]) -> str:
     if event["kind"] == "rest":
         return str(event["query"]["symbol"])
-    return str(event["frame"]["stream"]).rpartition(".")[2]
+    name = parse_stream(event["frame"]["stream"])
+    assert name is not None
+    return name.symbol
 
 
 # ------------------------------------------------------------- read_capture
@@ -164,6 +167,26 @@ def test_replay_at_stops_each_book() -> None:
     symbols = replay_capture(FIXTURE, at=101).to_json()["symbols"]
     assert symbols["SOL_USDC"]["status"] == "waiting" and symbols["SOL_USDC"]["last_update_id"] is None
     assert symbols["SOL_USDC"]["bids"] == []
+
+
+DOTTED_NAMES = {"SOL_USDC": "SPCX.US_USDC", "BTC_USDC": "TSLA.US_USDC_PERP"}
+
+
+@pytest.mark.parametrize("prefix", ["depth", "depth.600ms"])
+def test_dotted_symbols_replay_like_any_other(prefix: str, tmp_path: Path) -> None:
+    """The fixture with its symbols renamed to tokenized equities (on depth,
+    bookTicker and REST events) replays to the same books under the new names."""
+    text = FIXTURE.read_text().replace('"stream":"depth.', f'"stream":"{prefix}.')
+    for plain, dotted in DOTTED_NAMES.items():
+        text = text.replace(f'{plain}"', f'{dotted}"')
+    path = tmp_path / "dotted.jsonl"
+    path.write_text(text)
+    result = replay_capture(path)
+    expected = {DOTTED_NAMES[s]: book for s, book in FIXTURE_JSON["symbols"].items()}
+    assert result.to_json() == {"symbols": dict(sorted(expected.items()))}
+    assert result.book_tickers == 1 and result.unattributed_bad_frames == 0
+    assert {symbol_of(e) for e in read_capture(path) if "result" not in e.get("frame", {})} == set(
+        DOTTED_NAMES.values())
 
 
 def test_replay_ignores_unsolicited_and_failed_snapshots() -> None:

@@ -27,7 +27,7 @@ from orderbook.venue import OrderFlow, SimulatedVenue
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "small-capture.jsonl"
 SCRIPT = Path(sys.executable).with_name("orderbook")
 ORDERBOOK = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "orderbook.cli"]
-SYMBOLS = ["SOL_USDC", "BTC_USDC_PERP"]
+SYMBOLS = ["SOL_USDC", "SPCX.US_USDC"]  # a dotted symbol, as the venue lists tokenized equities
 PRICE_ROW = re.compile(r"^\s*\d+\.\d+\s+\d+(\.\d+)?\s", re.M)
 
 
@@ -187,6 +187,7 @@ def test_run_shows_the_venue_books() -> None:
     assert code == 0, err
     last = frames_of(out)[-1]
     assert last.count("synced") == 2 and len(PRICE_ROW.findall(last)) == 6
+    assert "SPCX.US_USDC" in last
 
 
 def test_run_refuses_an_unknown_symbol_with_close_matches() -> None:
@@ -213,7 +214,8 @@ def test_record_then_replay_prints_the_same_books(how: str, tmp_path: Path) -> N
     assert code == 0, err
     assert re.match(rf"recorded \d+ frames and [2-9]\d* depth responses to {re.escape(str(path))}", out)
     recorded = table(out)
-    assert [row.split()[1] for row in recorded[1:]] == ["synced", "synced"]
+    assert [row.split()[:2] for row in recorded[1:]] == [["SOL_USDC", "synced"],
+                                                         ["SPCX.US_USDC", "synced"]]
 
     replayed = subprocess.run([*ORDERBOOK, "replay", str(path)], capture_output=True, text=True,
                               timeout=60)

@@ -21,7 +21,7 @@ from loopback import mismatches, wait_caught_up
 from orderbook.replicator import Replicator
 from orderbook.venue import Faults, OrderFlow, SimulatedVenue
 
-SYMBOLS = ["SOL_USDC", "BTC_USDC_PERP", "ETH_USDC", "DOGE_USDC_PERP"]
+SYMBOLS = ["SOL_USDC", "BTC_USDC_PERP", "ETH_USDC", "DOGE_USDC_PERP", "SPCX.US_USDC", "TSLA.US_USDC_PERP"]
 FAULT_SECONDS = 1.5
 RATE = 400.0
 

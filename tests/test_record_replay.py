@@ -21,9 +21,9 @@ from loopback import mismatches, wait_caught_up
 from orderbook.capture import read_capture, replay_capture
 from orderbook.errors import UnknownSymbol, UsageError
 from orderbook.recorder import Recording
-from orderbook.venue import Faults, OrderFlow, SimulatedVenue
+from orderbook.venue import DEFAULT_SYMBOLS, Faults, OrderFlow, SimulatedVenue
 
-SYMBOLS = ["SOL_USDC", "BTC_USDC_PERP", "ETH_USDC"]
+SYMBOLS = list(DEFAULT_SYMBOLS)  # dotted symbols among them
 
 CASES: dict[str, dict[str, Any]] = {
     "drops": {"drop_rate": 0.03},

@@ -14,43 +14,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from websockets.asyncio.server import ServerConnection
 
-# The one module of `orderbook` the venue imports: it depends on asyncio and websockets only.
+# Of `orderbook` the venue imports only the outbox (asyncio and websockets) and
+# the protocol's facts (stream names), never the replica's logic.
 from ..outbox import Outbox
+from ..protocol.streams import (
+    INTERVALS_MS,
+    StreamKind,
+    StreamName,
+    depth_stream,
+    parse_stream,
+    ticker_stream,
+)
 from .faults import FaultInjector, FrameFate
 from .flow import OrderFlow, Update, format_decimal
 from .stats import VenueStats
 
-__all__ = ["INTERVALS_MS", "Client", "Fanout", "StreamKey", "dumps", "parse_stream"]
-
-INTERVALS_MS = (200, 600, 1000)
-
-
-@dataclass(frozen=True, slots=True)
-class StreamKey:
-    """A parsed stream name; `interval_ms` is 0 for realtime depth and bookTicker."""
-
-    kind: Literal["depth", "bookTicker"]
-    symbol: str
-    interval_ms: int = 0
-
-
-def parse_stream(name: str) -> StreamKey | None:
-    """Parse `depth.<s>`, `depth.<N>ms.<s>` or `bookTicker.<s>`; None if not one."""
-    parts = name.split(".")
-    if len(parts) == 2 and parts[0] in ("depth", "bookTicker") and parts[1]:
-        return StreamKey("depth" if parts[0] == "depth" else "bookTicker", parts[1])
-    if len(parts) == 3 and parts[0] == "depth" and parts[2]:
-        for interval in INTERVALS_MS:
-            if parts[1] == f"{interval}ms":
-                return StreamKey("depth", parts[2], interval)
-    return None
+__all__ = ["INTERVALS_MS", "Client", "Fanout", "StreamName", "dumps", "parse_stream"]
 
 
 def _now_us() -> int:
@@ -112,9 +97,10 @@ class _Feed:
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
-        self.realtime = f"depth.{symbol}"
-        self.ticker = f"bookTicker.{symbol}"
-        self.windows = {interval: f"depth.{interval}ms.{symbol}" for interval in INTERVALS_MS}
+        self.realtime = depth_stream(symbol)
+        self.ticker = ticker_stream(symbol)
+        self.windows = {interval: depth_stream(symbol, f"depth.{interval}ms")
+                        for interval in INTERVALS_MS}
         self.pending: _Pending | None = None  # realtime aggregate (fault)
         self.target = 1
         self.window: dict[int, _Pending] = {}
@@ -138,11 +124,11 @@ class Fanout:
         """True if `symbol` is one of the venue's markets."""
         return symbol in self._feeds
 
-    def subscribe(self, client: Client, name: str, key: StreamKey) -> None:
+    def subscribe(self, client: Client, name: str, key: StreamName) -> None:
         """Start sending stream `name` (already parsed to `key`) to `client`."""
         self._subscribers.setdefault(name, {})[client] = None
         client.streams.add(name)
-        if key.kind == "bookTicker":
+        if key.kind is StreamKind.BOOK_TICKER:
             self._feeds[key.symbol].touch = None  # resend the touch on next update
 
     def unsubscribe(self, client: Client, name: str) -> None:
