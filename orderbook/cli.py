@@ -29,7 +29,7 @@ from .errors import OrderBookError, UnknownSymbol, UsageError
 from .mirror import add_serve_command
 from .recorder import Recording
 from .replicator import DEPTH_STREAMS, Replicator
-from .transport import DEFAULT_REST_URL, DEFAULT_WS_URL
+from .transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_REST_URL, DEFAULT_WS_URL
 from .venue import Faults, OrderFlow, SimulatedVenue
 from .view import SymbolView, render_symbol, show
 
@@ -137,7 +137,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace) -> None:
     async with Replicator(args.symbols, rest_url=args.rest_url, ws_url=args.ws_url,
-                          depth_stream=args.depth_stream) as replicator:
+                          depth_stream=args.depth_stream,
+                          connect_timeout=args.connect_timeout) as replicator:
         await show(replicator, source=args.ws_url, levels=args.levels, duration=args.duration)
 
 
@@ -149,7 +150,7 @@ async def _record(args: argparse.Namespace) -> None:
     if os.path.exists(args.output) and not args.force:
         raise UsageError(f"{args.output} exists (--force to replace it)")
     recording = Recording(args.output, args.symbols, rest_url=args.rest_url, ws_url=args.ws_url,
-                          depth_stream=args.depth_stream)
+                          depth_stream=args.depth_stream, connect_timeout=args.connect_timeout)
     try:
         async with recording:
             await recording.run(args.duration)
@@ -241,6 +242,11 @@ def _add_venue_options(parser: argparse.ArgumentParser) -> None:
                         help="venue WebSocket (default: %(default)s)")
     parser.add_argument("--depth-stream", default="depth", choices=DEPTH_STREAMS,
                         help="depth stream kind (default: %(default)s)")
+    parser.add_argument("--connect-timeout", type=_positive(float), default=DEFAULT_CONNECT_TIMEOUT,
+                        metavar="S",
+                        help="give up (exit status 2) when the WebSocket has not connected once "
+                             "within S seconds (default: %(default)s); once connected, it "
+                             "reconnects forever")
 
 
 def _add_logging_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
