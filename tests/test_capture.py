@@ -105,6 +105,40 @@ def test_read_capture_bad_line_names_its_number(tmp_path: Path, line: str, messa
         next(events)
 
 
+def test_read_capture_refuses_broken_gzip_and_text(tmp_path: Path) -> None:
+    whole = gzip.compress(FIXTURE.read_bytes())
+    truncated = tmp_path / "t.jsonl.gz"
+    truncated.write_bytes(whole[:-12])
+    with pytest.raises(MalformedMessage, match=r"t\.jsonl\.gz: truncated or corrupt gzip data after line \d+"):
+        list(read_capture(truncated))
+    garbage = tmp_path / "g.jsonl.gz"
+    garbage.write_bytes(b"\x1f\x8b" + bytes(range(256)))
+    with pytest.raises(MalformedMessage, match="g.jsonl.gz: truncated or corrupt gzip data after line 0"):
+        list(read_capture(garbage))
+    latin = tmp_path / "l.jsonl"
+    latin.write_bytes(FIXTURE.read_bytes() + "caf\xe9\n".encode("latin-1"))
+    with pytest.raises(MalformedMessage, match="l.jsonl:11: not UTF-8 text"):
+        list(read_capture(latin))
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n", b'{"kind": "header", "format": 2}\n', b'{"a": 1}\n'])
+def test_replaying_a_file_without_capture_events_is_an_error(content: bytes, tmp_path: Path) -> None:
+    for path in (tmp_path / "x.jsonl", tmp_path / "x.jsonl.gz"):
+        path.write_bytes(gzip.compress(content) if path.suffix == ".gz" else content)
+        with pytest.raises(MalformedMessage, match=f"{path.name}: no capture events"):
+            replay_capture(path)
+    assert replay_capture([]).to_json() == {"symbols": {}}  # an iterable of nothing is no file
+
+
+def test_replay_ignores_rest_events_of_odd_shapes() -> None:
+    events = list(read_capture(FIXTURE))
+    odd = [dict(events[3], query=q) for q in ("SOL_USDC", ["SOL_USDC"], None, {"symbol": 5}, {"symbol": ""})]
+    odd.append(dict(events[3], query={"symbol": "SOL_USDC", "limit": "\u00b2"}))  # a digit, not ASCII
+    result = replay_capture([*odd[:-1], *events])
+    assert result.to_json() == FIXTURE_JSON
+    assert replay_capture([odd[-1]]).machines["SOL_USDC"].book.last_update_id == 102
+
+
 def test_read_capture_missing_file(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="not found"):
         list(read_capture(tmp_path / "nope.jsonl"))
