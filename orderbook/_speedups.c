@@ -573,14 +573,20 @@ side_release(Side *side)
     Py_CLEAR(side->dead);
 }
 
-/* ASCII digits with at most one '.', at least one digit: the Python
- * is_decimal_string().  Sets *decimals to the digits after the '.'. */
+/* The bound of orderbook.protocol.decimals: digits before and after the point. */
+#define MAX_INTEGER_DIGITS 20
+#define MAX_DECIMALS 18
+
+/* ASCII digits with at most one '.', at least one digit, within the bound:
+ * the Python is_decimal_string().  Sets *decimals to the digits after the '.'. */
 static int
 plain_decimal(PyObject *text, Py_ssize_t *decimals)
 {
     if (!PyUnicode_IS_ASCII(text))
         return 0;
     Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    if (n > MAX_INTEGER_DIGITS + 1 + MAX_DECIMALS)
+        return 0;
     const char *s = (const char *)PyUnicode_DATA(text);
     Py_ssize_t digits = 0, dot = -1;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -593,6 +599,8 @@ plain_decimal(PyObject *text, Py_ssize_t *decimals)
             return 0;
     }
     *decimals = dot < 0 ? 0 : n - dot - 1;
+    if ((dot < 0 ? n : dot) > MAX_INTEGER_DIGITS || *decimals > MAX_DECIMALS)
+        return 0;
     return digits > 0;
 }
 

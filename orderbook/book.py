@@ -48,8 +48,9 @@ from numpy.typing import NDArray
 from sortedcontainers import SortedList
 
 from ._native import speedups
-from .errors import CrossedBook, IntegrityError, MalformedMessage, SequenceGap, UsageError
-from .wire import DepthEvent, RawLevels, Snapshot, is_decimal_string, parse_snapshot
+from .errors import CrossedBook, IntegrityError, MalformedMessage, SequenceGap, UsageError, shown
+from .protocol.decimals import is_decimal_string
+from .wire import DepthEvent, RawLevels, Snapshot, parse_snapshot
 
 __all__ = ["Ladder", "Level", "OrderBook"]
 
@@ -358,7 +359,9 @@ class OrderBook:
         decimals = max(
             (len(price.partition(".")[2]) for price, _ in (*snap.bids, *snap.asks)), default=0
         )
-        scale = max(decimals, self._bids.scale)
+        # the scale follows the snapshot (it never only grows): one unusual
+        # price does not change how the next snapshot's book is keyed
+        scale = decimals
         bids = _snapshot_levels(snap.bids, scale, -1)
         asks = _snapshot_levels(snap.asks, scale, 1)
         if bids and asks and -min(bids) >= min(asks):
@@ -435,14 +438,14 @@ class OrderBook:
         try:
             for level in raw:
                 if type(level) is not list and type(level) is not tuple:
-                    raise TypeError(f"level {level!r} is not a [price, quantity] pair")
+                    raise TypeError(f"level {shown(level)} is not a [price, quantity] pair")
                 price, qty = level
                 key = prices.get(price)
                 if key is None:
                     key = self._price_key(price, ladder)
-                if not (qty.isascii() and qty.replace(".", "", 1).isdecimal()):
+                if not is_decimal_string(qty):
                     raise MalformedMessage(
-                        f"quantity must be a plain decimal string, got {qty!r}",
+                        f"quantity must be a plain decimal string within the bound, got {shown(qty)}",
                         field="quantity",
                         symbol=self.symbol,
                     )
@@ -451,7 +454,7 @@ class OrderBook:
             if isinstance(exc, MalformedMessage):
                 raise
             raise MalformedMessage(
-                f"bad level in frame, expected [price, quantity] strings: {raw!r}",
+                f"bad level in frame, expected [price, quantity] strings: {shown(raw)}",
                 symbol=self.symbol,
             ) from exc
         return out
@@ -460,14 +463,17 @@ class OrderBook:
         """Validate a price string, return its key and remember it (cache miss path)."""
         if not is_decimal_string(price):
             raise MalformedMessage(
-                f"price must be a plain decimal string, got {price!r}", field="price", symbol=self.symbol
+                f"price must be a plain decimal string within the bound, got {shown(price)}",
+                field="price",
+                symbol=self.symbol,
             )
         assert isinstance(price, str)
         if len(price.partition(".")[2]) > ladder.scale:
             raise _Rescale(len(price.partition(".")[2]))
         key = _fixed_point(price, ladder.scale)
         if not key:
-            raise MalformedMessage(f"price must be > 0, got {price!r}", field="price", symbol=self.symbol)
+            raise MalformedMessage(f"price must be > 0, got {shown(price)}", field="price",
+                                   symbol=self.symbol)
         prices = ladder.prices
         if len(prices) >= _PRICE_CACHE_LIMIT:
             prices.clear()
@@ -668,7 +674,7 @@ def _caller_decimal(value: Decimal | str, name: str) -> Decimal:
     elif isinstance(value, str) and is_decimal_string(value):
         result = Decimal(value)
     else:
-        raise UsageError(f"{name} must be a Decimal or decimal string, got {value!r}")
+        raise UsageError(f"{name} must be a Decimal or decimal string, got {shown(value)}")
     if not result.is_finite() or result < 0:
-        raise UsageError(f"{name} must be a finite non-negative number, got {value!r}")
+        raise UsageError(f"{name} must be a finite non-negative number, got {shown(value)}")
     return result

@@ -39,6 +39,32 @@ __all__ = [
     "VenueUnavailable",
 ]
 
+SHOWN_CHARS = 200
+"""Most characters of an offending value that an error message shows."""
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """``value`` for an error message: at most ``limit`` characters, and never
+    a recursion into it (a list or dict is shown by its size, a huge integer
+    by its bit length), so that no hostile value can make the message itself
+    fail or grow.  O(limit)."""
+    if isinstance(value, str):
+        text = repr(value[:limit])
+        return text if len(value) <= limit else f"{text}... ({len(value)} characters)"
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, int):
+        if value.bit_length() > 3 * limit:
+            return f"an integer of {value.bit_length()} bits"
+        return str(value)[:limit]
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, tuple, dict, set)):
+        return f"a {type(value).__name__} of {len(value)} items"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"{bytes(value[:limit])!r}" + ("..." if len(value) > limit else "")
+    return f"a {type(value).__name__}"
+
 
 class OrderBookError(Exception):
     """Root of every exception raised by this package."""

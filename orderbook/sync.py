@@ -35,10 +35,31 @@ keeps the frame that revealed the problem (it may bridge the next snapshot)
 and returns
 ``[BookInvalidated(reason), RequestSnapshot]``.
 
-Invariant: a frame is applied only when it continues the book (checked by
-:meth:`OrderBook.apply_delta`, which raises otherwise), so the book is never
-advanced out of sequence.  While a snapshot is awaited at most one
-``RequestSnapshot`` is outstanding; a driver coalesces duplicates.
+Invariants (checked after every step of ``tests/test_sync_invariants.py``):
+
+* **In sequence.**  A frame is applied only when it continues the book
+  (checked by :meth:`OrderBook.apply_delta`, which raises otherwise), so the
+  book is never advanced out of sequence.
+* **Never back in time.**  The machine remembers the highest update id it
+  ever applied (:attr:`SymbolSync.high_water`, kept across invalidations and
+  lost connections).  A snapshot whose ``lastUpdateId`` is below it is
+  refused as stale (counted in ``stale_snapshots``) and another one is
+  requested: a consumer never sees an older book after a newer one.  The one
+  exception is a venue whose history itself went back (its ids restarted, or
+  the connection landed on another venue): when the live stream too stays
+  behind the mark for :data:`RESTART_EVIDENCE` refused snapshots in a row,
+  with new frames each time, the book follows the venue's new history
+  (counted in ``history_restarts``) rather than never syncing again.
+* **No half-changed book.**  An exception of *any* kind while applying a
+  snapshot or a frame (bad venue data the parser let through, or a bug)
+  leaves no partly applied book: the book is cleared, the symbol invalidated
+  (counted in ``apply_errors`` unless it was a :class:`VenueDataError`) and a
+  snapshot requested.  Nothing but :class:`OrderBookError` escapes an input.
+* **No wedge.**  Once started, a symbol that is WAITING always has a
+  snapshot on its way: ``awaiting_snapshot`` is True, so a ``RequestSnapshot``
+  was returned and not answered yet (the driver reports a failed fetch with
+  :meth:`bad_snapshot`, which asks again).  While a snapshot is awaited at
+  most one ``RequestSnapshot`` is outstanding; a driver coalesces duplicates.
 """
 
 from __future__ import annotations
@@ -49,7 +70,16 @@ from enum import Enum
 from typing import Union
 
 from .book import OrderBook
-from .errors import CrossedBook, MalformedMessage, SequenceGap, StaleSnapshot, UsageError, VenueDataError
+from .errors import (
+    CrossedBook,
+    IntegrityError,
+    MalformedMessage,
+    SequenceGap,
+    StaleSnapshot,
+    UsageError,
+    VenueDataError,
+    shown,
+)
 from .wire import DepthEvent, Snapshot
 
 __all__ = [
@@ -100,6 +130,11 @@ class BookInvalidated:
 
 _SYNCED = SyncState.SYNCED
 
+RESTART_EVIDENCE = 3
+"""Snapshots older than the high-water mark, in a row and each with the
+venue's live stream behind it too, after which the venue is taken to have
+restarted its update ids (see the module docstring)."""
+
 Action = Union[RequestSnapshot, BookChanged, BookInvalidated]
 """What a :class:`SymbolSync` input returns for the driver to carry out, in order."""
 
@@ -112,7 +147,10 @@ class SyncCounters:
     below the book) and buffered frames lost to the bound; ``gaps`` sequence
     breaks; ``resyncs`` invalidations of a synced book (gap, bad frame,
     crossed book, lost connection); ``stale_snapshots`` snapshots too old to
-    bridge; ``bad_snapshots`` malformed or crossed snapshots.
+    bridge or older than the book already was; ``bad_snapshots`` malformed or
+    crossed snapshots; ``apply_errors`` unexpected exceptions while applying
+    (each one cleared the book and asked for a snapshot); ``history_restarts``
+    times the venue's update ids went back for good and the book followed.
     """
 
     frames_applied: int = 0
@@ -124,6 +162,8 @@ class SyncCounters:
     stale_snapshots: int = 0
     bad_snapshots: int = 0
     snapshots_applied: int = 0
+    apply_errors: int = 0
+    history_restarts: int = 0
 
 
 @dataclass(slots=True)
@@ -144,7 +184,12 @@ class SymbolSync:
     awaiting_snapshot: bool = field(init=False, default=False)
     stale_streak: int = field(init=False, default=0)
     """Consecutive stale snapshots; the driver uses it to back off and give up."""
+    high_water: int | None = field(init=False, default=None)
+    """The highest update id ever applied (``None`` before the first snapshot);
+    a snapshot below it is refused, so the book never goes back in time."""
     _buffer: deque[DepthEvent] = field(init=False, default_factory=deque)
+    _behind_streak: int = field(init=False, default=0)
+    _behind_newest: int | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         if self.max_buffer < 1:
@@ -173,6 +218,10 @@ class SymbolSync:
         except MalformedMessage as exc:
             self.counters.bad_frames += 1
             return self._invalidate(f"malformed frame: {exc}", exc, keep=None)
+        except Exception as exc:  # not foreseen: the book may be half changed, so clear it
+            self.counters.apply_errors += 1
+            unexpected = _unexpected("applying a frame", exc, self.symbol)
+            return self._invalidate(str(unexpected), unexpected, keep=None)
         self.counters.frames_applied += 1
         if touched and book.is_crossed():
             self.counters.crossed += 1
@@ -184,6 +233,7 @@ class SymbolSync:
                 event.last_id,
             )
             return self._invalidate(str(error), error, keep=None)
+        self.high_water = event.last_id
         self.stale_streak = 0
         return [BookChanged(self.symbol, event)]
 
@@ -210,6 +260,17 @@ class SymbolSync:
         self.awaiting_snapshot = False
         buffer = self._buffer
         snapshot_id = snapshot.last_update_id
+        if self.high_water is not None and snapshot_id < self.high_water:
+            if not self._history_restarted():
+                self.counters.stale_snapshots += 1
+                self.stale_streak += 1
+                return self._request(
+                    f"stale snapshot: lastUpdateId={snapshot_id} is older than update "
+                    f"{self.high_water} already applied"
+                )
+            self.counters.history_restarts += 1
+            self.high_water = None
+        self._behind_streak = 0
         while buffer and buffer[0].last_id <= snapshot_id:
             buffer.popleft()
             self.counters.frames_dropped += 1
@@ -222,8 +283,12 @@ class SymbolSync:
         try:
             self.book.apply_snapshot(snapshot, limit=limit)
         except VenueDataError as exc:
-            return self.bad_snapshot(exc)
+            return self._unusable(exc)
+        except Exception as exc:  # not foreseen: the book may be half changed
+            self.counters.apply_errors += 1
+            return self._unusable(_unexpected("applying a snapshot", exc, self.symbol))
         self.counters.snapshots_applied += 1
+        self.high_water = snapshot_id
         self.state = SyncState.SYNCED
         actions: list[Action] = [BookChanged(self.symbol, None)]
         while buffer and self.state is SyncState.SYNCED:
@@ -240,9 +305,19 @@ class SymbolSync:
         return []
 
     def bad_snapshot(self, error: Exception) -> list[Action]:
-        """The snapshot response was unusable (malformed, crossed, error body)."""
-        self.counters.bad_snapshots += 1
+        """The snapshot response was unusable (malformed, crossed, error body)
+        or could not be fetched; another is requested.  Ignored (``[]``) when
+        no snapshot is awaited."""
+        if not self.awaiting_snapshot:
+            return []
         self.awaiting_snapshot = False
+        return self._unusable(error)
+
+    def _unusable(self, error: Exception) -> list[Action]:
+        """The snapshot awaited was refused: clear whatever it left, ask again."""
+        self.counters.bad_snapshots += 1
+        self.state = SyncState.WAITING
+        self.book.clear()
         return self._request(f"bad snapshot: {error}")
 
     def connection_lost(self) -> list[Action]:
@@ -286,7 +361,31 @@ class SymbolSync:
         self.awaiting_snapshot = True
         return [RequestSnapshot(self.symbol, reason)]
 
+    def _history_restarted(self) -> bool:
+        """Called for a snapshot older than :attr:`high_water`: True once the
+        venue's own stream has been behind the high-water mark at
+        :data:`RESTART_EVIDENCE` such snapshots in a row (every buffered frame
+        older than it, at least one of them new since the previous one)."""
+        buffer = self._buffer
+        newest = max((event.last_id for event in buffer), default=None)
+        assert self.high_water is not None
+        if newest is None or newest >= self.high_water or newest == self._behind_newest:
+            self._behind_streak = 0
+            return False
+        self._behind_newest = newest
+        self._behind_streak += 1
+        return self._behind_streak >= RESTART_EVIDENCE
+
     @property
     def buffered(self) -> int:
         """Frames held while waiting for a snapshot."""
         return len(self._buffer)
+
+
+def _unexpected(doing: str, exc: Exception, symbol: str) -> IntegrityError:
+    """An exception nobody foresaw while ``doing`` something, as the package's
+    own error (the original is its ``__cause__``): the book could not be kept
+    consistent, so it was cleared."""
+    error = IntegrityError(f"{symbol}: unexpected {type(exc).__name__} while {doing}: {shown(str(exc))}")
+    error.__cause__ = exc
+    return error

@@ -32,7 +32,8 @@ from typing import Any, Union
 import orjson
 
 from ._native import speedups
-from .errors import MalformedMessage
+from .errors import MalformedMessage, shown
+from .protocol.decimals import MAX_DECIMALS, MAX_INTEGER_DIGITS, is_decimal_string
 from .protocol.streams import StreamKind, parse_stream
 
 __all__ = [
@@ -114,43 +115,39 @@ if speedups is not None:
     _native_depth_frame = speedups.depth_frame
 
 
-def is_decimal_string(value: object) -> bool:
-    """True when ``value`` is a plain non-negative decimal string such as ``"18.70"``.
-
-    Cost: O(len(value)), about 0.1 µs.  Accepts ASCII digits with at most one
-    ``.`` and at least one digit; refuses signs, exponents, spaces, NaN.
-    """
-    return (
-        type(value) is str
-        and value.isascii()
-        and value.replace(".", "", 1).isdecimal()
-    )
-
-
 def parse_decimal(value: object, field: str, symbol: str | None = None) -> Decimal:
-    """Validate a plain decimal string and return it as an exact ``Decimal``."""
+    """Validate a plain decimal string within the bound (see
+    :mod:`orderbook.protocol.decimals`) and return it as an exact ``Decimal``."""
     if not is_decimal_string(value):
         raise MalformedMessage(
-            f"{field} must be a plain decimal string, got {value!r}", field=field, symbol=symbol
+            f"{field} must be a plain decimal string of at most {MAX_INTEGER_DIGITS} digits "
+            f"before the point and {MAX_DECIMALS} after, got {shown(value)}",
+            field=field,
+            symbol=symbol,
         )
     return Decimal(value)  # type: ignore[arg-type]
 
 
-_MAX_ID_DIGITS = 40
-"""Longest digit string accepted for an id or time (far beyond any real one;
-``int()`` itself refuses strings of thousands of digits)."""
+MAX_ID = 2**63 - 1
+"""Largest update id or time accepted: the venue's ids and microsecond times are int64."""
+_MAX_ID_DIGITS = len(str(MAX_ID))
 
 
 def _as_int(value: object, field: str, symbol: str | None) -> int:
-    """An integer field sent as a JSON int or a decimal string (never a bool/float)."""
+    """An integer field (an id, a time) sent as a JSON int or a digit string,
+    in ``0..MAX_ID``; anything else (a bool, a float, a negative number, a
+    fraction, a nested value) is refused, whatever its JSON type."""
     if type(value) is int:
-        if value < 0:
-            raise MalformedMessage(f"{field} must be >= 0, got {value}", field=field, symbol=symbol)
-        return value
-    if type(value) is str and value.isascii() and value.isdecimal() and len(value) <= _MAX_ID_DIGITS:
-        return int(value)
+        if 0 <= value <= MAX_ID:
+            return value
+    elif type(value) is str and len(value) <= _MAX_ID_DIGITS and value.isascii() and value.isdecimal():
+        number = int(value)
+        if number <= MAX_ID:
+            return number
     raise MalformedMessage(
-        f"{field} must be an integer or a digit string, got {value!r}", field=field, symbol=symbol
+        f"{field} must be an integer in 0..2**63-1 or a digit string, got {shown(value)}",
+        field=field,
+        symbol=symbol,
     )
 
 
@@ -161,7 +158,7 @@ def _check_levels(levels: object, field: str, symbol: str) -> None:
     for level in levels:
         if type(level) is not list or len(level) != 2:
             raise MalformedMessage(
-                f"{field} level must be a [price, quantity] pair, got {level!r}",
+                f"{field} level must be a [price, quantity] pair, got {shown(level)}",
                 field=field,
                 symbol=symbol,
             )
@@ -179,7 +176,7 @@ def parse_levels(levels: RawLevels, field: str = "levels") -> list[tuple[Decimal
     out = []
     for level in levels:
         if len(level) != 2:
-            raise MalformedMessage(f"{field} level must be a pair, got {level!r}", field=field)
+            raise MalformedMessage(f"{field} level must be a pair, got {shown(level)}", field=field)
         price = parse_decimal(level[0], f"{field} price")
         if not price:
             raise MalformedMessage(f"{field} price must be > 0", field=field)
@@ -232,7 +229,7 @@ def parse_message(message: object, *, validate_levels: bool = True) -> WireEvent
             return StreamReply(message.get("id"), message.get("error"))
         raise MalformedMessage("frame has neither 'stream' nor a reply field", field="stream")
     if type(stream) is not str:
-        raise MalformedMessage(f"stream must be a string, got {stream!r}", field="stream")
+        raise MalformedMessage(f"stream must be a string, got {shown(stream)}", field="stream")
     name = parse_stream(stream)
     data = message.get("data")
     if type(data) is not dict:
@@ -242,7 +239,7 @@ def parse_message(message: object, *, validate_levels: bool = True) -> WireEvent
                                symbol=name.symbol if name else None)
     if name is None:
         if stream.partition(".")[0] in (StreamKind.DEPTH, StreamKind.BOOK_TICKER):
-            raise MalformedMessage(f"stream {stream[:200]!r} names no symbol", field="stream")
+            raise MalformedMessage(f"stream {shown(stream)} names no symbol", field="stream")
         return None
     if name.kind is StreamKind.DEPTH:
         return _parse_depth(data, name.symbol, validate_levels)
@@ -263,19 +260,22 @@ def _parse_depth(data: dict[str, Any], symbol: str, validate_levels: bool) -> De
         raise MalformedMessage(
             f"depth frame lacks field {exc.args[0]!r}", field=str(exc.args[0]), symbol=symbol
         ) from None
-    if type(first) is not int or first < 0:
+    # the common case (non-negative JSON ints of at most 63 bits) costs two
+    # comparisons per field; anything else is decided by _as_int
+    if type(first) is not int or not 0 <= first <= MAX_ID:
         first = _as_int(first, "U", symbol)
-    if type(last) is not int or last < 0:
+    if type(last) is not int or not 0 <= last <= MAX_ID:
         last = _as_int(last, "u", symbol)
     if first > last:
         raise MalformedMessage(f"U={first} > u={last}", field="U", symbol=symbol)
-    if type(event_time) is not int:
+    if type(event_time) is not int or not 0 <= event_time <= MAX_ID:
         event_time = _as_int(event_time, "E", symbol)
-    if type(engine_time) is not int:
+    if type(engine_time) is not int or not 0 <= engine_time <= MAX_ID:
         engine_time = _as_int(engine_time, "T", symbol)
     named = data.get("s", symbol)
     if named != symbol:
-        raise MalformedMessage(f"stream symbol {symbol!r} but s={named!r}", field="s", symbol=symbol)
+        raise MalformedMessage(f"stream symbol {shown(symbol)} but s={shown(named)}", field="s",
+                               symbol=symbol)
     if validate_levels:
         _check_levels(bids, "b", symbol)
         _check_levels(asks, "a", symbol)
@@ -307,10 +307,14 @@ def _parse_book_ticker(data: dict[str, Any], symbol: str) -> BookTickerEvent:
 def parse_snapshot(body: object, symbol: str | None = None) -> Snapshot:
     """Validate a REST ``/api/v1/depth`` body (bytes, str or decoded dict).
 
-    Raises :class:`MalformedMessage` unless every level is a valid
-    ``[price > 0, quantity >= 0]`` pair, bids strictly descending, asks
-    strictly ascending, and ``lastUpdateId`` an integer or digit string.
-    Cost: O(levels).
+    The venue does not specify the order of a snapshot's levels (its own
+    docs show bids ascending), so each side is sorted here, bids highest
+    first and asks lowest first.  Raises :class:`MalformedMessage` unless
+    every level is a valid ``[price > 0, quantity >= 0]`` pair within the
+    value bound, no price is listed twice on a side (in any spelling), and
+    ``lastUpdateId`` (and ``timestamp`` when present) is an integer or digit
+    string.  A crossed snapshot is refused by :meth:`OrderBook.apply_snapshot`.
+    Cost: O(n) for n levels already in order, O(n log n) otherwise.
     """
     if isinstance(body, (bytes, bytearray, memoryview, str)):
         try:
@@ -321,7 +325,7 @@ def parse_snapshot(body: object, symbol: str | None = None) -> Snapshot:
         raise MalformedMessage("snapshot must be a JSON object", symbol=symbol)
     if "lastUpdateId" not in body:
         code = body.get("code")
-        detail = f" (venue error {code}: {body.get('message')})" if code else ""
+        detail = f" (venue error {shown(code)}: {shown(body.get('message'))})" if code else ""
         raise MalformedMessage(f"snapshot lacks lastUpdateId{detail}", field="lastUpdateId", symbol=symbol)
     last_update_id = _as_int(body["lastUpdateId"], "lastUpdateId", symbol)
     timestamp = body.get("timestamp")
@@ -333,16 +337,27 @@ def parse_snapshot(body: object, symbol: str | None = None) -> Snapshot:
         if levels is None:
             raise MalformedMessage(f"snapshot lacks {field}", field=field, symbol=symbol)
         _check_levels(levels, field, symbol or "")
-        previous: Decimal | None = None
-        for price, _qty in levels:
-            value = Decimal(price)
-            if previous is not None and (value >= previous if descending else value <= previous):
+        sides.append(_sorted_side(levels, field, descending, symbol))
+    return Snapshot(last_update_id, timestamp, sides[0], sides[1])
+
+
+def _sorted_side(
+    levels: list[list[str]], field: str, descending: bool, symbol: str | None
+) -> tuple[tuple[str, str], ...]:
+    """One validated side, best first; a price listed twice is refused.  O(n)
+    when already in order (the usual case), else O(n log n)."""
+    prices = [Decimal(price) for price, _qty in levels]
+    order = range(len(levels))
+    in_order = all(
+        (a > b) if descending else (a < b) for a, b in zip(prices, prices[1:])
+    )
+    if not in_order:
+        order = sorted(order, key=prices.__getitem__, reverse=descending)  # type: ignore[assignment]
+        for a, b in zip(order, order[1:]):
+            if prices[a] == prices[b]:
                 raise MalformedMessage(
-                    f"snapshot {field} not strictly {'descending' if descending else 'ascending'} "
-                    f"at {price}",
+                    f"snapshot {field} list price {shown(levels[a][0])} twice",
                     field=field,
                     symbol=symbol,
                 )
-            previous = value
-        sides.append(tuple((price, qty) for price, qty in levels))
-    return Snapshot(last_update_id, timestamp, sides[0], sides[1])
+    return tuple((levels[i][0], levels[i][1]) for i in order)

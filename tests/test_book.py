@@ -143,7 +143,7 @@ def test_malformed_snapshot_leaves_book_unchanged() -> None:
     before = state(book)
     for body in (
         {"code": "INVALID_MARKET", "message": "x"},
-        snapshot_body([["9", "1"], ["10", "1"]], [["11", "1"]]),
+        snapshot_body([["9", "1"], ["10", "1"], ["9.0", "2"]], [["11", "1"]]),  # 9 twice
         snapshot_body([["9", "1"]], [["11", "abc"]]),
         b"not json",
     ):
@@ -305,16 +305,17 @@ def test_snapshot_with_fewer_decimals_after_a_rescale() -> None:
 
 def test_thirty_significant_digits_stay_exact() -> None:
     """Regression: check_integrity compared price * 10**scale in the default
-    28-digit context and reported a valid book as broken."""
-    bid = "1.00000000000000000000000000001"
-    ask = "1.00000000000000000000000000002"
+    28-digit context and reported a valid book as broken.  (29 and 30
+    significant digits, within the value bound of 20 + 18 digits.)"""
+    bid = "12345678901.00000000000000001"
+    ask = "12345678901.00000000000000003"
     book = OrderBook(SYMBOL)
     book.apply_snapshot(snapshot_body([[bid, "1"]], [[ask, "1"]]))
     book.check_integrity()
-    assert book.spread() == D("0.00000000000000000000000000001")
-    assert book.mid() == D("1.000000000000000000000000000015")
-    book.apply_delta(delta(101, bids=[["1.000000000000000000000000000015", "2"]]))
-    assert book.best_bid() == (D("1.000000000000000000000000000015"), D(2))
+    assert book.spread() == D("0.00000000000000002")
+    assert book.mid() == D("12345678901.00000000000000002")
+    book.apply_delta(delta(101, bids=[["12345678901.000000000000000015", "2"]]))
+    assert book.best_bid() == (D("12345678901.000000000000000015"), D(2))
     book.check_integrity()
 
 
@@ -386,9 +387,9 @@ def test_cumulative_quantity() -> None:
 def test_cumulative_quantity_sums_beyond_28_digits() -> None:
     book = OrderBook(SYMBOL)
     book.apply_snapshot(
-        snapshot_body([["1", "123456789012345678901234567.891"], ["0.5", "0.000000000000000000000000001"]], [])
+        snapshot_body([["1", "12345678901234567890.891"], ["0.5", "0.000000000000000001"]], [])
     )
-    assert book.cumulative_quantity("bid", "0.5") == D("123456789012345678901234567.891000000000000000000000001")
+    assert book.cumulative_quantity("bid", "0.5") == D("12345678901234567890.891000000000000001")
 
 
 def test_impact_price_exact_average_across_levels() -> None:

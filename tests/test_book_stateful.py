@@ -14,17 +14,18 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from orderbook import CrossedBook, MalformedMessage, OrderBook, SequenceGap, UsageError
 from orderbook.wire import DepthEvent
+from orderbook.protocol.decimals import MAX_DECIMALS
 
 SYMBOL = "SOL_USDC"
 PIVOT = Decimal(100)  # bids below, asks at or above: the generated book never crosses
 ZEROS = ("0", "0.000", "0.00000", "0.", "00")
 
-decimals = st.one_of(st.integers(0, 4), st.integers(5, 12), st.just(30))
+decimals = st.one_of(st.integers(0, 4), st.integers(5, 12), st.just(MAX_DECIMALS))
 
 
 @st.composite
 def prices(draw: Any, side: str) -> Decimal:
-    """Bids in (0, PIVOT), asks in [PIVOT, 2 * PIVOT), with 0..30 decimals, exact
+    """Bids in (0, PIVOT), asks in [PIVOT, 2 * PIVOT), with 0..18 decimals (the value bound), exact
     (built from integers: Decimal arithmetic would round at 28 digits)."""
     places = draw(decimals)
     pivot_steps = int(PIVOT) * 10**places
@@ -47,7 +48,10 @@ def spell(value: Decimal, extra_zeros: int) -> str:
     if extra_zeros < 0 and "." in text:
         text = text.rstrip("0").rstrip(".")
     elif extra_zeros > 0:
-        text += ("" if "." in text else ".") + "0" * extra_zeros
+        decimals = len(text.partition(".")[2])
+        extra_zeros = min(extra_zeros, MAX_DECIMALS - decimals)  # stay within the value bound
+        if extra_zeros > 0:
+            text += ("" if "." in text else ".") + "0" * extra_zeros
     return text
 
 

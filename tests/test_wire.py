@@ -270,7 +270,11 @@ def test_snapshot_error_body_names_the_code() -> None:
         ("0.00000001", True),
         ("1.", True),
         (".5", True),
-        ("123456789012345678901234567890.123456789", True),
+        ("12345678901234567890.123456789012345678", True),  # the bound: 20 + 18 digits
+        ("123456789012345678901.5", False),  # 21 digits before the point
+        ("1.1234567890123456789", False),  # 19 after it
+        ("0." + "0" * 4400 + "1", False),
+        ("1" * 5000, False),
         ("", False),
         (".", False),
         ("-1", False),
@@ -298,8 +302,8 @@ def test_is_decimal_string(value: object, ok: bool) -> None:
 
 def test_parse_decimal_is_exact() -> None:
     assert parse_decimal("0.1", "p") + parse_decimal("0.2", "p") == Decimal("0.3")
-    assert parse_decimal("123456789012345678901234567890.123456789", "p") == Decimal(
-        "123456789012345678901234567890.123456789"
+    assert parse_decimal("12345678901234567890.123456789012345678", "p") == Decimal(
+        "12345678901234567890.123456789012345678"
     )
     with pytest.raises(MalformedMessage) as info:
         parse_decimal("1e5", "quantity", "SOL_USDC")
