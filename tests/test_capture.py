@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import random
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -342,6 +343,25 @@ def test_real_capture_replays_identically_twice_and_from_gz(name: str, tmp_path:
     gz = tmp_path / (name + ".gz")
     gz.write_bytes(gzip.compress(real(name).read_bytes()))
     assert dumps(replay_capture(gz)) == first
+
+
+@needs_captures
+@pytest.mark.parametrize("order", ["docs", "shuffled"])
+@pytest.mark.parametrize("name", REAL_FILES)
+def test_real_capture_with_snapshots_in_another_order_replays_the_same(name: str, order: str) -> None:
+    """Regression: a capture whose snapshots list bids ascending (the order of
+    the venue docs' example) replayed to ``waiting`` with 0 frames applied."""
+    rng = random.Random(name)
+    events = list(read_capture(real(name)))
+    for event in events:
+        if event["kind"] == "rest" and isinstance(event.get("body"), dict) and "bids" in event["body"]:
+            body = event["body"] = dict(event["body"])
+            body["bids"] = body["bids"][::-1]
+            if order == "shuffled":
+                body["asks"] = rng.sample(body["asks"], len(body["asks"]))
+                body["bids"] = rng.sample(body["bids"], len(body["bids"]))
+    assert dumps(replay_capture(events)) == dumps(replay_capture(real(name)))
+    assert all(m.counters.frames_applied > 0 for m in replay_capture(events).machines.values())
 
 
 @needs_captures

@@ -35,6 +35,8 @@ CASES: dict[str, dict[str, Any]] = {
         "aggregate": True, "snapshot_lag": 5, "duplicate_rate": 0.02, "malformed_rate": 0.05,
         "rest_5xx_rate": 0.2, "string_times": True, "zero_spelling": True,
     },
+    "snapshots bids ascending (docs order), drops": {"snapshot_order": "docs", "drop_rate": 0.03},
+    "snapshots shuffled, drops": {"snapshot_order": "shuffled", "drop_rate": 0.03},
 }
 
 

@@ -14,7 +14,7 @@ from orderbook.book import OrderBook
 from orderbook.errors import UnknownSymbol, UsageError
 from orderbook.policy import Backoff, SnapshotRetryPolicy
 from orderbook.replicator import BookUpdate, Replicator, compare_books
-from orderbook.venue import DEFAULT_SYMBOLS, Faults, OrderFlow, SimulatedVenue
+from orderbook.venue import DEFAULT_SYMBOLS, Faults, OrderFlow, SimulatedVenue, SnapshotOrder
 from orderbook.wire import DepthEvent
 
 SYMBOLS = list(DEFAULT_SYMBOLS)  # dotted symbols among them: SPCX.US_USDC, TSLA.US_USDC_PERP
@@ -133,6 +133,30 @@ def test_all_markets_mode_and_quiet_market() -> None:
             async with Replicator("all", rest_url=venue.rest_url, ws_url=venue.ws_url,
                                   all_spot=False) as rep:
                 assert rep.symbols == ["BTC_USDC_PERP", "TSLA.US_USDC_PERP"]
+    run(main())
+
+
+@pytest.mark.parametrize("order", list(SnapshotOrder))
+def test_snapshots_in_any_level_order_end_exact(order: SnapshotOrder) -> None:
+    """The venue's docs do not fix the order of a snapshot's levels (their own
+    example lists bids ascending): whatever the order, every book syncs, heals
+    its gaps from more such snapshots and ends exact, none refused as bad."""
+    async def main() -> None:
+        flow, venue = make(seed=23, snapshot_order=order.value, drop_rate=0.03)
+        async with venue:
+            async with Replicator(SYMBOLS, rest_url=venue.rest_url, ws_url=venue.ws_url) as rep:
+                await rep.wait_synced(timeout=10)
+                await until(lambda: sum(s.snapshots_applied for s in rep.stats().symbols.values())
+                            > len(SYMBOLS))  # gaps healed by more of these snapshots
+                venue.faults.drop_rate = 0.0
+                await asyncio.sleep(0.3)
+                await venue.pause()
+                await wait_caught_up(rep, flow)
+                assert mismatches(rep, flow) == []
+                stats = rep.stats().symbols
+                assert all(s.bad_snapshots == 0 and s.bad_frames == 0 for s in stats.values())
+                for symbol in SYMBOLS:
+                    assert rep.book(symbol).bids() == flow.truth(symbol).bids()  # best first, whatever came
     run(main())
 
 
