@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from .capture import replay_capture
-from .errors import OrderBookError, UnknownSymbol, UsageError
+from .errors import OrderBookError, UnknownSymbol, UsageError, VenueUnavailable
 from .mirror import add_serve_command
 from .recorder import Recording
 from .replicator import DEPTH_STREAMS, Replicator
@@ -140,6 +140,17 @@ async def _run(args: argparse.Namespace) -> None:
                           depth_stream=args.depth_stream,
                           connect_timeout=args.connect_timeout) as replicator:
         await show(replicator, source=args.ws_url, levels=args.levels, duration=args.duration)
+        _connected_once(replicator, args.duration)
+
+
+def _connected_once(replicator: Replicator, duration: float | None) -> None:
+    """A run that ended (``--duration``) without its WebSocket ever connecting
+    did not do its job, even before the give-up time: say so (exit status 2)."""
+    connection = replicator.stats().connection
+    if not connection.connects:
+        last = f"; last: {connection.last_error}" if connection.last_error else ""
+        within = f" in {duration:g} s" if duration is not None else ""
+        raise VenueUnavailable(f"never connected to {replicator.ws_url}{within}{last}")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -154,6 +165,7 @@ async def _record(args: argparse.Namespace) -> None:
     try:
         async with recording:
             await recording.run(args.duration)
+            _connected_once(recording.replicator, args.duration)
     finally:
         if recording.final:
             recorder = recording.recorder

@@ -369,6 +369,8 @@ class SymbolStats:
     staleness_alerts: int
     ticker_mismatches: int
     audit_divergences: int
+    apply_errors: int = 0
+    history_restarts: int = 0
     not_synced: NotSynced | None = None
     reason: str | None = None
 
@@ -870,6 +872,7 @@ class Replicator:
                 last_frame_age=None if sym.last_frame_us is None else (now_us - sym.last_frame_us) / 1e6,
                 stale=sym.stale, staleness_alerts=sym.staleness_alerts,
                 ticker_mismatches=sym.ticker_mismatches, audit_divergences=sym.audit_divergences,
+                apply_errors=c.apply_errors, history_restarts=c.history_restarts,
             )
             why = self._why(sym)
             if why is not None:
@@ -1202,7 +1205,8 @@ class Replicator:
         actions = sym.sync.receive_snapshot(snapshot, limit=self.snapshot_limit)
         if sym.sync.counters.bad_snapshots > bad_before:
             sym.failures += 1
-            log.warning("%s: snapshot %d refused (crossed)", sym.name, snapshot.last_update_id)
+            why = next((a.reason for a in actions if isinstance(a, RequestSnapshot)), "refused")
+            log.warning("%s: snapshot %d refused: %s", sym.name, snapshot.last_update_id, why)
         self._carry_out(sym, actions)
         if sym.ticker is not None:
             self._check_ticker(sym)

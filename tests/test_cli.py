@@ -295,6 +295,23 @@ def test_a_websocket_that_never_connects_exits_2_after_the_connect_timeout(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("command", ["run", "record"])
+def test_a_duration_shorter_than_the_connect_timeout_still_exits_2_if_never_connected(
+    command: str, tmp_path: Path,
+) -> None:
+    with socket.socket() as refusing:
+        refusing.bind(("127.0.0.1", 0))
+        url = f"ws://127.0.0.1:{refusing.getsockname()[1]}/"
+        extra = ["-o", str(tmp_path / "x.jsonl")] if command == "record" else []
+        code, out, err, seconds = run_with_rest_url(
+            [command, "SPCX.US_USDC", *extra, "--ws-url", url, "--duration", "1.5"])
+    assert code == 2, err
+    assert seconds < 30  # the default give-up time was not waited for
+    [line] = error_lines(err)
+    assert line.startswith(f"orderbook: error: never connected to {url} in 1.5 s; last: connect failed: ")
+    assert "Traceback" not in err
+
+
 def test_the_literal_port_9_of_the_issue_fails_the_same_way() -> None:
     code, out, err, seconds = run_with_rest_url(
         ["run", "SOL_USDC", "--ws-url", "ws://127.0.0.1:9/", "--connect-timeout", "1"])
