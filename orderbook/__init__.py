@@ -15,7 +15,8 @@ present); :func:`implementation` says whether they are in use, and
 """
 
 from ._native import implementation
-from .book import Ladder, Level, OrderBook
+from .book import OrderBook
+from .ladder import Ladder, Level
 from .capture import CaptureWriter, ReplayResult, decimal_str, read_capture, replay_capture
 from .errors import (
     CrossedBook,
@@ -80,7 +81,7 @@ from .replicator import (
 )
 from .transport import RestClient, RestStats, StreamConnection, StreamHandler
 from .metrics import MetricsWriter, write_replicator_stats
-from .mirror import MirrorServer, MirrorStats
+from .serve import MirrorLimits, MirrorServer, MirrorStats
 
 __version__ = "0.1.0"
 
@@ -153,6 +154,7 @@ __all__ = [
     "parse_markets",
     "parse_retry_after",
     "MetricsWriter",
+    "MirrorLimits",
     "MirrorServer",
     "MirrorStats",
     "write_replicator_stats",

@@ -1,15 +1,19 @@
-"""Loads the optional C fast paths (``orderbook._speedups``), or nothing.
+"""Loads the optional C module (``orderbook._speedups``), or nothing.
 
-The package is complete in pure Python; the C module, built at install time
-when a compiler is present, speeds up the hot path: reading a depth frame's
-JSON text into a :class:`~orderbook.wire.DepthEvent`
-(:func:`~orderbook.wire.parse_frame`), applying a frame that continues a
-synced book (:meth:`~orderbook.book.OrderBook.apply_delta`: validation, the
-ladders, the sorted key lists, the exact best levels) and top-N views
-(:meth:`~orderbook.book.Ladder.view`).  Each C function
-handles only the well-formed common case and declines (returns ``None``) for
-anything else, so the Python code stays the reference and the only place
-errors are raised; results are identical either way.
+The package is complete in pure Python.  The C module, built at install
+time when a compiler is present, owns native twins of the two hot-path
+types, with the same API and behaviour as their Python versions:
+
+* ``DepthEvent`` (:mod:`orderbook.wire`): a depth frame read straight from
+  its JSON text by ``depth_frame``, its levels held parsed (no Python object
+  per level) until ``.bids`` / ``.asks`` is read;
+* ``Ladder`` (:mod:`orderbook.ladder`): one side of a book in chunked sorted
+  arrays of fixed-point levels, with ``apply_levels`` (validate a whole
+  frame, then apply it) and ``crossed``.
+
+It touches no other class's layout; its errors and tuning constants come
+from the Python modules (``configure``).  ``tests/test_native.py`` runs both
+implementations on the same random inputs and compares every result.
 
 Set the environment variable ``ORDERBOOK_PURE_PYTHON=1`` (before importing
 ``orderbook``) to use pure Python even when the C module is built.

@@ -1,66 +1,222 @@
 /*
- * orderbook._speedups: optional native versions of the hottest steps.
+ * orderbook._speedups: the optional native twins of the hot-path types.
  *
- *   depth_frame(raw)      the JSON text of a depth frame -> DepthEvent, or None
- *   apply_delta(book, event)  OrderBook.apply_delta for a continuing frame -> bool, or None
- *   view(ladder, n)       Ladder.view -> list of level tuples, or None
+ * The module owns its types and touches no other class's layout:
  *
- * Contract (what makes this safe to have twice): each function handles only
- * the well-formed common case and returns None for anything else, having
- * changed nothing that matters; the caller then runs the pure-Python code,
- * which is the reference and the only place errors are raised.  So a frame
- * either gets exactly the result the pure-Python path would give, or goes
- * down that path.  tests/test_speedups.py checks this against the Python
- * implementation on random and malformed inputs; setting the environment
- * variable ORDERBOOK_PURE_PYTHON=1 disables this module.
+ *   DepthEvent         one depth frame; when read by depth_frame() its levels
+ *                      are held parsed (fixed-point digits plus the offsets of
+ *                      their text in the raw frame), so no Python object is
+ *                      built per level; .bids/.asks build the [price, qty]
+ *                      string lists on first read, exactly as received.
+ *   Ladder             one side of a book: sorted fixed-point levels in
+ *                      chunked arrays (no Python object per level unless a
+ *                      level is read, then its Decimal tuple is cached).
+ *   depth_frame(raw)   the JSON text of a depth frame -> DepthEvent, or None
+ *                      to let orjson and the Python reader decide.
+ *   apply_levels(bids, asks, event)  validate a whole frame, then apply it.
+ *   crossed(bids, asks)              best bid >= best ask.
  *
- * The only side effects of a declined call are true facts the Python code
- * would record too: entries in a ladder's price -> key cache (apply_delta)
- * and levels converted to their (price, qty) tuples (view).
+ * Each has a pure-Python twin of the same API (orderbook/core/ladder.py,
+ * orderbook/protocol/wire.py); tests/core/test_native.py runs both on the
+ * same random inputs and compares every result and every exception.
+ * Validation errors are built by a Python function given to configure(), so
+ * the messages exist once.  The tuning constants (the value bound, how many
+ * best levels keep their converted tuples) come from Python too.
  *
- * Reference counting: every PyObject* below is either borrowed from a
- * container the caller keeps alive for the whole call (the raw text, the
- * level lists, the ladders) or owned and released before returning.
+ * Numbers: a plain decimal string within the bound (at most MAX_INTEGER
+ * digits before the point, MAX_DECIMALS after) is parsed into its digits
+ * as a 128-bit integer and its count of decimals; a price key is
+ * sign * digits * 10**(scale - decimals) with scale <= MAX_DECIMALS, so
+ * every key is below 10**38 and fits the 128-bit integer: no key
+ * arithmetic can overflow.
+ *
+ * Reference counting: every PyObject* is either borrowed from an object the
+ * caller keeps alive for the whole call or owned and released before
+ * returning; cached Decimal objects in a Ladder are owned by the ladder.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <limits.h>
+#include <stdint.h>
 #include <string.h>
 #include <structmember.h>
 
-/* Set by orderbook.wire and orderbook.book when they are imported. */
-static PyObject *depth_event_type = NULL;
-/* Its fields, in constructor order, and an empty tuple. */
-#define EVENT_FIELDS 7
-static const char *event_field_names[EVENT_FIELDS] = {
-    "symbol", "first_id", "last_id", "event_time", "engine_time", "bids", "asks"};
-static PyObject *empty_tuple = NULL;
-enum { E_SYMBOL, E_FIRST, E_LAST, E_EVENT_TIME, E_ENGINE_TIME, E_BIDS, E_ASKS };
-static Py_ssize_t event_offsets[EVENT_FIELDS]; /* byte offsets of its slots */
-static Py_ssize_t price_cache_limit = 65536;
-static Py_ssize_t dead_slack = 256;
+typedef __int128 i128;
 
-/* Interned method names. */
-static PyObject *s_add, *s_refresh_best, *s_compact, *s_expand;
-static PyObject *s_lists, *s_maxes, *s_index, *s_load, *s_len;
+/* ------------------------------------------------------------ configuration */
 
-#define MAX_INT64_DIGITS 18 /* any 18-digit decimal fits an int64 */
+static int max_integer_digits = 20;
+static int max_decimals = 18;
+static Py_ssize_t remembered_depth = 100;
+static PyObject *decimal_type = NULL;  /* decimal.Decimal */
+static PyObject *level_error = NULL;   /* f(kind, value, symbol) -> MalformedMessage */
+static PyObject *usage_error = NULL;   /* orderbook.errors.UsageError */
+static PyObject *integrity_error = NULL; /* orderbook.errors.IntegrityError */
 
-/* The object slot at a byte offset (see configure()). */
-#define SLOT(object, offsets, slot) (*(PyObject **)((char *)(object) + (offsets)[slot]))
+/* Kinds of level errors, as orderbook.core.ladder.LevelError numbers them. */
+enum { E_SHAPE = 0, E_PRICE_TEXT = 1, E_PRICE_ZERO = 2, E_QTY_TEXT = 3 };
 
-/* Store `value` (a new reference, stolen) in an object slot. */
+#define MAX_ID_DIGITS 18 /* any 18-digit decimal fits an int64 */
+#define MAX_TEXT 64      /* longer than any number within the bound */
+
+static i128 pow10_table[39];
+
 static void
-set_slot(PyObject *object, Py_ssize_t offset, PyObject *value)
+init_pow10(void)
 {
-    PyObject **field = (PyObject **)((char *)object + offset);
-    PyObject *old = *field;
-    *field = value;
-    Py_XDECREF(old);
+    pow10_table[0] = 1;
+    for (int i = 1; i < 39; i++)
+        pow10_table[i] = pow10_table[i - 1] * 10;
 }
 
+/* Raise the MalformedMessage for a bad level (built in Python). */
+static void
+raise_level_error(int kind, PyObject *value, PyObject *symbol)
+{
+    PyObject *exc = PyObject_CallFunction(level_error, "iOO", kind, value ? value : Py_None,
+                                          symbol ? symbol : Py_None);
+    if (exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+}
 
-/* ----------------------------------------------------------- depth_frame */
+/* ---------------------------------------------------------------- numbers */
+
+typedef struct {
+    i128 digits;  /* the digits without the point */
+    int decimals; /* digits after the point */
+} Num;
+
+/* A plain decimal within the bound: ASCII digits, at most one '.', at least
+ * one digit.  1 with *out set, else 0 (the Python is_decimal_string). */
+static int
+parse_num(const char *s, Py_ssize_t n, Num *out)
+{
+    if (n < 1 || n > max_integer_digits + 1 + max_decimals)
+        return 0;
+    i128 v = 0;
+    Py_ssize_t dot = -1, digits = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c >= '0' && c <= '9') {
+            v = v * 10 + (c - '0');
+            digits++;
+        }
+        else if (c == '.' && dot < 0) {
+            dot = i;
+        }
+        else {
+            return 0;
+        }
+    }
+    Py_ssize_t whole = dot < 0 ? n : dot;
+    Py_ssize_t decimals = dot < 0 ? 0 : n - dot - 1;
+    if (digits == 0 || whole > max_integer_digits || decimals > max_decimals)
+        return 0;
+    out->digits = v;
+    out->decimals = (int)decimals;
+    return 1;
+}
+
+/* A str object as a Num: 1, or 0 when it is not a bounded plain decimal. */
+static int
+parse_num_object(PyObject *text, Num *out)
+{
+    if (!PyUnicode_CheckExact(text) || !PyUnicode_IS_ASCII(text))
+        return 0;
+    return parse_num((const char *)PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text), out);
+}
+
+/* digits / 10**decimals in plain notation ("0.005", "5.00", "5").  Returns
+ * the length written to buf (at least 42 bytes). */
+static int
+format_num(i128 digits, int decimals, char *buf)
+{
+    char rev[48];
+    int n = 0;
+    int negative = digits < 0;
+    unsigned __int128 v = negative ? (unsigned __int128)(-digits) : (unsigned __int128)digits;
+    do {
+        rev[n++] = (char)('0' + (int)(v % 10));
+        v /= 10;
+    } while (v);
+    while (n <= decimals)
+        rev[n++] = '0'; /* at least one digit before the point */
+    int out = 0;
+    if (negative)
+        buf[out++] = '-';
+    for (int i = n - 1; i >= 0; i--) {
+        buf[out++] = rev[i];
+        if (i == decimals && decimals > 0)
+            buf[out++] = '.';
+    }
+    return out;
+}
+
+static PyObject *
+num_text(i128 digits, int decimals)
+{
+    char buf[64];
+    int n = format_num(digits, decimals, buf);
+    return PyUnicode_FromStringAndSize(buf, n);
+}
+
+static PyObject *
+num_decimal(i128 digits, int decimals)
+{
+    PyObject *text = num_text(digits, decimals);
+    if (text == NULL)
+        return NULL;
+    PyObject *value = PyObject_CallOneArg(decimal_type, text);
+    Py_DECREF(text);
+    return value;
+}
+
+/* A 128-bit integer as a Python int. */
+static PyObject *
+i128_to_long(i128 value)
+{
+    if (value >= INT64_MIN && value <= INT64_MAX)
+        return PyLong_FromLongLong((long long)value);
+    char buf[64];
+    int n = format_num(value, 0, buf);
+    buf[n] = '\0';
+    return PyLong_FromString(buf, NULL, 10);
+}
+
+/* A Python int as a 128-bit integer: 1, or 0 when it is not an int or does
+ * not fit, -1 on error. */
+static int
+long_to_i128(PyObject *number, i128 *value)
+{
+    if (!PyLong_Check(number))
+        return 0;
+    int overflow = 0;
+    long long small = PyLong_AsLongLongAndOverflow(number, &overflow);
+    if (small == -1 && PyErr_Occurred())
+        return -1;
+    if (!overflow) {
+        *value = small;
+        return 1;
+    }
+    PyObject *text = PyObject_Str(number);
+    if (text == NULL)
+        return -1;
+    const char *s = PyUnicode_AsUTF8(text);
+    if (s == NULL) {
+        Py_DECREF(text);
+        return -1;
+    }
+    int negative = s[0] == '-';
+    Num num;
+    int ok = parse_num(s + negative, (Py_ssize_t)strlen(s + negative), &num) && num.decimals == 0;
+    Py_DECREF(text);
+    if (ok)
+        *value = negative ? -num.digits : num.digits;
+    return ok;
+}
+
+/* ----------------------------------------------------------- JSON reading */
 
 /* depth_frame() reads the raw JSON text of a depth frame directly, for the
  * one shape the venue sends:
@@ -71,18 +227,25 @@ set_slot(PyObject *object, Py_ssize_t offset, PyObject *value)
  * in any key order and with any JSON whitespace.  It accepts a strict
  * subset of JSON: strings of printable ASCII without escapes, non-negative
  * integers of at most 18 digits, and for unknown keys such a string or
- * integer or true/false/null.  Anything else (escapes, non-ASCII, floats,
- * nested unknown values, a repeated known key, a missing field, U > u, an
- * "s" naming another symbol, trailing text) is declined, and the caller
- * decodes the frame with orjson and the Python code.  So whatever this
- * accepts is valid JSON that orjson + parse_message read the same way. */
+ * integer or true/false/null; every price and quantity a plain decimal
+ * within the bound, every price > 0.  Anything else (escapes, non-ASCII,
+ * floats, nested unknown values, a repeated known key, a missing field,
+ * U > u, an "s" naming another symbol, a level that is not a bounded plain
+ * decimal, trailing text) is declined, and the caller decodes the frame
+ * with orjson and the Python code.  So whatever this accepts is valid JSON
+ * that orjson + the Python reader read the same way. */
 
 typedef struct {
+    const unsigned char *start;
     const unsigned char *at;
     const unsigned char *end;
 } Reader;
 
-/* The next character after JSON whitespace, or -1 at the end (not consumed). */
+typedef struct {
+    const char *text;
+    Py_ssize_t length;
+} Span;
+
 static inline int
 peek(Reader *r)
 {
@@ -95,7 +258,6 @@ peek(Reader *r)
     return -1;
 }
 
-/* Consume `c` (after whitespace); 1 if it was there, else 0. */
 static inline int
 expect(Reader *r, int c)
 {
@@ -105,14 +267,8 @@ expect(Reader *r, int c)
     return 1;
 }
 
-typedef struct {
-    const char *text;
-    Py_ssize_t length;
-} Span;
-
-/* What a byte means inside a JSON string for read_plain_string: 0 an
- * ordinary character, 1 the closing quote, 2 decline (a control character,
- * an escape, or non-ASCII). */
+/* What a byte means inside a JSON string: 0 ordinary, 1 the closing quote,
+ * 2 decline (a control character, an escape, or non-ASCII). */
 static unsigned char string_byte[256];
 
 static void
@@ -122,7 +278,6 @@ init_string_bytes(void)
         string_byte[c] = (c < 0x20 || c >= 0x80 || c == '\\') ? 2 : c == '"';
 }
 
-/* A string of printable ASCII without escapes: 1, or 0 to decline. */
 static int
 read_plain_string(Reader *r, Span *out)
 {
@@ -143,27 +298,23 @@ read_plain_string(Reader *r, Span *out)
     return 0;
 }
 
-/* A JSON integer >= 0 of at most 18 digits (no leading zero, not followed by
- * a fraction or exponent, which the caller's grammar check refuses). */
 static int
 read_json_uint(Reader *r, long long *value)
 {
     const unsigned char *start = r->at, *p = start;
     long long v = 0;
-    while (p < r->end && *p >= '0' && *p <= '9' && p - start < MAX_INT64_DIGITS + 1) {
+    while (p < r->end && *p >= '0' && *p <= '9' && p - start < MAX_ID_DIGITS + 1) {
         v = v * 10 + (*p - '0');
         p++;
     }
     Py_ssize_t digits = p - start;
-    if (digits == 0 || digits > MAX_INT64_DIGITS || (digits > 1 && *start == '0'))
+    if (digits == 0 || digits > MAX_ID_DIGITS || (digits > 1 && *start == '0'))
         return 0;
     r->at = p;
     *value = v;
     return 1;
 }
 
-/* An id or time: a JSON integer, or a string of 1-18 ASCII digits (leading
- * zeros allowed, as int() allows them). */
 static int
 read_id(Reader *r, long long *value)
 {
@@ -173,7 +324,7 @@ read_id(Reader *r, long long *value)
     Span text;
     if (c != '"' || !read_plain_string(r, &text))
         return 0;
-    if (text.length < 1 || text.length > MAX_INT64_DIGITS)
+    if (text.length < 1 || text.length > MAX_ID_DIGITS)
         return 0;
     long long v = 0;
     for (Py_ssize_t i = 0; i < text.length; i++) {
@@ -186,8 +337,6 @@ read_id(Reader *r, long long *value)
     return 1;
 }
 
-/* The value of a key the reader does not use: a plain string, a small
- * integer, true, false or null. */
 static int
 skip_simple_value(Reader *r)
 {
@@ -211,85 +360,309 @@ skip_simple_value(Reader *r)
     return 0;
 }
 
+/* ------------------------------------------------------------ DepthEvent */
+
+typedef struct {
+    i128 price;      /* digits */
+    i128 qty;        /* digits */
+    uint32_t p_off, q_off; /* offsets of the texts in the raw frame */
+    uint8_t p_len, q_len, p_dec, q_dec;
+} ParsedLevel;
+
+typedef struct {
+    PyObject_VAR_HEAD       /* ob_size: parsed levels held (bids then asks) */
+    PyObject *symbol, *first_id, *last_id, *event_time, *engine_time;
+    PyObject *bids, *asks;  /* the level lists; NULL until built from raw */
+    PyObject *raw;          /* the text the levels were parsed from, or NULL */
+    Py_ssize_t n_bids;      /* parsed bid levels (asks follow them) */
+    int parsed;             /* 1: levels[] holds every level */
+    ParsedLevel levels[1];
+} DepthEventObject;
+
+static PyTypeObject DepthEventType;
+
+static const char *raw_text(PyObject *raw)
+{
+    return PyBytes_CheckExact(raw) ? PyBytes_AS_STRING(raw) : (const char *)PyUnicode_DATA(raw);
+}
+
+/* The [[price, qty], ...] list of parsed levels [from, to), as received. */
 static PyObject *
-ascii_string(Span text)
+levels_list(DepthEventObject *ev, Py_ssize_t from, Py_ssize_t to)
 {
-    PyObject *s = PyUnicode_New(text.length, 127);
-    if (s != NULL)
-        memcpy(PyUnicode_DATA(s), text.text, text.length);
-    return s;
-}
-
-/* [["price","qty"], ...] -> a new list of [price, qty] lists, exactly what
- * orjson builds.  1 with *out set, 0 to decline, -1 on error. */
-static int
-read_levels(Reader *r, PyObject **out)
-{
-    if (!expect(r, '['))
-        return 0;
-    PyObject *levels = PyList_New(0);
-    if (levels == NULL)
-        return -1;
-    if (expect(r, ']')) {
-        *out = levels;
-        return 1;
-    }
-    for (;;) {
-        Span price, qty;
-        if (!expect(r, '[') || !read_plain_string(r, &price) || !expect(r, ',') ||
-            !read_plain_string(r, &qty) || !expect(r, ']'))
-            goto decline;
+    PyObject *out = PyList_New(to - from);
+    if (out == NULL)
+        return NULL;
+    const char *text = raw_text(ev->raw);
+    for (Py_ssize_t i = from; i < to; i++) {
+        ParsedLevel *lv = &ev->levels[i];
         PyObject *pair = PyList_New(2);
-        if (pair == NULL)
-            goto error;
-        PyObject *price_text = ascii_string(price), *qty_text = ascii_string(qty);
-        PyList_SET_ITEM(pair, 0, price_text); /* a NULL item is fine for Py_DECREF */
-        PyList_SET_ITEM(pair, 1, qty_text);
-        int failed = price_text == NULL || qty_text == NULL || PyList_Append(levels, pair) < 0;
-        Py_DECREF(pair);
-        if (failed)
-            goto error;
-        if (expect(r, ','))
-            continue;
-        if (expect(r, ']'))
-            break;
-        goto decline;
+        if (pair == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i - from, pair);
+        PyObject *price = PyUnicode_FromStringAndSize(text + lv->p_off, lv->p_len);
+        PyObject *qty = PyUnicode_FromStringAndSize(text + lv->q_off, lv->q_len);
+        PyList_SET_ITEM(pair, 0, price);
+        PyList_SET_ITEM(pair, 1, qty);
+        if (price == NULL || qty == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
     }
-    *out = levels;
-    return 1;
-decline:
-    Py_DECREF(levels);
-    return 0;
-error:
-    Py_DECREF(levels);
-    return -1;
+    return out;
 }
 
-/* The last symbol built, reused while frames name the same one. */
-static PyObject *last_symbol = NULL;
+static PyObject *
+event_get_bids(DepthEventObject *ev, void *closure)
+{
+    if (ev->bids == NULL && !(ev->bids = levels_list(ev, 0, ev->n_bids)))
+        return NULL;
+    return Py_NewRef(ev->bids);
+}
+
+static PyObject *
+event_get_asks(DepthEventObject *ev, void *closure)
+{
+    if (ev->asks == NULL && !(ev->asks = levels_list(ev, ev->n_bids, Py_SIZE(ev))))
+        return NULL;
+    return Py_NewRef(ev->asks);
+}
+
+static PyObject *
+event_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *names[] = {"symbol", "first_id", "last_id", "event_time", "engine_time", "bids",
+                            "asks", NULL};
+    PyObject *values[7];
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOO:DepthEvent", names, &values[0],
+                                     &values[1], &values[2], &values[3], &values[4], &values[5],
+                                     &values[6]))
+        return NULL;
+    DepthEventObject *ev = (DepthEventObject *)type->tp_alloc(type, 0);
+    if (ev == NULL)
+        return NULL;
+    ev->symbol = Py_NewRef(values[0]);
+    ev->first_id = Py_NewRef(values[1]);
+    ev->last_id = Py_NewRef(values[2]);
+    ev->event_time = Py_NewRef(values[3]);
+    ev->engine_time = Py_NewRef(values[4]);
+    ev->bids = Py_NewRef(values[5]);
+    ev->asks = Py_NewRef(values[6]);
+    ev->raw = NULL;
+    ev->n_bids = 0;
+    ev->parsed = 0;
+    return (PyObject *)ev;
+}
+
+static int
+event_traverse(DepthEventObject *ev, visitproc visit, void *arg)
+{
+    Py_VISIT(ev->bids);
+    Py_VISIT(ev->asks);
+    return 0;
+}
+
+static int
+event_clear(DepthEventObject *ev)
+{
+    Py_CLEAR(ev->bids);
+    Py_CLEAR(ev->asks);
+    return 0;
+}
+
+static void
+event_dealloc(DepthEventObject *ev)
+{
+    PyObject_GC_UnTrack(ev);
+    Py_XDECREF(ev->symbol);
+    Py_XDECREF(ev->first_id);
+    Py_XDECREF(ev->last_id);
+    Py_XDECREF(ev->event_time);
+    Py_XDECREF(ev->engine_time);
+    Py_XDECREF(ev->bids);
+    Py_XDECREF(ev->asks);
+    Py_XDECREF(ev->raw);
+    Py_TYPE(ev)->tp_free((PyObject *)ev);
+}
+
+static PyObject *
+event_fields(DepthEventObject *ev)
+{
+    PyObject *bids = event_get_bids(ev, NULL);
+    PyObject *asks = bids ? event_get_asks(ev, NULL) : NULL;
+    PyObject *out = asks ? PyTuple_Pack(7, ev->symbol, ev->first_id, ev->last_id, ev->event_time,
+                                        ev->engine_time, bids, asks)
+                         : NULL;
+    Py_XDECREF(bids);
+    Py_XDECREF(asks);
+    return out;
+}
+
+static PyObject *
+event_richcompare(PyObject *a, PyObject *b, int op)
+{
+    if ((op != Py_EQ && op != Py_NE) || !PyObject_TypeCheck(b, &DepthEventType))
+        Py_RETURN_NOTIMPLEMENTED;
+    PyObject *fa = event_fields((DepthEventObject *)a);
+    PyObject *fb = fa ? event_fields((DepthEventObject *)b) : NULL;
+    PyObject *result = fb ? PyObject_RichCompare(fa, fb, op) : NULL;
+    Py_XDECREF(fa);
+    Py_XDECREF(fb);
+    return result;
+}
+
+static PyObject *
+event_repr(DepthEventObject *ev)
+{
+    PyObject *bids = event_get_bids(ev, NULL);
+    PyObject *asks = bids ? event_get_asks(ev, NULL) : NULL;
+    PyObject *out = asks ? PyUnicode_FromFormat(
+                               "DepthEvent(symbol=%R, first_id=%R, last_id=%R, event_time=%R, "
+                               "engine_time=%R, bids=%R, asks=%R)",
+                               ev->symbol, ev->first_id, ev->last_id, ev->event_time,
+                               ev->engine_time, bids, asks)
+                         : NULL;
+    Py_XDECREF(bids);
+    Py_XDECREF(asks);
+    return out;
+}
+
+static PyMemberDef event_members[] = {
+    {"symbol", T_OBJECT_EX, offsetof(DepthEventObject, symbol), READONLY, "The market."},
+    {"first_id", T_OBJECT_EX, offsetof(DepthEventObject, first_id), READONLY, "U: first update id."},
+    {"last_id", T_OBJECT_EX, offsetof(DepthEventObject, last_id), READONLY, "u: last update id."},
+    {"event_time", T_OBJECT_EX, offsetof(DepthEventObject, event_time), READONLY, "E, in us."},
+    {"engine_time", T_OBJECT_EX, offsetof(DepthEventObject, engine_time), READONLY, "T, in us."},
+    {NULL},
+};
+
+static PyGetSetDef event_getset[] = {
+    {"bids", (getter)event_get_bids, NULL, "The bid [price, quantity] strings as received.", NULL},
+    {"asks", (getter)event_get_asks, NULL, "The ask [price, quantity] strings as received.", NULL},
+    {NULL},
+};
+
+static PyTypeObject DepthEventType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "orderbook._speedups.DepthEvent",
+    .tp_doc = "One depth frame (the native twin of orderbook.protocol.wire.DepthEvent).",
+    .tp_basicsize = offsetof(DepthEventObject, levels),
+    .tp_itemsize = sizeof(ParsedLevel),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = event_new,
+    .tp_dealloc = (destructor)event_dealloc,
+    .tp_traverse = (traverseproc)event_traverse,
+    .tp_clear = (inquiry)event_clear,
+    .tp_richcompare = event_richcompare,
+    .tp_repr = (reprfunc)event_repr,
+    .tp_members = event_members,
+    .tp_getset = event_getset,
+    .tp_hash = PyObject_HashNotImplemented,
+};
+
+/* ------------------------------------------------------------ depth_frame */
+
+/* Symbols seen, by their text: frames of one market share one str object
+ * (cheaper dict lookups downstream, no allocation per frame). */
+#define SYMBOL_SLOTS 4096
+static PyObject *symbol_table[SYMBOL_SLOTS];
 
 static PyObject *
 symbol_string(Span text)
 {
-    if (last_symbol != NULL && PyUnicode_GET_LENGTH(last_symbol) == text.length &&
-        memcmp(PyUnicode_DATA(last_symbol), text.text, text.length) == 0)
-        return Py_NewRef(last_symbol);
-    PyObject *symbol = ascii_string(text);
-    if (symbol != NULL)
-        Py_XSETREF(last_symbol, Py_NewRef(symbol));
-    return symbol;
+    uint32_t h = 2166136261u;
+    for (Py_ssize_t i = 0; i < text.length; i++)
+        h = (h ^ (unsigned char)text.text[i]) * 16777619u;
+    for (int probe = 0; probe < 8; probe++) {
+        PyObject **slot = &symbol_table[(h + probe) & (SYMBOL_SLOTS - 1)];
+        if (*slot == NULL) {
+            PyObject *s = PyUnicode_FromStringAndSize(text.text, text.length);
+            if (s == NULL)
+                return NULL;
+            *slot = Py_NewRef(s);
+            return s;
+        }
+        if (PyUnicode_GET_LENGTH(*slot) == text.length &&
+            memcmp(PyUnicode_DATA(*slot), text.text, text.length) == 0)
+            return Py_NewRef(*slot);
+    }
+    return PyUnicode_FromStringAndSize(text.text, text.length); /* table crowded: no sharing */
 }
 
-enum { F_U = 1, F_u = 2, F_E = 4, F_T = 8, F_b = 16, F_a = 32, F_s = 64, F_ALL = 63 };
+#define MAX_LEVELS 1024 /* per frame; more is declined (the venue sends a few) */
 
 typedef struct {
     long long ids[4]; /* U, u, E, T */
-    PyObject *bids, *asks;
     Span named;
     int seen;
+    Py_ssize_t n_levels[2]; /* bids, asks */
+    Py_ssize_t at[2];       /* first index in levels[] of bids, asks */
+    ParsedLevel *levels;
+    Py_ssize_t count, cap;
+    int heap; /* levels was allocated here (else it is the caller's buffer) */
 } DepthData;
 
-/* The "data" object.  1, 0 to decline, -1 on error (lists owned by *data). */
+enum { F_U = 1, F_u = 2, F_E = 4, F_T = 8, F_b = 16, F_a = 32, F_s = 64, F_ALL = 63 };
+
+/* [["price","qty"], ...] into data->levels.  1, 0 to decline, -1 on error. */
+static int
+read_levels(Reader *r, DepthData *data, int side)
+{
+    if (!expect(r, '['))
+        return 0;
+    data->at[side] = data->count;
+    if (expect(r, ']'))
+        return 1;
+    for (;;) {
+        Span price, qty;
+        if (!expect(r, '[') || !read_plain_string(r, &price) || !expect(r, ',') ||
+            !read_plain_string(r, &qty) || !expect(r, ']'))
+            return 0;
+        Num p, q;
+        if (!parse_num(price.text, price.length, &p) || p.digits == 0 ||
+            !parse_num(qty.text, qty.length, &q))
+            return 0; /* an error or unusual value: the Python reader's to say */
+        if (data->count == data->cap) {
+            if (data->cap >= MAX_LEVELS)
+                return 0;
+            Py_ssize_t cap = data->cap * 2;
+            ParsedLevel *grown;
+            if (data->heap) {
+                grown = PyMem_Realloc(data->levels, cap * sizeof(ParsedLevel));
+            }
+            else { /* leaving the caller's stack buffer */
+                grown = PyMem_Malloc(cap * sizeof(ParsedLevel));
+                if (grown != NULL)
+                    memcpy(grown, data->levels, data->count * sizeof(ParsedLevel));
+            }
+            if (grown == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            data->levels = grown;
+            data->heap = 1;
+            data->cap = cap;
+        }
+        ParsedLevel *lv = &data->levels[data->count++];
+        lv->price = p.digits;
+        lv->qty = q.digits;
+        lv->p_dec = (uint8_t)p.decimals;
+        lv->q_dec = (uint8_t)q.decimals;
+        lv->p_off = (uint32_t)((const unsigned char *)price.text - r->start);
+        lv->q_off = (uint32_t)((const unsigned char *)qty.text - r->start);
+        lv->p_len = (uint8_t)price.length;
+        lv->q_len = (uint8_t)qty.length;
+        data->n_levels[side]++;
+        if (expect(r, ','))
+            continue;
+        if (expect(r, ']'))
+            return 1;
+        return 0;
+    }
+}
+
 static int
 read_depth_data(Reader *r, DepthData *data)
 {
@@ -321,8 +694,8 @@ read_depth_data(Reader *r, DepthData *data)
         case F_u: status = read_id(r, &data->ids[1]); break;
         case F_E: status = read_id(r, &data->ids[2]); break;
         case F_T: status = read_id(r, &data->ids[3]); break;
-        case F_b: status = read_levels(r, &data->bids); break;
-        case F_a: status = read_levels(r, &data->asks); break;
+        case F_b: status = read_levels(r, data, 0); break;
+        case F_a: status = read_levels(r, data, 1); break;
         case F_s: status = read_plain_string(r, &data->named); break;
         default: status = skip_simple_value(r);
         }
@@ -332,7 +705,6 @@ read_depth_data(Reader *r, DepthData *data)
     return expect(r, '}');
 }
 
-/* The whole message.  1, 0 to decline, -1 on error. */
 static int
 read_depth_message(Reader *r, Span *stream, DepthData *data)
 {
@@ -363,33 +735,35 @@ read_depth_message(Reader *r, Span *stream, DepthData *data)
             return status;
     } while (expect(r, ','));
     if (!expect(r, '}') || peek(r) != -1)
-        return 0; /* unclosed, or text after the object */
+        return 0;
     return seen_stream && seen_data;
 }
 
-/* DepthEvent(*values) without running the dataclass __init__ (a Python
- * function): allocate through the class's own tp_new and store each field
- * in its slot, exactly what __init__ does. */
-static PyObject *
-new_event(PyObject **values)
+/* "depth.<symbol>" or "depth.<N>ms.<symbol>": split by the known prefix,
+ * never on the last dot (symbols can contain dots); the rule of
+ * orderbook.protocol.streams.parse_stream.  0 when not a depth stream. */
+static int
+depth_symbol(Span stream, Span *symbol)
 {
-    PyTypeObject *cls = (PyTypeObject *)depth_event_type;
-    PyObject *event = cls->tp_new(cls, empty_tuple, NULL);
-    if (event == NULL)
-        return NULL;
-    for (int i = 0; i < EVENT_FIELDS; i++)
-        set_slot(event, event_offsets[i], Py_NewRef(values[i]));
-    return event;
+    if (stream.length < 7 || memcmp(stream.text, "depth.", 6) != 0)
+        return 0;
+    *symbol = (Span){stream.text + 6, stream.length - 6};
+    static const char *windows[] = {"200ms.", "600ms.", "1000ms."};
+    for (int i = 0; i < 3; i++) {
+        Py_ssize_t n = (Py_ssize_t)strlen(windows[i]);
+        if (symbol->length >= n && memcmp(symbol->text, windows[i], n) == 0) {
+            symbol->text += n;
+            symbol->length -= n;
+            break;
+        }
+    }
+    return symbol->length > 0;
 }
 
 static PyObject *
 depth_frame(PyObject *module, PyObject *raw)
 {
     Reader reader;
-    if (depth_event_type == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "orderbook._speedups.set_event_type() was not called");
-        return NULL;
-    }
     if (PyBytes_CheckExact(raw)) {
         reader.at = (const unsigned char *)PyBytes_AS_STRING(raw);
         reader.end = reader.at + PyBytes_GET_SIZE(raw);
@@ -401,1012 +775,1004 @@ depth_frame(PyObject *module, PyObject *raw)
     else {
         Py_RETURN_NONE;
     }
-
-    Span stream = {NULL, 0};
-    DepthData data = {{0, 0, 0, 0}, NULL, NULL, {NULL, 0}, 0};
-    PyObject *values[EVENT_FIELDS] = {NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    if (reader.end - reader.at > UINT32_MAX)
+        Py_RETURN_NONE;
+    reader.start = reader.at;
+    ParsedLevel stack[32];
+    DepthData data = {{0, 0, 0, 0}, {NULL, 0}, 0, {0, 0}, {0, 0}, NULL, 0, 0, 0};
+    Span stream = {NULL, 0}, symbol;
     PyObject *result = NULL;
+    /* most frames hold a few levels: parse into a stack buffer first */
+    data.levels = stack;
+    data.cap = 32;
     int status = read_depth_message(&reader, &stream, &data);
     if (status < 0)
         goto done;
-    if (status == 0 || (data.seen & F_ALL) != F_ALL || data.ids[0] > data.ids[1])
-        goto decline;
-    /* "depth.<symbol>" or "depth.<N>ms.<symbol>": split by the known
-     * prefix, never on the last dot (symbols can contain dots); the same
-     * rule as orderbook.protocol.streams.parse_stream */
-    if (stream.length < 7 || memcmp(stream.text, "depth.", 6) != 0)
-        goto decline;
-    Span symbol = {stream.text + 6, stream.length - 6};
-    static const char *windows[] = {"200ms.", "600ms.", "1000ms."};
-    for (int i = 0; i < 3; i++) {
-        Py_ssize_t n = (Py_ssize_t)strlen(windows[i]);
-        if (symbol.length >= n && memcmp(symbol.text, windows[i], n) == 0) {
-            symbol.text += n;
-            symbol.length -= n;
-            break;
-        }
-    }
-    if (symbol.length == 0)
+    if (status == 0 || (data.seen & F_ALL) != F_ALL || data.ids[0] > data.ids[1] ||
+        !depth_symbol(stream, &symbol))
         goto decline;
     if ((data.seen & F_s) && (data.named.length != symbol.length ||
                               memcmp(data.named.text, symbol.text, symbol.length) != 0))
         goto decline;
 
-    if (!(values[0] = symbol_string(symbol)))
+    DepthEventObject *ev = PyObject_GC_NewVar(DepthEventObject, &DepthEventType, data.count);
+    if (ev == NULL)
         goto done;
-    for (int i = 0; i < 4; i++)
-        if (!(values[1 + i] = PyLong_FromLongLong(data.ids[i])))
-            goto done;
-    values[5] = data.bids;
-    values[6] = data.asks;
-    data.bids = data.asks = NULL; /* released through values[] */
-    result = new_event(values);
+    ev->symbol = ev->first_id = ev->last_id = ev->event_time = ev->engine_time = NULL;
+    ev->bids = ev->asks = NULL;
+    ev->raw = Py_NewRef(raw);
+    ev->n_bids = data.n_levels[0];
+    ev->parsed = 1;
+    /* bids first, then asks, whatever their order in the text */
+    memcpy(ev->levels, data.levels + data.at[0], data.n_levels[0] * sizeof(ParsedLevel));
+    memcpy(ev->levels + data.n_levels[0], data.levels + data.at[1],
+           data.n_levels[1] * sizeof(ParsedLevel));
+    PyObject_GC_Track(ev);
+    if (!(ev->symbol = symbol_string(symbol)) ||
+        !(ev->first_id = PyLong_FromLongLong(data.ids[0])) ||
+        !(ev->last_id = PyLong_FromLongLong(data.ids[1])) ||
+        !(ev->event_time = PyLong_FromLongLong(data.ids[2])) ||
+        !(ev->engine_time = PyLong_FromLongLong(data.ids[3]))) {
+        Py_DECREF(ev);
+        goto done;
+    }
+    result = (PyObject *)ev;
     goto done;
-
 decline:
     result = Py_NewRef(Py_None);
 done:
-    for (int i = 0; i < EVENT_FIELDS; i++)
-        Py_XDECREF(values[i]);
-    Py_XDECREF(data.bids);
-    Py_XDECREF(data.asks);
+    if (data.heap)
+        PyMem_Free(data.levels);
     return result;
 }
 
-/* ----------------------------------------------------------- apply_delta */
+/* --------------------------------------------------------------- Ladder */
 
-/* apply_delta(book, event) is OrderBook.apply_delta for the common case: a
- * synced book (a frame already applied on top of its snapshot), a frame for
- * the same symbol with U == last_update_id + 1, and levels that are all well
- * formed at the ladders' current scale with keys that fit an int64.  It
- * checks the whole frame first and declines (None) before changing anything
- * but the price caches; then it stores both sides, recomputes each touched
- * best level (in C when the frame itself shows the new best, else through
- * Ladder.refresh_best), compacts dead keys like Ladder.apply, and advances
- * the book.  It returns True/False exactly as the Python path would. */
-
-/* The classes and the byte offsets of their slots, set by configure():
- * reading a slot is then one load instead of an attribute lookup. */
-static PyTypeObject *ladder_type = NULL, *book_type = NULL, *key_list_type = NULL;
-static PyObject *decimal_type = NULL;
-enum { L_KEYS, L_LEVELS, L_PRICES, L_DEAD, L_SCALE, L_SIGN, L_BEST, L_BEST_KEY, L_TOUCH_PRICES, LADDER_SLOTS };
-static const char *ladder_slot_names[LADDER_SLOTS] = {
-    "keys", "levels", "prices", "dead", "scale", "sign", "best", "best_key", "touch_prices"};
-static Py_ssize_t ladder_offsets[LADDER_SLOTS];
-enum { B_SYMBOL, B_BIDS, B_ASKS, B_LAST, B_BRIDGED, B_TIMESTAMP, BOOK_SLOTS };
-static const char *book_slot_names[BOOK_SLOTS] = {
-    "symbol", "_bids", "_asks", "_last_update_id", "_bridged", "_timestamp"};
-static Py_ssize_t book_offsets[BOOK_SLOTS];
-
-typedef struct { /* one Ladder's fields, for one call */
-    PyObject *ladder; /* the Ladder (borrowed from the book, kept alive by it) */
-    PyObject *keys;   /* SortedList of int keys */
-    PyObject *levels; /* dict key -> stored quantity */
-    PyObject *prices; /* dict price string -> key */
-    PyObject *dead;   /* set of dead keys (in keys, not in levels) */
-    long scale;
-    long sign;
-    int has_best;
-    long long best_key;
-} Side;
+/* Levels are kept best first in chunks of at most CHUNK_MAX, each chunk a
+ * sorted array of keys and a parallel array of slots; `maxes` holds each
+ * chunk's last key, so finding a key is a binary search over the chunks and
+ * one inside a chunk: O(log n), with inserts and deletes moving at most one
+ * chunk's entries.  Keys are sign * price * 10**scale (bids negated), so
+ * ascending keys are best first on both sides. */
+#define CHUNK_MAX 64
 
 typedef struct {
-    PyObject *key; /* owned */
-    PyObject *qty; /* borrowed from the frame; unused for a delete */
-    long long value;
-    int delete;
-} Change;
+    uint64_t qty_lo;   /* quantity digits, as two halves (keeps the slot small) */
+    int64_t qty_hi;
+    PyObject *price;   /* the cached Decimal price, or NULL */
+    PyObject *level;   /* the cached (price, qty) tuple, or NULL */
+    uint8_t qty_dec;   /* quantity decimals */
+} Slot;
 
-/* What storing a side's changes did to its best level. */
-enum {
-    BEST_KEPT,    /* unchanged (no change at or before the best key) */
-    BEST_KNOWN,   /* the best is change `best_change` (a new best, or a new quantity) */
-    BEST_UNKNOWN, /* the best key was deleted or the side was empty: ask the sorted list */
-};
+typedef struct {
+    int n;
+    i128 keys[CHUNK_MAX];
+    Slot slots[CHUNK_MAX];
+} Chunk;
 
-/* An int (a key, an update id, a ladder's scale or sign) as an int64: 1
- * with *value set, 0 when it is not an exact int or does not fit, -1 on
- * error. */
-static int
-as_int64(PyObject *number, long long *value)
+typedef struct {
+    PyObject_HEAD
+    int sign;            /* -1: bids, +1: asks */
+    int scale;           /* decimals of the keys */
+    Py_ssize_t len;      /* levels held */
+    Py_ssize_t count;    /* chunks in use */
+    Py_ssize_t cap;      /* chunks allocated in `chunks` / `maxes` */
+    Chunk **chunks;
+    i128 *maxes;
+    uint64_t version;    /* bumped by every change (iterators check it) */
+} LadderObject;
+
+static PyTypeObject LadderType;
+
+static inline i128
+slot_qty(const Slot *s)
 {
-    int overflow = 0;
-    if (!PyLong_CheckExact(number))
-        return 0;
-    *value = PyLong_AsLongLongAndOverflow(number, &overflow);
-    if (*value == -1 && PyErr_Occurred())
-        return -1;
-    return !overflow;
+    return ((i128)s->qty_hi << 64) | (i128)s->qty_lo;
 }
 
-/* Read a Ladder's fields (the four containers with new references, released
- * by side_release, so that nothing run meanwhile can free them).
- * Returns 1 when usable, 0 to decline, -1 on error. */
-static int
-side_load(PyObject *ladder, Side *side)
+static inline void
+slot_set_qty(Slot *s, i128 qty, int decimals)
 {
-    if (Py_TYPE(ladder) != ladder_type)
-        return 0;
-    for (int i = 0; i < LADDER_SLOTS; i++)
-        if (SLOT(ladder, ladder_offsets, i) == NULL)
-            return 0; /* an unset slot */
-    if (!PyDict_CheckExact(SLOT(ladder, ladder_offsets, L_LEVELS)) ||
-        !PyDict_CheckExact(SLOT(ladder, ladder_offsets, L_PRICES)) ||
-        !PyDict_CheckExact(SLOT(ladder, ladder_offsets, L_TOUCH_PRICES)) ||
-        !PySet_CheckExact(SLOT(ladder, ladder_offsets, L_DEAD)))
-        return 0;
-
-    long long number;
-    int usable = as_int64(SLOT(ladder, ladder_offsets, L_SCALE), &number);
-    if (usable <= 0)
-        return usable;
-    if (number < 0 || number > MAX_INT64_DIGITS)
-        return 0;
-    side->scale = (long)number;
-    if ((usable = as_int64(SLOT(ladder, ladder_offsets, L_SIGN), &number)) <= 0)
-        return usable;
-    if (number != 1 && number != -1)
-        return 0;
-    side->sign = (long)number;
-
-    PyObject *value = SLOT(ladder, ladder_offsets, L_BEST_KEY);
-    side->has_best = value != Py_None;
-    if (side->has_best) {
-        usable = as_int64(value, &side->best_key);
-        if (usable <= 0)
-            return usable;
-    }
-    side->ladder = ladder;
-    side->keys = Py_NewRef(SLOT(ladder, ladder_offsets, L_KEYS));
-    side->levels = Py_NewRef(SLOT(ladder, ladder_offsets, L_LEVELS));
-    side->prices = Py_NewRef(SLOT(ladder, ladder_offsets, L_PRICES));
-    side->dead = Py_NewRef(SLOT(ladder, ladder_offsets, L_DEAD));
-    return 1;
+    s->qty_lo = (uint64_t)qty;
+    s->qty_hi = (int64_t)(qty >> 64);
+    s->qty_dec = (uint8_t)decimals;
 }
 
 static void
-side_release(Side *side)
+slot_release(Slot *s)
 {
-    Py_CLEAR(side->keys);
-    Py_CLEAR(side->levels);
-    Py_CLEAR(side->prices);
-    Py_CLEAR(side->dead);
+    Py_CLEAR(s->price);
+    Py_CLEAR(s->level);
 }
-
-/* The bound of orderbook.protocol.decimals: digits before and after the point. */
-#define MAX_INTEGER_DIGITS 20
-#define MAX_DECIMALS 18
-
-/* ASCII digits with at most one '.', at least one digit, within the bound:
- * the Python is_decimal_string().  Sets *decimals to the digits after the '.'. */
-static int
-plain_decimal(PyObject *text, Py_ssize_t *decimals)
-{
-    if (!PyUnicode_IS_ASCII(text))
-        return 0;
-    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
-    if (n > MAX_INTEGER_DIGITS + 1 + MAX_DECIMALS)
-        return 0;
-    const char *s = (const char *)PyUnicode_DATA(text);
-    Py_ssize_t digits = 0, dot = -1;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c >= '0' && c <= '9')
-            digits++;
-        else if (c == '.' && dot < 0)
-            dot = i;
-        else
-            return 0;
-    }
-    *decimals = dot < 0 ? 0 : n - dot - 1;
-    if ((dot < 0 ? n : dot) > MAX_INTEGER_DIGITS || *decimals > MAX_DECIMALS)
-        return 0;
-    return digits > 0;
-}
-
-/* A validated price string -> price * 10**scale, or -1 when it does not fit
- * in an int64 (the caller declines). */
-static long long
-fixed_point(PyObject *text, long scale)
-{
-    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
-    const char *s = (const char *)PyUnicode_DATA(text);
-    long long v = 0;
-    Py_ssize_t decimals = 0;
-    int after_dot = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (s[i] == '.') {
-            after_dot = 1;
-            continue;
-        }
-        if (v > (LLONG_MAX - 9) / 10)
-            return -1;
-        v = v * 10 + (s[i] - '0');
-        decimals += after_dot;
-    }
-    for (; decimals < scale; decimals++) {
-        if (v > (LLONG_MAX - 9) / 10)
-            return -1;
-        v *= 10;
-    }
-    return v;
-}
-
-/* Validate one side of a frame into changes[*count...].  Returns 1 when
- * every level is in the common case, 0 to decline, -1 on error. */
-static int
-prepare_side(PyObject *raw, Side *side, Change *changes, Py_ssize_t *count)
-{
-    Py_ssize_t n = PyList_GET_SIZE(raw);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *level = PyList_GET_ITEM(raw, i);
-        PyObject *price, *qty;
-        if (PyList_CheckExact(level) && PyList_GET_SIZE(level) == 2) {
-            price = PyList_GET_ITEM(level, 0);
-            qty = PyList_GET_ITEM(level, 1);
-        }
-        else if (PyTuple_CheckExact(level) && PyTuple_GET_SIZE(level) == 2) {
-            price = PyTuple_GET_ITEM(level, 0);
-            qty = PyTuple_GET_ITEM(level, 1);
-        }
-        else {
-            return 0;
-        }
-        if (!PyUnicode_CheckExact(price) || !PyUnicode_CheckExact(qty))
-            return 0;
-
-        Change *change = &changes[*count];
-        PyObject *key = PyDict_GetItemWithError(side->prices, price);
-        if (key != NULL) {
-            int usable = as_int64(key, &change->value);
-            if (usable <= 0)
-                return usable;
-            Py_INCREF(key);
-        }
-        else {
-            Py_ssize_t decimals;
-            if (PyErr_Occurred())
-                return -1;
-            if (!plain_decimal(price, &decimals) || decimals > side->scale)
-                return 0; /* malformed, or needs a rescale: Python's job */
-            long long value = fixed_point(price, side->scale);
-            if (value <= 0)
-                return 0; /* zero price (an error) or too large for int64 */
-            change->value = value * side->sign;
-            if (!(key = PyLong_FromLongLong(change->value)))
-                return -1;
-            if (PyDict_GET_SIZE(side->prices) >= price_cache_limit)
-                PyDict_Clear(side->prices);
-            if (PyDict_SetItem(side->prices, price, key) < 0) {
-                Py_DECREF(key);
-                return -1;
-            }
-        }
-        change->key = key; /* owned from here: counted for release */
-        (*count)++;
-
-        Py_ssize_t ignored;
-        if (!plain_decimal(qty, &ignored))
-            return 0;
-        const char *q = (const char *)PyUnicode_DATA(qty);
-        Py_ssize_t qn = PyUnicode_GET_LENGTH(qty);
-        change->delete = 1;
-        for (Py_ssize_t j = 0; j < qn; j++) {
-            if (q[j] != '0' && q[j] != '.') {
-                change->delete = 0;
-                break;
-            }
-        }
-        change->qty = qty;
-    }
-    return 1;
-}
-
-/* The sorted key list.  SortedList.add and the deletion of the first key
- * are done here while the list is in its plain state (no positional index
- * built, no sublist to split or merge), else by the SortedList methods
- * themselves.  This reads sortedcontainers' internals (_lists: sorted
- * sublists, _maxes: the last value of each, _index: the positional index,
- * empty until a position is looked up, _len, _load), which have been stable
- * through sortedcontainers 2.x; anything unexpected goes to the methods.
- * SortedList._check(), run by Ladder.check, verifies them after every step
- * of the differential tests. */
-
-typedef struct {
-    PyObject *lists, *maxes, *index, *load, *len; /* new references */
-} KeyList;
 
 static void
-key_list_release(KeyList *parts)
+ladder_release_all(LadderObject *lad)
 {
-    Py_CLEAR(parts->lists);
-    Py_CLEAR(parts->maxes);
-    Py_CLEAR(parts->index);
-    Py_CLEAR(parts->load);
-    Py_CLEAR(parts->len);
+    for (Py_ssize_t c = 0; c < lad->count; c++) {
+        Chunk *chunk = lad->chunks[c];
+        for (int i = 0; i < chunk->n; i++)
+            slot_release(&chunk->slots[i]);
+        PyMem_Free(chunk);
+    }
+    lad->count = 0;
+    lad->len = 0;
+    lad->version++;
 }
 
-/* 1 when `keys` is a plain-state key list (parts set), 0 when the methods
- * must do the work (nothing held), -1 on error. */
+/* Room for one more chunk pointer.  0, or -1 with MemoryError. */
 static int
-key_list_open(PyObject *keys, KeyList *parts)
+ladder_reserve(LadderObject *lad, Py_ssize_t chunks)
 {
-    PyObject *names[5] = {s_lists, s_maxes, s_index, s_load, s_len};
-    PyObject **values[5] = {&parts->lists, &parts->maxes, &parts->index, &parts->load, &parts->len};
-    memset(parts, 0, sizeof *parts);
-    if (Py_TYPE(keys) != key_list_type)
+    if (chunks <= lad->cap)
         return 0;
-    for (int i = 0; i < 5; i++) {
-        *values[i] = PyObject_GetAttr(keys, names[i]);
-        if (*values[i] == NULL) {
-            key_list_release(parts);
-            if (!PyErr_ExceptionMatches(PyExc_AttributeError))
-                return -1;
-            PyErr_Clear();
-            return 0;
-        }
+    Py_ssize_t cap = lad->cap ? lad->cap : 4;
+    while (cap < chunks)
+        cap *= 2;
+    Chunk **grown = PyMem_Realloc(lad->chunks, cap * sizeof(Chunk *));
+    if (grown == NULL) {
+        PyErr_NoMemory();
+        return -1;
     }
-    if (parts->lists && parts->maxes && parts->index && parts->load && parts->len &&
-        PyList_CheckExact(parts->lists) && PyList_CheckExact(parts->maxes) &&
-        PyList_CheckExact(parts->index) && PyLong_CheckExact(parts->load) &&
-        PyLong_CheckExact(parts->len) && PyList_GET_SIZE(parts->index) == 0 &&
-        PyList_GET_SIZE(parts->lists) == PyList_GET_SIZE(parts->maxes))
-        return 1;
-    key_list_release(parts);
+    lad->chunks = grown;
+    i128 *maxes = PyMem_Realloc(lad->maxes, cap * sizeof(i128));
+    if (maxes == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    lad->maxes = maxes;
+    lad->cap = cap;
     return 0;
 }
 
-/* bisect.bisect_right: the index after the last item <= value, or -1. */
-static Py_ssize_t
-bisect_right(PyObject *list, PyObject *value)
+static Chunk *
+chunk_new(void)
 {
-    Py_ssize_t low = 0, high = PyList_GET_SIZE(list);
-    while (low < high) {
-        Py_ssize_t mid = (low + high) / 2;
-        int less = PyObject_RichCompareBool(value, PyList_GET_ITEM(list, mid), Py_LT);
-        if (less < 0)
-            return -1;
-        if (less)
-            high = mid;
+    Chunk *chunk = PyMem_Malloc(sizeof(Chunk));
+    if (chunk == NULL)
+        PyErr_NoMemory();
+    else
+        chunk->n = 0;
+    return chunk;
+}
+
+/* The chunk that holds `key` or where it belongs: the first whose max is
+ * >= key (the last chunk when key is beyond every max). */
+static inline Py_ssize_t
+find_chunk(LadderObject *lad, i128 key)
+{
+    Py_ssize_t lo = 0, hi = lad->count - 1;
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        if (lad->maxes[mid] < key)
+            lo = mid + 1;
         else
-            low = mid + 1;
+            hi = mid;
     }
-    return low;
+    return lo;
 }
 
-static int
-key_list_add_len(PyObject *keys, KeyList *parts, long delta)
+/* First index in the chunk whose key is >= key. */
+static inline int
+find_in_chunk(const Chunk *chunk, i128 key)
 {
-    PyObject *len = PyLong_FromSsize_t(PyLong_AsSsize_t(parts->len) + delta);
-    if (len == NULL)
-        return -1;
-    int status = PyObject_SetAttr(keys, s_len, len);
-    Py_DECREF(len);
-    return status;
+    int lo = 0, hi = chunk->n;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (chunk->keys[mid] < key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
 }
 
-/* keys.add(key).  0, or -1 on error. */
+/* Insert a new level at (c, i).  0, or -1 with MemoryError (nothing changed). */
 static int
-key_list_add(PyObject *keys, PyObject *key)
+chunk_insert(LadderObject *lad, Py_ssize_t c, int i, i128 key, i128 qty, int qty_dec)
 {
-    KeyList parts;
-    int plain = key_list_open(keys, &parts);
-    if (plain < 0)
-        return -1;
-    Py_ssize_t count = plain ? PyList_GET_SIZE(parts.maxes) : 0;
-    Py_ssize_t pos = count ? bisect_right(parts.maxes, key) : 0;
-    if (pos < 0)
-        goto error;
-    int new_maximum = pos == count;
-    if (new_maximum)
-        pos--;
-    PyObject *sublist = count ? PyList_GET_ITEM(parts.lists, pos) : NULL;
-    if (sublist == NULL || !PyList_CheckExact(sublist)) { /* empty, or not plain: SortedList.add */
-        key_list_release(&parts);
-        PyObject *done = PyObject_CallMethodOneArg(keys, s_add, key);
-        Py_XDECREF(done);
-        return done == NULL ? -1 : 0;
-    }
-    /* SortedList.add: a new maximum goes at the end of the last sublist, any
-     * other key into the first sublist whose maximum exceeds it */
-    if (new_maximum) {
-        if (PyList_Append(sublist, key) < 0 || PyList_SetItem(parts.maxes, pos, Py_NewRef(key)) < 0)
-            goto error;
-    }
-    else {
-        Py_ssize_t at = bisect_right(sublist, key);
-        if (at < 0 || PyList_Insert(sublist, at, key) < 0)
-            goto error;
-    }
-    long load = PyLong_AsLong(parts.load);
-    if (load == -1 && PyErr_Occurred())
-        goto error;
-    if (PyList_GET_SIZE(sublist) > 2 * load) { /* SortedList._expand splits it */
-        PyObject *where = PyLong_FromSsize_t(pos);
-        if (where == NULL)
-            goto error;
-        PyObject *done = PyObject_CallMethodOneArg(keys, s_expand, where);
-        Py_DECREF(where);
-        if (done == NULL)
-            goto error;
-        Py_DECREF(done);
-    }
-    if (key_list_add_len(keys, &parts, 1) < 0)
-        goto error;
-    key_list_release(&parts);
-    return 0;
-error:
-    key_list_release(&parts);
-    return -1;
-}
-
-/* del keys[0] on a non-empty list.  0, or -1 on error. */
-static int
-key_list_drop_first(PyObject *keys)
-{
-    KeyList parts;
-    int plain = key_list_open(keys, &parts);
-    if (plain < 0)
-        return -1;
-    if (plain && PyList_GET_SIZE(parts.lists) > 0) {
-        PyObject *first = PyList_GET_ITEM(parts.lists, 0);
-        long load = PyLong_AsLong(parts.load);
-        if (load == -1 && PyErr_Occurred()) {
-            key_list_release(&parts);
+    Chunk *chunk = lad->chunks[c];
+    if (chunk->n == CHUNK_MAX) { /* split in halves first */
+        if (ladder_reserve(lad, lad->count + 1) < 0)
             return -1;
-        }
-        /* SortedList._delete without a merge: the sublist keeps more than
-         * load/2 values and its last value (its entry in _maxes) */
-        if (PyList_CheckExact(first) && PyList_GET_SIZE(first) - 1 > (load >> 1)) {
-            int status = PyList_SetSlice(first, 0, 1, NULL);
-            if (status == 0)
-                status = key_list_add_len(keys, &parts, -1);
-            key_list_release(&parts);
-            return status;
-        }
-    }
-    key_list_release(&parts);
-    return PySequence_DelItem(keys, 0);
-}
-
-/* Store validated changes into a side, as Ladder.apply does before it
- * refreshes the best.  Sets *touched as Ladder.apply's return value (a
- * change at or before the best key, or no best) and *best to what became
- * of the best level (BEST_*; *best_change is then the index of the change
- * that holds it).  Returns 0, or -1 on error. */
-static int
-apply_side(Side *side, Change *changes, Py_ssize_t count, int *touched, int *best, Py_ssize_t *best_change)
-{
-    long long best_value = side->best_key;
-    *touched = !side->has_best;
-    *best = side->has_best ? BEST_KEPT : BEST_UNKNOWN;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        Change *change = &changes[i];
-        PyObject *stored;
-        if (change->delete) {
-            stored = PyDict_GetItemWithError(side->levels, change->key);
-            if (stored != NULL) {
-                if (PyDict_DelItem(side->levels, change->key) < 0)
-                    return -1;
-                if (PySet_Add(side->dead, change->key) < 0)
-                    return -1;
-            }
-            else if (PyErr_Occurred()) {
-                return -1;
-            }
-        }
-        else {
-            int present = PyDict_Contains(side->levels, change->key);
-            if (present < 0)
-                return -1;
-            if (!present) {
-                int revived = PySet_Discard(side->dead, change->key);
-                if (revived < 0)
-                    return -1;
-                if (!revived) {
-                    if (key_list_add(side->keys, change->key) < 0)
-                        return -1;
-                }
-            }
-            if (PyDict_SetItem(side->levels, change->key, change->qty) < 0)
-                return -1;
-        }
-        if (side->has_best && change->value <= side->best_key)
-            *touched = 1;
-        /* Every live key is >= best_value (the first key is live), so a key
-         * set below it is the new best; deleting the best leaves it to the
-         * sorted list. */
-        if (*best != BEST_UNKNOWN && change->value <= best_value) {
-            if (change->delete) {
-                if (change->value == best_value)
-                    *best = BEST_UNKNOWN;
-            }
-            else {
-                *best = BEST_KNOWN;
-                *best_change = i;
-                best_value = change->value;
-            }
+        Chunk *right = chunk_new();
+        if (right == NULL)
+            return -1;
+        int half = CHUNK_MAX / 2;
+        right->n = CHUNK_MAX - half;
+        memcpy(right->keys, chunk->keys + half, right->n * sizeof(i128));
+        memcpy(right->slots, chunk->slots + half, right->n * sizeof(Slot));
+        chunk->n = half;
+        memmove(lad->chunks + c + 2, lad->chunks + c + 1, (lad->count - c - 1) * sizeof(Chunk *));
+        memmove(lad->maxes + c + 2, lad->maxes + c + 1, (lad->count - c - 1) * sizeof(i128));
+        lad->chunks[c + 1] = right;
+        lad->maxes[c] = chunk->keys[half - 1];
+        lad->maxes[c + 1] = right->keys[right->n - 1];
+        lad->count++;
+        if (i > half) {
+            c++;
+            i -= half;
+            chunk = right;
         }
     }
+    memmove(chunk->keys + i + 1, chunk->keys + i, (chunk->n - i) * sizeof(i128));
+    memmove(chunk->slots + i + 1, chunk->slots + i, (chunk->n - i) * sizeof(Slot));
+    chunk->keys[i] = key;
+    Slot *slot = &chunk->slots[i];
+    slot->price = slot->level = NULL;
+    slot_set_qty(slot, qty, qty_dec);
+    chunk->n++;
+    if (i == chunk->n - 1)
+        lad->maxes[c] = key;
+    lad->len++;
     return 0;
 }
 
-/* Ladder.price_of: the exact price of a key, Decimal(f"{key * sign}E-{scale}").
- * A new reference, or NULL on error. */
-static PyObject *
-price_of(Side *side, long long value)
+static void
+chunk_delete(LadderObject *lad, Py_ssize_t c, int i)
 {
-    PyObject *text = PyUnicode_FromFormat("%lldE-%ld", value * side->sign, side->scale);
-    if (text == NULL)
-        return NULL;
-    PyObject *price = PyObject_CallOneArg(decimal_type, text);
-    Py_DECREF(text);
-    return price;
+    Chunk *chunk = lad->chunks[c];
+    slot_release(&chunk->slots[i]);
+    memmove(chunk->keys + i, chunk->keys + i + 1, (chunk->n - i - 1) * sizeof(i128));
+    memmove(chunk->slots + i, chunk->slots + i + 1, (chunk->n - i - 1) * sizeof(Slot));
+    chunk->n--;
+    lad->len--;
+    if (chunk->n == 0) {
+        PyMem_Free(chunk);
+        memmove(lad->chunks + c, lad->chunks + c + 1, (lad->count - c - 1) * sizeof(Chunk *));
+        memmove(lad->maxes + c, lad->maxes + c + 1, (lad->count - c - 1) * sizeof(i128));
+        lad->count--;
+    }
+    else if (i == chunk->n) {
+        lad->maxes[c] = chunk->keys[chunk->n - 1];
+    }
 }
 
-/* The level tuple (price, Decimal(qty_text)), stealing `price` (NULL passes
- * an earlier error on).  A new reference, or NULL on error. */
-static PyObject *
-level_of(PyObject *price, PyObject *qty_text)
+/* Set the quantity of `key` (0 deletes).  0, or -1 with MemoryError (then
+ * nothing changed). */
+static int
+ladder_set(LadderObject *lad, i128 key, i128 qty, int qty_dec)
 {
-    PyObject *qty = price ? PyObject_CallOneArg(decimal_type, qty_text) : NULL;
-    PyObject *level = qty ? PyTuple_New(2) : NULL;
-    if (level == NULL) {
-        Py_XDECREF(price);
-        Py_XDECREF(qty);
-        return NULL;
+    if (lad->count == 0) {
+        if (qty == 0)
+            return 0;
+        if (ladder_reserve(lad, 1) < 0)
+            return -1;
+        Chunk *chunk = chunk_new();
+        if (chunk == NULL)
+            return -1;
+        lad->chunks[0] = chunk;
+        lad->maxes[0] = key;
+        lad->count = 1;
+        return chunk_insert(lad, 0, 0, key, qty, qty_dec);
     }
-    PyTuple_SET_ITEM(level, 0, price);
-    PyTuple_SET_ITEM(level, 1, qty);
+    Py_ssize_t c = find_chunk(lad, key);
+    Chunk *chunk = lad->chunks[c];
+    int i = find_in_chunk(chunk, key);
+    int present = i < chunk->n && chunk->keys[i] == key;
+    if (qty == 0) {
+        if (present)
+            chunk_delete(lad, c, i);
+        return 0;
+    }
+    if (present) {
+        Slot *slot = &chunk->slots[i];
+        Py_CLEAR(slot->level); /* the price stays: same key */
+        slot_set_qty(slot, qty, qty_dec);
+        return 0;
+    }
+    return chunk_insert(lad, c, i, key, qty, qty_dec);
+}
+
+/* The (price, qty) tuple of a slot: a new reference.  With `remember` (the
+ * best REMEMBERED_DEPTH levels) the tuple and its Decimal price are kept in
+ * the slot, the price across quantity changes; deeper levels are converted
+ * afresh on every read, so reading a whole book does not grow it. */
+static PyObject *
+slot_level(LadderObject *lad, i128 key, Slot *slot, int remember)
+{
+    if (slot->level != NULL)
+        return Py_NewRef(slot->level);
+    PyObject *price = slot->price;
+    if (price != NULL)
+        Py_INCREF(price);
+    else if (!(price = num_decimal(key * lad->sign, lad->scale)))
+        return NULL;
+    PyObject *qty = num_decimal(slot_qty(slot), slot->qty_dec);
+    PyObject *level = qty ? PyTuple_Pack(2, price, qty) : NULL;
+    Py_XDECREF(qty);
+    if (level != NULL && remember) {
+        slot->level = Py_NewRef(level);
+        if (slot->price == NULL)
+            slot->price = Py_NewRef(price);
+    }
+    Py_DECREF(price);
     return level;
 }
 
-/* The end of Ladder.refresh_best: `key` (whose value is `value`), the first
- * key, holds the quantity string `qty`; store its level tuple and make it the
- * best.  Returns 0, or -1 on error. */
-static int
-set_best(Side *side, PyObject *key, long long value, PyObject *qty_text)
+static PyObject *
+ladder_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    PyObject *touch_prices = SLOT(side->ladder, ladder_offsets, L_TOUCH_PRICES);
-    PyObject *price = PyDict_GetItemWithError(touch_prices, key);
-    if (price != NULL) {
-        Py_INCREF(price);
+    static char *names[] = {"sign", NULL};
+    int sign;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "i:Ladder", names, &sign))
+        return NULL;
+    if (sign != 1 && sign != -1) {
+        PyErr_SetString(usage_error ? usage_error : PyExc_ValueError,
+                        "sign must be -1 (bids) or +1 (asks)");
+        return NULL;
     }
-    else {
-        if (PyErr_Occurred())
-            return -1;
-        if ((price = price_of(side, value)) == NULL)
-            return -1;
-        if (PyDict_GET_SIZE(touch_prices) >= price_cache_limit)
-            PyDict_Clear(touch_prices);
-        if (PyDict_SetItem(touch_prices, key, price) < 0) {
-            Py_DECREF(price);
-            return -1;
-        }
-    }
-    PyObject *level = level_of(price, qty_text);
-    if (level == NULL)
-        return -1;
-    if (PyDict_SetItem(side->levels, key, level) < 0) {
-        Py_DECREF(level);
-        return -1;
-    }
-    set_slot(side->ladder, ladder_offsets[L_BEST], level);
-    set_slot(side->ladder, ladder_offsets[L_BEST_KEY], Py_NewRef(key));
-    return 0;
+    LadderObject *lad = (LadderObject *)type->tp_alloc(type, 0);
+    if (lad == NULL)
+        return NULL;
+    lad->sign = sign;
+    lad->scale = 0;
+    lad->len = lad->count = lad->cap = 0;
+    lad->chunks = NULL;
+    lad->maxes = NULL;
+    lad->version = 0;
+    return (PyObject *)lad;
 }
 
-/* Ladder.refresh_best: drop dead keys from the front of the sorted list,
- * then make the first key the best (None when the side is empty).  Anything
- * unusual (a key list not in its plain state, a key beyond int64) goes to
- * the method itself.  Returns 0, or -1 on error. */
-static int
-refresh_best(Side *side)
+static void
+ladder_dealloc(LadderObject *lad)
 {
-    for (;;) {
-        KeyList parts;
-        int plain = key_list_open(side->keys, &parts);
-        if (plain < 0)
-            return -1;
-        if (!plain)
-            break;
-        if (PyList_GET_SIZE(parts.lists) == 0) {
-            key_list_release(&parts);
-            set_slot(side->ladder, ladder_offsets[L_BEST], Py_NewRef(Py_None));
-            set_slot(side->ladder, ladder_offsets[L_BEST_KEY], Py_NewRef(Py_None));
-            return 0;
-        }
-        PyObject *sublist = PyList_GET_ITEM(parts.lists, 0);
-        PyObject *key = PyList_CheckExact(sublist) && PyList_GET_SIZE(sublist) > 0
-                            ? Py_NewRef(PyList_GET_ITEM(sublist, 0))
-                            : NULL;
-        key_list_release(&parts);
-        if (key == NULL)
-            break;
-        PyObject *stored = PyDict_GetItemWithError(side->levels, key);
-        int status = 0;
-        if (stored == NULL && !PyErr_Occurred()) { /* a dead key reached the front: drop it */
-            status = PySet_Discard(side->dead, key);
-            if (status == 1)
-                status = key_list_drop_first(side->keys);
-            else if (status == 0) { /* not listed as dead: the method raises */
-                Py_DECREF(key);
-                break;
-            }
-            Py_DECREF(key);
-            if (status < 0)
-                return -1;
-            continue;
-        }
-        if (stored == NULL) {
-            Py_DECREF(key);
-            return -1;
-        }
-        if (PyTuple_CheckExact(stored)) {
-            set_slot(side->ladder, ladder_offsets[L_BEST], Py_NewRef(stored));
-            set_slot(side->ladder, ladder_offsets[L_BEST_KEY], key);
-            return 0;
-        }
-        long long value;
-        int usable = as_int64(key, &value);
-        if (usable < 0) {
-            Py_DECREF(key);
-            return -1;
-        }
-        if (!usable || !PyUnicode_CheckExact(stored)) {
-            Py_DECREF(key);
-            break;
-        }
-        Py_INCREF(stored); /* (set_best replaces it in the dict) */
-        status = set_best(side, key, value, stored);
-        Py_DECREF(stored);
-        Py_DECREF(key);
-        return status;
-    }
-    PyObject *done = PyObject_CallMethodNoArgs(side->ladder, s_refresh_best);
-    Py_XDECREF(done);
-    return done == NULL ? -1 : 0;
+    ladder_release_all(lad);
+    PyMem_Free(lad->chunks);
+    PyMem_Free(lad->maxes);
+    Py_TYPE(lad)->tp_free((PyObject *)lad);
 }
 
-/* After storing: refresh the best and compact dead keys, as Ladder.apply. */
-static int
-finish_side(Side *side, Change *change, int best)
+static Py_ssize_t
+ladder_length(LadderObject *lad)
 {
-    if (best == BEST_KNOWN) {
-        if (set_best(side, change->key, change->value, change->qty) < 0)
-            return -1;
-    }
-    else if (best == BEST_UNKNOWN) {
-        if (refresh_best(side) < 0)
-            return -1;
-    }
-    if (PySet_GET_SIZE(side->dead) > PyDict_GET_SIZE(side->levels) / 2 + dead_slack) {
-        PyObject *done = PyObject_CallMethodNoArgs(side->ladder, s_compact);
-        if (done == NULL)
-            return -1;
-        Py_DECREF(done);
-    }
-    return 0;
+    return lad->len;
 }
 
-/* The book continues with this frame: bridged, same symbol, U == last + 1.
- * 1 yes, 0 decline, -1 error. */
-static int
-continues_book(PyObject *book, PyObject *event)
+/* Multiply every key by 10**(decimals - scale).  Prices stay. */
+static void
+ladder_rescale(LadderObject *lad, int decimals)
 {
-    if (SLOT(book, book_offsets, B_BRIDGED) != Py_True)
-        return 0;
-    PyObject *last = SLOT(book, book_offsets, B_LAST), *first = SLOT(event, event_offsets, E_FIRST);
-    long long last_id, first_id;
-    int usable;
-    if (last == NULL || first == NULL)
-        return 0;
-    if ((usable = as_int64(last, &last_id)) <= 0 || (usable = as_int64(first, &first_id)) <= 0)
-        return usable;
-    if (last_id == LLONG_MAX || first_id != last_id + 1)
-        return 0;
-    PyObject *ours = SLOT(book, book_offsets, B_SYMBOL), *theirs = SLOT(event, event_offsets, E_SYMBOL);
-    if (ours == NULL || theirs == NULL)
-        return 0;
-    if (ours == theirs)
-        return 1;
-    if (!PyUnicode_CheckExact(ours) || !PyUnicode_CheckExact(theirs))
-        return 0;
-    return PyUnicode_Compare(ours, theirs) == 0 ? 1 : (PyErr_Occurred() ? -1 : 0);
+    if (decimals <= lad->scale)
+        return;
+    i128 factor = pow10_table[decimals - lad->scale];
+    for (Py_ssize_t c = 0; c < lad->count; c++) {
+        Chunk *chunk = lad->chunks[c];
+        for (int i = 0; i < chunk->n; i++) {
+            chunk->keys[i] *= factor;
+            Slot *slot = &chunk->slots[i];
+            Py_CLEAR(slot->price); /* spelled at the old scale */
+            Py_CLEAR(slot->level);
+        }
+        lad->maxes[c] *= factor;
+    }
+    lad->scale = decimals;
+    lad->version++;
 }
 
 static PyObject *
-apply_delta(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+ladder_set_scale(LadderObject *lad, PyObject *arg)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "apply_delta(book, event)");
+    int decimals = _PyLong_AsInt(arg);
+    if (decimals == -1 && PyErr_Occurred())
+        return NULL;
+    if (decimals < lad->scale || decimals > max_decimals) {
+        PyErr_Format(usage_error, "a scale can only grow, up to %d; got %d at %d", max_decimals,
+                     decimals, lad->scale);
         return NULL;
     }
-    PyObject *book = args[0], *event = args[1];
-    if (book_type == NULL || Py_TYPE(book) != book_type || depth_event_type == NULL ||
-        Py_TYPE(event) != (PyTypeObject *)depth_event_type)
-        Py_RETURN_NONE;
-    for (int i = 0; i < EVENT_FIELDS; i++)
-        if (SLOT(event, event_offsets, i) == NULL)
-            Py_RETURN_NONE;
-    int status = continues_book(book, event);
-    if (status <= 0)
-        return status < 0 ? NULL : Py_NewRef(Py_None);
-    PyObject *raws[2] = {SLOT(event, event_offsets, E_BIDS), SLOT(event, event_offsets, E_ASKS)};
-    PyObject *ladders[2] = {SLOT(book, book_offsets, B_BIDS), SLOT(book, book_offsets, B_ASKS)};
-    if (!PyList_CheckExact(raws[0]) || !PyList_CheckExact(raws[1]) || ladders[0] == NULL ||
-        ladders[1] == NULL)
-        Py_RETURN_NONE;
-
-    Side sides[2] = {{0}, {0}};
-    Py_ssize_t total = PyList_GET_SIZE(raws[0]) + PyList_GET_SIZE(raws[1]);
-    Change small[16];
-    Change *changes = total <= 16 ? small : PyMem_New(Change, total);
-    Py_ssize_t counts[2] = {0, 0};
-    PyObject *result = NULL;
-    int touched = 0;
-
-    if (changes == NULL)
-        return PyErr_NoMemory();
-    /* validate everything first: nothing changes unless the whole frame is good */
-    for (int s = 0; s < 2 && status == 1; s++) {
-        if (PyList_GET_SIZE(raws[s]) == 0)
-            continue;
-        status = side_load(ladders[s], &sides[s]);
-        if (status == 1)
-            status = prepare_side(raws[s], &sides[s], changes + counts[0] * s, &counts[s]);
-    }
-    if (status == 0) {
-        result = Py_NewRef(Py_None);
-        goto done;
-    }
-    if (status < 0)
-        goto done;
-    /* from here on the frame is applied whole (short of running out of memory) */
-    int best[2] = {BEST_KEPT, BEST_KEPT}, side_touched[2] = {0, 0};
-    Py_ssize_t best_change[2] = {0, 0};
-    for (int s = 0; s < 2; s++) {
-        if (counts[s] == 0)
-            continue;
-        if (apply_side(&sides[s], changes + counts[0] * s, counts[s], &side_touched[s], &best[s],
-                       &best_change[s]) < 0)
-            goto done;
-    }
-    for (int s = 0; s < 2; s++) {
-        if (counts[s] == 0)
-            continue;
-        /* (an untouched side has best == BEST_KEPT: no change reached its best key) */
-        if (finish_side(&sides[s], changes + counts[0] * s + best_change[s], best[s]) < 0)
-            goto done;
-        touched |= side_touched[s];
-    }
-    set_slot(book, book_offsets[B_LAST], Py_NewRef(SLOT(event, event_offsets, E_LAST)));
-    set_slot(book, book_offsets[B_TIMESTAMP], Py_NewRef(SLOT(event, event_offsets, E_ENGINE_TIME)));
-    result = Py_NewRef(touched ? Py_True : Py_False);
-done:
-    for (Py_ssize_t i = 0; i < counts[0] + counts[1]; i++)
-        Py_DECREF(changes[i].key);
-    if (changes != small)
-        PyMem_Free(changes);
-    side_release(&sides[0]);
-    side_release(&sides[1]);
-    return result;
+    ladder_rescale(lad, decimals);
+    Py_RETURN_NONE;
 }
 
-/* ------------------------------------------------------------------ view */
-
-/* view(ladder, n) is Ladder.view: the best n levels (all for None) as
- * (Decimal price, Decimal qty) tuples, skipping dead keys; a level still
- * stored as its quantity string is converted, and the tuple kept in the
- * dict for the best `remembered_depth` levels.  None (nothing changed) when
- * the ladder or a key is unusual; the Python method then does the work. */
-static Py_ssize_t remembered_depth = 100;
-
 static PyObject *
-view(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+ladder_clear_method(LadderObject *lad, PyObject *unused)
+{
+    ladder_release_all(lad);
+    lad->scale = 0;
+    Py_RETURN_NONE;
+}
+
+/* Ladder.load(levels, scale): replace everything with validated (price,
+ * qty) string pairs, best first; zero quantities are skipped. */
+static PyObject *
+ladder_load(LadderObject *lad, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "view(ladder, n)");
+        PyErr_SetString(PyExc_TypeError, "load(levels, scale)");
         return NULL;
     }
-    PyObject *ladder = args[0];
-    Py_ssize_t wanted = PY_SSIZE_T_MAX;
-    if (args[1] != Py_None) {
-        if (!PyLong_CheckExact(args[1]))
-            Py_RETURN_NONE;
-        wanted = PyLong_AsSsize_t(args[1]);
+    int scale = _PyLong_AsInt(args[1]);
+    if (scale == -1 && PyErr_Occurred())
+        return NULL;
+    if (scale < 0 || scale > max_decimals) {
+        PyErr_Format(usage_error, "scale must be in 0..%d, got %d", max_decimals, scale);
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(args[0], "levels must be a sequence of (price, qty) pairs");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    /* parse everything first: a bad input changes nothing */
+    i128 *keys = PyMem_Malloc((n ? n : 1) * sizeof(i128));
+    Num *qtys = PyMem_Malloc((n ? n : 1) * sizeof(Num));
+    Py_ssize_t kept = 0;
+    if (keys == NULL || qtys == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
+        Num p, q;
+        if (!PyTuple_Check(pair) && !PyList_Check(pair))
+            goto bad;
+        if (PySequence_Fast_GET_SIZE(pair) != 2)
+            goto bad;
+        if (!parse_num_object(PySequence_Fast_GET_ITEM(pair, 0), &p) || p.digits == 0 ||
+            p.decimals > scale || !parse_num_object(PySequence_Fast_GET_ITEM(pair, 1), &q))
+            goto bad;
+        if (q.digits == 0)
+            continue;
+        i128 key = lad->sign * p.digits * pow10_table[scale - p.decimals];
+        if (kept && key <= keys[kept - 1]) {
+            PyErr_SetString(usage_error, "Ladder.load needs distinct levels, best first");
+            goto fail;
+        }
+        keys[kept] = key;
+        qtys[kept] = q;
+        kept++;
+    }
+    ladder_release_all(lad);
+    lad->scale = scale;
+    Py_ssize_t chunks = (kept + CHUNK_MAX / 2 - 1) / (CHUNK_MAX / 2);
+    if (ladder_reserve(lad, chunks) < 0)
+        goto fail;
+    for (Py_ssize_t i = 0; i < kept; i++) {
+        if (i % (CHUNK_MAX / 2) == 0) { /* half-full chunks leave room to insert */
+            Chunk *chunk = chunk_new();
+            if (chunk == NULL)
+                goto fail;
+            lad->chunks[lad->count++] = chunk;
+        }
+        Chunk *chunk = lad->chunks[lad->count - 1];
+        chunk->keys[chunk->n] = keys[i];
+        Slot *slot = &chunk->slots[chunk->n];
+        slot->price = slot->level = NULL;
+        slot_set_qty(slot, qtys[i].digits, qtys[i].decimals);
+        chunk->n++;
+        lad->maxes[lad->count - 1] = keys[i];
+        lad->len++;
+    }
+    PyMem_Free(keys);
+    PyMem_Free(qtys);
+    Py_DECREF(seq);
+    Py_RETURN_NONE;
+bad:
+    PyErr_Format(usage_error, "Ladder.load needs validated (price, qty) strings at scale %d", scale);
+fail:
+    PyMem_Free(keys);
+    PyMem_Free(qtys);
+    Py_DECREF(seq);
+    return NULL;
+}
+
+static PyObject *
+ladder_get_best(LadderObject *lad, void *closure)
+{
+    if (lad->len == 0)
+        Py_RETURN_NONE;
+    Chunk *chunk = lad->chunks[0];
+    return slot_level(lad, chunk->keys[0], &chunk->slots[0], 1);
+}
+
+static PyObject *
+ladder_get_best_key(LadderObject *lad, void *closure)
+{
+    if (lad->len == 0)
+        Py_RETURN_NONE;
+    return i128_to_long(lad->chunks[0]->keys[0]);
+}
+
+static PyObject *
+ladder_get_scale(LadderObject *lad, void *closure)
+{
+    return PyLong_FromLong(lad->scale);
+}
+
+static PyObject *
+ladder_get_sign(LadderObject *lad, void *closure)
+{
+    return PyLong_FromLong(lad->sign);
+}
+
+/* Ladder.view(n): the best n levels (all for None) as (Decimal, Decimal). */
+static PyObject *
+ladder_view(LadderObject *lad, PyObject *arg)
+{
+    Py_ssize_t wanted = lad->len;
+    if (arg != Py_None) {
+        wanted = PyLong_AsSsize_t(arg);
         if (wanted == -1 && PyErr_Occurred())
             return NULL;
-        if (wanted < 0)
-            Py_RETURN_NONE;
-    }
-    Side side = {0};
-    int status = side_load(ladder, &side);
-    if (status <= 0)
-        return status < 0 ? NULL : Py_NewRef(Py_None);
-    KeyList parts = {0};
-    PyObject *out = NULL;
-    /* _lists alone is needed: iteration does not use the positional index */
-    parts.lists = PyObject_GetAttr(side.keys, s_lists);
-    if (parts.lists == NULL && PyErr_ExceptionMatches(PyExc_AttributeError))
-        PyErr_Clear(); /* not the sortedcontainers we know: the method does it */
-    else if (parts.lists == NULL)
-        goto done;
-    if (Py_TYPE(side.keys) != key_list_type || parts.lists == NULL || !PyList_CheckExact(parts.lists)) {
-        status = 0;
-        goto done;
-    }
-    if (!(out = PyList_New(0)))
-        goto done;
-    Py_ssize_t count = PyList_GET_SIZE(parts.lists);
-    for (Py_ssize_t i = 0; i < count && PyList_GET_SIZE(out) < wanted; i++) {
-        PyObject *sublist = PyList_GET_ITEM(parts.lists, i);
-        if (!PyList_CheckExact(sublist)) {
-            status = 0;
-            goto done;
+        if (wanted < 0) {
+            PyErr_SetString(usage_error, "n must be >= 0");
+            return NULL;
         }
-        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(sublist) && PyList_GET_SIZE(out) < wanted; j++) {
-            PyObject *key = PyList_GET_ITEM(sublist, j);
-            PyObject *stored = PyDict_GetItemWithError(side.levels, key);
-            if (stored == NULL) {
-                if (PyErr_Occurred())
-                    goto done;
-                continue; /* a dead key */
-            }
-            if (PyTuple_CheckExact(stored)) {
-                if (PyList_Append(out, stored) < 0)
-                    goto done;
-                continue;
-            }
-            long long value;
-            int usable = as_int64(key, &value);
-            if (usable < 0)
-                goto done;
-            if (!usable || !PyUnicode_CheckExact(stored)) {
-                status = 0;
-                goto done;
-            }
-            /* Ladder.convert: (price_of(key), Decimal(qty)) */
-            PyObject *level = level_of(price_of(&side, value), stored);
-            if (level == NULL)
-                goto done;
-            int failed = PyList_Append(out, level) < 0 ||
-                         (PyList_GET_SIZE(out) <= remembered_depth &&
-                          PyDict_SetItem(side.levels, key, level) < 0);
-            Py_DECREF(level);
-            if (failed)
-                goto done;
-        }
+        if (wanted > lad->len)
+            wanted = lad->len;
     }
-    status = 1;
-done:
-    Py_XDECREF(parts.lists);
-    side_release(&side);
-    if (status == 0) { /* declined: the only change is conversions stored, as Python stores them */
-        Py_XDECREF(out);
-        return Py_NewRef(Py_None);
-    }
-    if (PyErr_Occurred()) {
-        Py_XDECREF(out);
+    PyObject *out = PyList_New(wanted);
+    if (out == NULL)
         return NULL;
+    Py_ssize_t rank = 0;
+    for (Py_ssize_t c = 0; c < lad->count && rank < wanted; c++) {
+        Chunk *chunk = lad->chunks[c];
+        for (int i = 0; i < chunk->n && rank < wanted; i++, rank++) {
+            PyObject *level = slot_level(lad, chunk->keys[i], &chunk->slots[i],
+                                         rank < remembered_depth);
+            if (level == NULL) {
+                Py_DECREF(out);
+                return NULL;
+            }
+            PyList_SET_ITEM(out, rank, level);
+        }
     }
     return out;
 }
 
-/* ------------------------------------------------------------- configure */
-
-/* The byte offsets of object slots `names` of `cls` (each must be a
- * __slots__ member).  0, or -1 with TypeError. */
-static int
-slot_offsets(PyObject *cls, const char **names, int count, Py_ssize_t *offsets)
+static PyObject *
+ladder_keys(LadderObject *lad, PyObject *unused)
 {
-    if (!PyType_Check(cls)) {
-        PyErr_Format(PyExc_TypeError, "expected a class, got %R", cls);
-        return -1;
-    }
-    for (int i = 0; i < count; i++) {
-        PyObject *descr = PyObject_GetAttrString(cls, names[i]);
-        if (descr == NULL)
-            return -1;
-        int is_slot = Py_IS_TYPE(descr, &PyMemberDescr_Type) &&
-                      ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX;
-        if (is_slot)
-            offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
-        Py_DECREF(descr);
-        if (!is_slot) {
-            PyErr_Format(PyExc_TypeError, "%R.%s is not a slot", cls, names[i]);
-            return -1;
+    PyObject *out = PyList_New(lad->len);
+    if (out == NULL)
+        return NULL;
+    Py_ssize_t rank = 0;
+    for (Py_ssize_t c = 0; c < lad->count; c++) {
+        Chunk *chunk = lad->chunks[c];
+        for (int i = 0; i < chunk->n; i++) {
+            PyObject *key = i128_to_long(chunk->keys[i]);
+            if (key == NULL) {
+                Py_DECREF(out);
+                return NULL;
+            }
+            PyList_SET_ITEM(out, rank++, key);
         }
     }
-    return 0;
+    return out;
 }
 
 static PyObject *
-set_event_type(PyObject *module, PyObject *cls)
+ladder_price_of(LadderObject *lad, PyObject *arg)
 {
-    Py_ssize_t offsets[EVENT_FIELDS];
-    if (slot_offsets(cls, event_field_names, EVENT_FIELDS, offsets) < 0)
+    i128 key;
+    int status = long_to_i128(arg, &key);
+    if (status <= 0) {
+        if (status == 0)
+            PyErr_SetString(usage_error, "a key is an int of at most 38 digits");
         return NULL;
-    memcpy(event_offsets, offsets, sizeof offsets);
-    Py_XSETREF(depth_event_type, Py_NewRef(cls));
+    }
+    return num_decimal(key * lad->sign, lad->scale);
+}
+
+/* Ladder.cut_beyond(price): remove the levels worse than `price` (a plain
+ * decimal string); return how many. */
+static PyObject *
+ladder_cut_beyond(LadderObject *lad, PyObject *arg)
+{
+    Num p;
+    if (!parse_num_object(arg, &p)) {
+        PyErr_SetString(usage_error, "cut_beyond needs a plain decimal price string within the bound");
+        return NULL;
+    }
+    /* compare at the finer of the two scales */
+    int scale = p.decimals > lad->scale ? p.decimals : lad->scale;
+    i128 bound = lad->sign * p.digits * pow10_table[scale - p.decimals];
+    i128 factor = pow10_table[scale - lad->scale];
+    Py_ssize_t removed = 0;
+    while (lad->count > 0) { /* the worst levels are at the end */
+        Py_ssize_t c = lad->count - 1;
+        Chunk *chunk = lad->chunks[c];
+        if (chunk->keys[chunk->n - 1] * factor <= bound)
+            break;
+        chunk_delete(lad, c, chunk->n - 1);
+        removed++;
+    }
+    if (removed)
+        lad->version++;
+    return PyLong_FromSsize_t(removed);
+}
+
+/* Ladder.check(name): raise IntegrityError unless every invariant holds. */
+static PyObject *
+ladder_check(LadderObject *lad, PyObject *name)
+{
+    Py_ssize_t total = 0;
+    int have_previous = 0;
+    i128 previous = 0;
+    for (Py_ssize_t c = 0; c < lad->count; c++) {
+        Chunk *chunk = lad->chunks[c];
+        if (chunk->n < 1 || chunk->n > CHUNK_MAX)
+            return PyErr_Format(integrity_error, "%U chunk %zd holds %d levels", name, c, chunk->n);
+        if (lad->maxes[c] != chunk->keys[chunk->n - 1])
+            return PyErr_Format(integrity_error, "%U chunk %zd: stale max", name, c);
+        for (int i = 0; i < chunk->n; i++) {
+            i128 key = chunk->keys[i];
+            Slot *slot = &chunk->slots[i];
+            if (have_previous && key <= previous)
+                return PyErr_Format(integrity_error, "%U keys out of order", name);
+            if (key * lad->sign <= 0)
+                return PyErr_Format(integrity_error, "%U key of a price <= 0", name);
+            if (slot_qty(slot) <= 0)
+                return PyErr_Format(integrity_error, "%U level with quantity <= 0", name);
+            previous = key;
+            have_previous = 1;
+            if (slot->price != NULL || slot->level != NULL) {
+                PyObject *price = num_decimal(key * lad->sign, lad->scale);
+                PyObject *qty = price ? num_decimal(slot_qty(slot), slot->qty_dec) : NULL;
+                int ok = qty != NULL;
+                if (ok && slot->price != NULL)
+                    ok = PyObject_RichCompareBool(slot->price, price, Py_EQ) == 1;
+                if (ok && slot->level != NULL) {
+                    PyObject *expected = PyTuple_Pack(2, price, qty);
+                    ok = expected && PyObject_RichCompareBool(slot->level, expected, Py_EQ) == 1;
+                    Py_XDECREF(expected);
+                }
+                Py_XDECREF(price);
+                Py_XDECREF(qty);
+                if (PyErr_Occurred())
+                    return NULL;
+                if (!ok)
+                    return PyErr_Format(integrity_error, "%U cached level does not match its key", name);
+            }
+        }
+        total += chunk->n;
+    }
+    if (total != lad->len)
+        return PyErr_Format(integrity_error, "%U holds %zd levels, counted %zd", name, total, lad->len);
     Py_RETURN_NONE;
 }
+
+/* ---- iteration: levels best first, converted on the way (the best
+ * `remembered_depth` kept) */
+
+typedef struct {
+    PyObject_HEAD
+    LadderObject *ladder;
+    Py_ssize_t chunk, index, rank;
+    uint64_t version;
+} LadderIterObject;
+
+static PyTypeObject LadderIterType;
+
+static PyObject *
+ladder_iter(LadderObject *lad)
+{
+    LadderIterObject *it = PyObject_New(LadderIterObject, &LadderIterType);
+    if (it == NULL)
+        return NULL;
+    it->ladder = (LadderObject *)Py_NewRef(lad);
+    it->chunk = it->index = it->rank = 0;
+    it->version = lad->version;
+    return (PyObject *)it;
+}
+
+static void
+ladder_iter_dealloc(LadderIterObject *it)
+{
+    Py_XDECREF(it->ladder);
+    PyObject_Free(it);
+}
+
+static PyObject *
+ladder_iter_next(LadderIterObject *it)
+{
+    LadderObject *lad = it->ladder;
+    if (it->version != lad->version) {
+        PyErr_SetString(PyExc_RuntimeError, "the ladder changed during iteration");
+        return NULL;
+    }
+    while (it->chunk < lad->count) {
+        Chunk *chunk = lad->chunks[it->chunk];
+        if (it->index < chunk->n) {
+            Py_ssize_t i = it->index++;
+            return slot_level(lad, chunk->keys[i], &chunk->slots[i], it->rank++ < remembered_depth);
+        }
+        it->chunk++;
+        it->index = 0;
+    }
+    return NULL;
+}
+
+static PyTypeObject LadderIterType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "orderbook._speedups.LadderIterator",
+    .tp_basicsize = sizeof(LadderIterObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_dealloc = (destructor)ladder_iter_dealloc,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)ladder_iter_next,
+};
+
+static PyMethodDef ladder_methods[] = {
+    {"load", (PyCFunction)(void (*)(void))ladder_load, METH_FASTCALL,
+     "load(levels, scale): replace the content with validated (price, qty) pairs, best first. O(n)."},
+    {"clear", (PyCFunction)ladder_clear_method, METH_NOARGS, "Remove every level. O(n)."},
+    {"view", (PyCFunction)ladder_view, METH_O, "view(n): the best n levels (all for None). O(n)."},
+    {"keys", (PyCFunction)ladder_keys, METH_NOARGS, "The fixed-point keys, best first. O(n)."},
+    {"price_of", (PyCFunction)ladder_price_of, METH_O, "The exact price of a key. O(1)."},
+    {"set_scale", (PyCFunction)ladder_set_scale, METH_O, "Re-key for more decimals. O(n)."},
+    {"cut_beyond", (PyCFunction)ladder_cut_beyond, METH_O,
+     "cut_beyond(price): remove the levels worse than price; return how many. O(k)."},
+    {"check", (PyCFunction)ladder_check, METH_O, "check(name): raise IntegrityError on a broken invariant. O(n)."},
+    {NULL},
+};
+
+static PyGetSetDef ladder_getset[] = {
+    {"best", (getter)ladder_get_best, NULL, "The best level (price, qty), or None. O(1).", NULL},
+    {"best_key", (getter)ladder_get_best_key, NULL, "The best level's key, or None. O(1).", NULL},
+    {"scale", (getter)ladder_get_scale, NULL, "Decimals of the keys.", NULL},
+    {"sign", (getter)ladder_get_sign, NULL, "-1 for bids, +1 for asks.", NULL},
+    {NULL},
+};
+
+static PySequenceMethods ladder_as_sequence = {
+    .sq_length = (lenfunc)ladder_length,
+};
+
+static PyTypeObject LadderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "orderbook._speedups.Ladder",
+    .tp_doc = "One side of a book (the native twin of orderbook.core.ladder.Ladder).",
+    .tp_basicsize = sizeof(LadderObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = ladder_new,
+    .tp_dealloc = (destructor)ladder_dealloc,
+    .tp_as_sequence = &ladder_as_sequence,
+    .tp_iter = (getiterfunc)ladder_iter,
+    .tp_methods = ladder_methods,
+    .tp_getset = ladder_getset,
+};
+
+/* ---------------------------------------------------------- apply_levels */
+
+typedef struct {
+    i128 price;   /* digits */
+    i128 qty;     /* digits */
+    int p_dec, q_dec;
+} Change;
+
+/* One side of a list-based event: validate every level into changes[].
+ * Returns the count, or -1 with the MalformedMessage set. */
+static Py_ssize_t
+prepare_list(PyObject *raw, PyObject *symbol, Change *changes, Py_ssize_t room)
+{
+    PyObject *seq = PySequence_Fast(raw, "levels must be a list");
+    if (seq == NULL) {
+        PyErr_Clear();
+        raise_level_error(E_SHAPE, raw, symbol);
+        return -1;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n > room) {
+        Py_DECREF(seq);
+        raise_level_error(E_SHAPE, raw, symbol);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *level = PySequence_Fast_GET_ITEM(seq, i);
+        if ((!PyList_CheckExact(level) && !PyTuple_CheckExact(level)) ||
+            PySequence_Fast_GET_SIZE(level) != 2) {
+            raise_level_error(E_SHAPE, raw, symbol);
+            Py_DECREF(seq);
+            return -1;
+        }
+        PyObject *price = PySequence_Fast_GET_ITEM(level, 0);
+        PyObject *qty = PySequence_Fast_GET_ITEM(level, 1);
+        Num p, q;
+        if (!parse_num_object(price, &p)) {
+            raise_level_error(E_PRICE_TEXT, price, symbol);
+            Py_DECREF(seq);
+            return -1;
+        }
+        if (p.digits == 0) {
+            raise_level_error(E_PRICE_ZERO, price, symbol);
+            Py_DECREF(seq);
+            return -1;
+        }
+        if (!parse_num_object(qty, &q)) {
+            raise_level_error(E_QTY_TEXT, qty, symbol);
+            Py_DECREF(seq);
+            return -1;
+        }
+        changes[i] = (Change){p.digits, q.digits, p.decimals, q.decimals};
+    }
+    Py_DECREF(seq);
+    return n;
+}
+
+static Py_ssize_t
+prepare_parsed(DepthEventObject *ev, Py_ssize_t from, Py_ssize_t to, Change *changes)
+{
+    for (Py_ssize_t i = from; i < to; i++) {
+        ParsedLevel *lv = &ev->levels[i];
+        changes[i - from] = (Change){lv->price, lv->qty, lv->p_dec, lv->q_dec};
+    }
+    return to - from;
+}
+
+static Py_ssize_t
+side_length(PyObject *levels)
+{
+    if (PyList_CheckExact(levels))
+        return PyList_GET_SIZE(levels);
+    if (PyTuple_CheckExact(levels))
+        return PyTuple_GET_SIZE(levels);
+    Py_ssize_t n = PyObject_Length(levels);
+    if (n < 0)
+        PyErr_Clear();
+    return n < 0 ? 0 : n;
+}
+
+/* Store one side's validated changes; 1 in *touched when one of them is at
+ * or before the best key (or the side was empty).  0, or -1 on MemoryError. */
+static int
+apply_side(LadderObject *lad, Change *changes, Py_ssize_t n, int *touched)
+{
+    int empty = lad->len == 0;
+    i128 best = empty ? 0 : lad->chunks[0]->keys[0];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Change *ch = &changes[i];
+        i128 key = lad->sign * ch->price * pow10_table[lad->scale - ch->p_dec];
+        if (empty || key <= best)
+            *touched = 1;
+        if (ladder_set(lad, key, ch->qty, ch->q_dec) < 0)
+            return -1;
+    }
+    if (n)
+        lad->version++;
+    return 0;
+}
+
+/* apply_levels(bids, asks, event) -> bool: validate every level of the frame
+ * first (raising MalformedMessage with the ladders unchanged), re-key both
+ * ladders when a price has more decimals than their scale, then store every
+ * change.  True when a best level may have changed. */
+static PyObject *
+apply_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyObject_TypeCheck(args[0], &LadderType) ||
+        !PyObject_TypeCheck(args[1], &LadderType) || !PyObject_TypeCheck(args[2], &DepthEventType)) {
+        PyErr_SetString(PyExc_TypeError, "apply_levels(bids: Ladder, asks: Ladder, event: DepthEvent)");
+        return NULL;
+    }
+    LadderObject *bids = (LadderObject *)args[0], *asks = (LadderObject *)args[1];
+    DepthEventObject *ev = (DepthEventObject *)args[2];
+    Change stack[64];
+    Change *changes = stack;
+    Py_ssize_t nb, na, room;
+    if (ev->parsed) {
+        room = Py_SIZE(ev);
+    }
+    else {
+        room = side_length(ev->bids) + side_length(ev->asks);
+    }
+    if (room > 64 && !(changes = PyMem_Malloc(room * sizeof(Change))))
+        return PyErr_NoMemory();
+    PyObject *result = NULL;
+    if (ev->parsed) {
+        nb = prepare_parsed(ev, 0, ev->n_bids, changes);
+        na = prepare_parsed(ev, ev->n_bids, Py_SIZE(ev), changes + nb);
+    }
+    else {
+        nb = prepare_list(ev->bids, ev->symbol, changes, room);
+        if (nb < 0)
+            goto done;
+        na = prepare_list(ev->asks, ev->symbol, changes + nb, room - nb);
+        if (na < 0)
+            goto done;
+    }
+    int decimals = bids->scale > asks->scale ? bids->scale : asks->scale;
+    for (Py_ssize_t i = 0; i < nb + na; i++)
+        if (changes[i].p_dec > decimals)
+            decimals = changes[i].p_dec;
+    ladder_rescale(bids, decimals);
+    ladder_rescale(asks, decimals);
+    /* From here on only a MemoryError can stop the frame half way (the
+     * caller then clears the book). */
+    int touched = 0;
+    if (apply_side(bids, changes, nb, &touched) < 0 ||
+        apply_side(asks, changes + nb, na, &touched) < 0)
+        goto done;
+    result = Py_NewRef(touched ? Py_True : Py_False);
+done:
+    if (changes != stack)
+        PyMem_Free(changes);
+    return result;
+}
+
+static PyObject *
+crossed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyObject_TypeCheck(args[0], &LadderType) ||
+        !PyObject_TypeCheck(args[1], &LadderType)) {
+        PyErr_SetString(PyExc_TypeError, "crossed(bids: Ladder, asks: Ladder)");
+        return NULL;
+    }
+    LadderObject *bids = (LadderObject *)args[0], *asks = (LadderObject *)args[1];
+    if (bids->len == 0 || asks->len == 0)
+        Py_RETURN_FALSE;
+    /* -bid_key >= ask_key, compared at the finer scale */
+    int scale = bids->scale > asks->scale ? bids->scale : asks->scale;
+    i128 bid = -bids->chunks[0]->keys[0] * pow10_table[scale - bids->scale];
+    i128 ask = asks->chunks[0]->keys[0] * pow10_table[scale - asks->scale];
+    return PyBool_FromLong(bid >= ask);
+}
+
+/* ---------------------------------------------------------------- module */
 
 static PyObject *
 configure(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 7 || !PyType_Check(args[2]) || !PyType_Check(args[3]) ||
-        !PyLong_CheckExact(args[4]) || !PyLong_CheckExact(args[5]) || !PyLong_CheckExact(args[6])) {
+    if (nargs != 7) {
         PyErr_SetString(PyExc_TypeError,
-                        "configure(Ladder, OrderBook, key list class, Decimal, price_cache_limit: int, "
-                        "dead_slack: int, remembered_depth: int)");
+                        "configure(decimal, level_error, usage_error, integrity_error, "
+                        "max_integer_digits, max_decimals, remembered_depth)");
         return NULL;
     }
-    Py_ssize_t limit = PyLong_AsSsize_t(args[4]);
-    Py_ssize_t slack = PyLong_AsSsize_t(args[5]);
+    int integer_digits = _PyLong_AsInt(args[4]);
+    int decimals = _PyLong_AsInt(args[5]);
     Py_ssize_t depth = PyLong_AsSsize_t(args[6]);
-    if ((limit == -1 || slack == -1 || depth == -1) && PyErr_Occurred())
+    if (PyErr_Occurred())
         return NULL;
-    if (limit < 1 || slack < 0 || depth < 0) {
-        PyErr_SetString(PyExc_ValueError, "configure needs a limit >= 1, a slack >= 0 and a depth >= 0");
+    if (integer_digits < 1 || decimals < 0 || integer_digits + decimals > 38 || depth < 0) {
+        PyErr_SetString(PyExc_ValueError, "the value bound must keep keys below 10**38");
         return NULL;
     }
-    Py_ssize_t ladder[LADDER_SLOTS], book[BOOK_SLOTS];
-    if (slot_offsets(args[0], ladder_slot_names, LADDER_SLOTS, ladder) < 0 ||
-        slot_offsets(args[1], book_slot_names, BOOK_SLOTS, book) < 0)
-        return NULL;
-    memcpy(ladder_offsets, ladder, sizeof ladder);
-    memcpy(book_offsets, book, sizeof book);
-    Py_XSETREF(ladder_type, (PyTypeObject *)Py_NewRef(args[0]));
-    Py_XSETREF(book_type, (PyTypeObject *)Py_NewRef(args[1]));
-    Py_XSETREF(key_list_type, (PyTypeObject *)Py_NewRef(args[2]));
-    Py_XSETREF(decimal_type, Py_NewRef(args[3]));
-    price_cache_limit = limit;
-    dead_slack = slack;
+    Py_XSETREF(decimal_type, Py_NewRef(args[0]));
+    Py_XSETREF(level_error, Py_NewRef(args[1]));
+    Py_XSETREF(usage_error, Py_NewRef(args[2]));
+    Py_XSETREF(integrity_error, Py_NewRef(args[3]));
+    max_integer_digits = integer_digits;
+    max_decimals = decimals;
     remembered_depth = depth;
     Py_RETURN_NONE;
 }
 
-static PyMethodDef methods[] = {
-    {"set_event_type", set_event_type, METH_O,
-     "set_event_type(DepthEvent): the class depth_frame() builds (orderbook.wire sets it)."},
+static PyMethodDef module_methods[] = {
     {"configure", (PyCFunction)(void (*)(void))configure, METH_FASTCALL,
-     "configure(Ladder, OrderBook, key list class, Decimal, price_cache_limit, dead_slack, "
-     "remembered_depth): the classes and "
-     "bounds apply_delta() and view() work with (orderbook.book sets them)."},
-    {"view", (PyCFunction)(void (*)(void))view, METH_FASTCALL,
-     "view(ladder, n) -> Ladder.view(n), or None when the Python method must do it."},
-    {"depth_frame", depth_frame, METH_O,
-     "depth_frame(raw: bytes | str) -> DepthEvent, or None when the text is not a depth frame "
-     "in the strict common form (the caller then decodes it with orjson and Python)."},
-    {"apply_delta", (PyCFunction)(void (*)(void))apply_delta, METH_FASTCALL,
-     "apply_delta(book, event) -> True/False as OrderBook.apply_delta, or None when the frame "
-     "needs the Python path (nothing applied)."},
+     "Set the Python objects and tuning constants the module uses (called once at import)."},
+    {"depth_frame", (PyCFunction)depth_frame, METH_O,
+     "depth_frame(raw) -> DepthEvent for a depth frame in the venue's plain form, else None."},
+    {"apply_levels", (PyCFunction)(void (*)(void))apply_levels, METH_FASTCALL,
+     "apply_levels(bids, asks, event) -> bool: validate, then apply a frame's levels."},
+    {"crossed", (PyCFunction)(void (*)(void))crossed, METH_FASTCALL,
+     "crossed(bids, asks) -> bool: best bid >= best ask."},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "orderbook._speedups",
-    "Optional native fast paths for orderbook.wire and orderbook.book.", -1, methods,
-    NULL, NULL, NULL, NULL,
+static struct PyModuleDef speedups_module = {
+    .m_base = PyModuleDef_HEAD_INIT,
+    .m_name = "orderbook._speedups",
+    .m_doc = "Native twins of the hot-path types (see orderbook/_native.py).",
+    .m_size = -1,
+    .m_methods = module_methods,
 };
 
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-#define INTERN(var, text) if (!(var = PyUnicode_InternFromString(text))) return NULL
-    INTERN(s_add, "add");
-    INTERN(s_refresh_best, "refresh_best");
-    INTERN(s_compact, "compact");
-    INTERN(s_expand, "_expand");
-    INTERN(s_lists, "_lists");
-    INTERN(s_maxes, "_maxes");
-    INTERN(s_index, "_index");
-    INTERN(s_load, "_load");
-    INTERN(s_len, "_len");
-#undef INTERN
     init_string_bytes();
-    if (!(empty_tuple = PyTuple_New(0)))
+    init_pow10();
+    if (PyType_Ready(&DepthEventType) < 0 || PyType_Ready(&LadderType) < 0 ||
+        PyType_Ready(&LadderIterType) < 0)
         return NULL;
-    return PyModule_Create(&module_def);
+    PyObject *module = PyModule_Create(&speedups_module);
+    if (module == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(module, "DepthEvent", (PyObject *)&DepthEventType) < 0 ||
+        PyModule_AddObjectRef(module, "Ladder", (PyObject *)&LadderType) < 0 ||
+        PyModule_AddIntConstant(module, "CHUNK_MAX", CHUNK_MAX) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

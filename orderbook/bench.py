@@ -51,7 +51,8 @@ import orjson
 from sortedcontainers import SortedDict, SortedList
 
 from ._native import implementation
-from .book import Level, OrderBook
+from .book import OrderBook
+from .ladder import Level
 from .sync import SymbolSync, SyncState
 from .wire import parse_frame, parse_snapshot
 

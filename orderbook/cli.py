@@ -3,7 +3,7 @@
 Commands: ``demo`` (the simulated venue in-process and the live view, offline),
 ``run`` (the live view of real books), ``record`` (a live session to a capture
 file), ``replay`` (a capture through the sync engine), ``bench`` (the benchmark
-harness) and ``serve`` (the local mirror, :mod:`orderbook.mirror`).  Every
+harness) and ``serve`` (the local mirror, :mod:`orderbook.serve`).  Every
 command has ``--help``; ``--log-level`` and ``--log-json`` are accepted before
 or after the command name.  Long-running commands stop cleanly on SIGINT or
 SIGTERM (exit status 0) or after ``--duration`` seconds.
@@ -26,7 +26,7 @@ import orjson
 
 from .capture import replay_capture
 from .errors import OrderBookError, UnknownSymbol, UsageError, VenueUnavailable
-from .mirror import add_serve_command
+from .serve import add_serve_command
 from .recorder import Recording
 from .replicator import DEPTH_STREAMS, Replicator
 from .transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_REST_URL, DEFAULT_WS_URL

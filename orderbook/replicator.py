@@ -71,7 +71,8 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
-from .book import Level, OrderBook
+from .book import OrderBook
+from .ladder import Level
 from .errors import MalformedMessage, OrderBookError, UnknownSymbol, UsageError, VenueUnavailable
 from .markets import Market, MarketCatalog
 from .protocol.streams import DEPTH_LIMITS, DEPTH_STREAMS, depth_stream, ticker_stream

@@ -133,7 +133,9 @@ class StreamConnection:
     ``backoff.delay(n)`` for the n-th consecutive failure; a connection that
     stayed up ``stable_after`` seconds resets the count.  ``ping_interval`` /
     ``ping_timeout`` are our own keep-alive pings (the server's are answered
-    regardless).  Run it with :meth:`run` (until cancelled).
+    regardless).  Run it with :meth:`run` (until cancelled): cancelling it
+    closes the connection with 1001 (going away), waiting at most
+    ``close_timeout`` seconds for the server's answer.
 
     Until a first connection opens, attempts stop after ``give_up_after``
     seconds (``None``: never): :meth:`run` then raises
@@ -156,6 +158,7 @@ class StreamConnection:
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
         open_timeout: float = 10.0,
+        close_timeout: float = 0.25,
         max_queue: int = 4096,
         rng: Callable[[], float] = random.random,
         give_up_after: float | None = DEFAULT_CONNECT_TIMEOUT,
@@ -173,6 +176,7 @@ class StreamConnection:
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
         self._open_timeout = open_timeout
+        self._close_timeout = close_timeout
         self._max_queue = max_queue
         self._rng = rng
         self._give_up_after = give_up_after
@@ -231,6 +235,7 @@ class StreamConnection:
             async with connect(
                 self.url,
                 open_timeout=open_timeout,
+                close_timeout=self._close_timeout,
                 ping_interval=self._ping_interval,
                 ping_timeout=self._ping_timeout,
                 max_queue=self._max_queue,
@@ -246,6 +251,11 @@ class StreamConnection:
                     async for message in ws:
                         handler.on_frame(message, time.time_ns() // 1000)
                     return _close_reason(ws)
+                except asyncio.CancelledError:
+                    # Shutting down: say so with 1001 (the context manager would
+                    # send 1011 "internal error" for any exception).
+                    await ws.close(1001, "client shutting down")
+                    raise
                 finally:
                     self._ws = None
                     handler.on_disconnected(_close_reason(ws))

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import TextIO
 
-from .book import Level
+from .ladder import Level
 from .capture import decimal_str
 from .replicator import Replicator
 

@@ -110,8 +110,12 @@ WireEvent = Union[DepthEvent, BookTickerEvent, StreamReply, None]
 _loads = orjson.loads
 _native_depth_frame = None
 """``orderbook._speedups.depth_frame`` when the C module is in use."""
+PyDepthEvent = DepthEvent
+"""The pure-Python depth event (whichever implementation is in use)."""
 if speedups is not None:
-    speedups.set_event_type(DepthEvent)
+    # the native twin: same fields and behaviour; when read from a frame's
+    # text its levels stay parsed until .bids / .asks is read
+    DepthEvent = speedups.DepthEvent  # type: ignore[misc] # noqa: F811
     _native_depth_frame = speedups.depth_frame
 
 
@@ -199,10 +203,7 @@ def parse_frame(raw: bytes | bytearray | memoryview | str, *, validate_levels: b
         # C fast path: reads a depth frame in the venue's plain form straight
         # from the text; None for anything else, which the code below decides
         event = _native_depth_frame(raw)
-        if event is not None:
-            if validate_levels:
-                _check_levels(event.bids, "b", event.symbol)
-                _check_levels(event.asks, "a", event.symbol)
+        if event is not None:  # its levels are valid: the reader accepts nothing else
             return event  # type: ignore[no-any-return]
     try:
         message = _loads(raw)

@@ -31,7 +31,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from orderbook.mirror import MirrorServer
+from orderbook.serve import MirrorLimits, MirrorServer
 from orderbook.replicator import Replicator
 from orderbook.venue import Faults, OrderFlow, SimulatedVenue, TrueBook
 
@@ -174,7 +174,7 @@ def test_rest_endpoints_forwarding_and_websocket_errors() -> None:
 
             depth = await http.get(api + "/depth", params={"symbol": "SOL_USDC", "limit": "5"})
             assert depth.status_code == 200
-            assert depth.headers["connection"] == "close"
+            assert depth.headers.get("connection", "keep-alive").lower() == "keep-alive"
             body = depth.json()
             truth = flow.truth("SOL_USDC")
             assert body["lastUpdateId"] == str(truth.last_update_id)
@@ -223,7 +223,7 @@ def test_rest_endpoints_forwarding_and_websocket_errors() -> None:
 def test_slow_consumer_is_closed_with_1008_and_counted() -> None:
     """A client that stops reading is closed once its queue is full; others go on."""
     async def main() -> None:
-        async with stack(rate=2000.0, queue_size=20, send_buffer=4096) as (flow, venue, upstream, mirror):
+        async with stack(rate=2000.0, limits=MirrorLimits(queue_size=20, so_sndbuf=4096)) as (flow, venue, upstream, mirror):
             await upstream.wait_synced(timeout=10)
             sock = socket.socket()
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

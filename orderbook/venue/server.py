@@ -202,9 +202,9 @@ class SimulatedVenue:
         self.stats.disconnects += len(clients)
         if abrupt:
             for client in clients:
-                client.conn.transport.abort()
+                client.ws.transport.abort()
         else:
-            await asyncio.gather(*(client.conn.close(code, reason) for client in clients))
+            await asyncio.gather(*(client.ws.close(code, reason) for client in clients))
         return len(clients)
 
     # --- generator -----------------------------------------------------------------

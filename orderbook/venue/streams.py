@@ -19,8 +19,9 @@ from typing import Any
 
 import orjson
 from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
 
-# Of `orderbook` the venue imports only the outbox (asyncio and websockets) and
+# Of `orderbook` the venue imports only the outbox (asyncio only) and
 # the protocol's facts (stream names), never the replica's logic.
 from ..outbox import Outbox
 from ..protocol.streams import (
@@ -47,7 +48,7 @@ def dumps(message: Any) -> str:
     return orjson.dumps(message).decode()
 
 
-class Client(Outbox):
+class Client(Outbox[str]):
     """One WebSocket connection: its `Outbox` and the streams it subscribed to.
 
     `push` is O(1) and never blocks; `run` is the writer task. On overflow the
@@ -55,7 +56,7 @@ class Client(Outbox):
     counted in `queue_overflows`; every message sent counts in `frames_sent`.
     """
 
-    __slots__ = ("streams",)
+    __slots__ = ("streams", "ws")
 
     def __init__(self, conn: ServerConnection, limit: int, stats: VenueStats) -> None:
         def overflowed(dropped: int) -> None:
@@ -65,8 +66,11 @@ class Client(Outbox):
             stats.frames_sent += 1
 
         reason = f"outgoing queue overflow ({limit} messages)"
-        super().__init__(conn, limit, reason, on_overflow=overflowed, on_sent=sent)
+        super().__init__(conn, limit, reason, closed_errors=(ConnectionClosed,),
+                         on_overflow=overflowed, on_sent=sent)
         self.streams: set[str] = set()
+        self.ws = conn
+        """The connection itself (``conn`` typed as the websockets connection it is)."""
 
 
 class _Pending:
