@@ -9,6 +9,7 @@ mirror to reach.  Every client here speaks raw bytes, websockets or httpx.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import resource
 import socket
@@ -23,6 +24,7 @@ import httpx
 import orjson
 import pytest
 from aiohttp import web
+import websockets
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -89,6 +91,13 @@ async def stack(recorder: Recorder, **limits: Any) -> AsyncIterator[tuple[Simula
             async with MirrorServer(upstream, port=0, upstream_rest_url=recorder.url,
                                     limits=MirrorLimits(**limits)) as mirror:
                 yield venue, mirror
+
+
+async def wait_for(predicate: Any, timeout: float = 30.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
 
 
 async def raw_http(port: int, request: bytes, timeout: float = 10) -> tuple[int, bytes]:
@@ -281,6 +290,52 @@ def test_a_ping_flood_that_never_reads_is_cut_with_memory_bounded(flood: str) ->
             else:
                 assert mirror.stats.slow_consumers == 1
             assert growth < 50, f"RSS grew {growth:.1f} MB during a flood of {sent} pings"
+    run(main())
+
+
+def test_cut_connections_leave_nothing_behind() -> None:
+    """Clients that flood pings, are cut and come back at once: every cut
+    connection's objects are freed at once (no timer of a closed connection
+    keeps them), so memory cannot grow with the number of cuts."""
+    async def main() -> None:
+        async with Recorder() as upstream, stack(upstream) as (_, mirror):
+            loop = asyncio.get_running_loop()
+            frame = _ping(b"x" * 125) * 64
+
+            async def flood_once() -> None:
+                sock = await _ws_handshake(mirror.port)
+                try:
+                    for _ in range(20):
+                        await asyncio.wait_for(loop.sock_sendall(sock, frame), 5)
+                except (ConnectionError, TimeoutError):
+                    pass
+                finally:
+                    sock.close()
+
+            for _ in range(30):
+                await asyncio.gather(*(flood_once() for _ in range(4)))
+            assert mirror.stats.control_floods >= 100
+            await wait_for(lambda: not mirror._clients, what="every flooder gone")
+            await asyncio.sleep(0.3)
+            gc.collect()
+            alive = [obj for obj in gc.get_objects() if isinstance(obj, web.WebSocketResponse)]
+            assert alive == [], f"{len(alive)} closed WebSocket responses still alive"
+    run(main())
+
+
+def test_a_client_that_answers_no_ping_is_dropped() -> None:
+    async def main() -> None:
+        async with Recorder() as upstream, stack(upstream, ping_interval=0.2) as (_, mirror):
+            sock = await _ws_handshake(mirror.port)  # never reads, never answers
+            try:
+                await wait_for(lambda: mirror.stats.keepalive_timeouts == 1, what="keep-alive drop")
+                assert not mirror._clients
+            finally:
+                sock.close()
+            async with websockets.connect(mirror.ws_url) as ws:  # a live client answers pings
+                await asyncio.sleep(1.0)
+                await ws.send('{"method":"SUBSCRIBE","params":["depth.SOL_USDC"]}')
+                assert mirror.stats.keepalive_timeouts == 1 and len(mirror._clients) == 1
     run(main())
 
 

@@ -43,7 +43,8 @@ from decimal import Decimal
 
 import orjson
 
-from ..book import Level, OrderBook
+from ..book import OrderBook
+from ..ladder import Level
 from ..capture import decimal_str
 from ..metrics import Histogram
 from ..protocol.streams import depth_stream, ticker_stream

@@ -176,6 +176,9 @@ class MirrorServer:
         self._tasks = [
             asyncio.create_task(self._pump(self._stream), name="orderbook-mirror-pump"),
             asyncio.create_task(self._markets_loop(), name="orderbook-mirror-markets"),
+            *([asyncio.create_task(self._keepalive_loop(self.limits.ping_interval),
+                                   name="orderbook-mirror-keepalive")]
+              if self.limits.ping_interval is not None else []),
         ]
         log.info("mirror listening on %s (WebSocket %s), %d symbols", self.url, self.ws_url,
                  len(rep.symbols))
@@ -305,7 +308,9 @@ class MirrorServer:
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         lim = self.limits
         ws: web.WebSocketResponse = web.WebSocketResponse(
-            timeout=lim.close_timeout, autoclose=True, autoping=False, heartbeat=lim.ping_interval,
+            # no aiohttp heartbeat: its timer can outlive an aborted connection
+            # and keep the connection's memory alive; see _keepalive_loop
+            timeout=lim.close_timeout, autoclose=True, autoping=False, heartbeat=None,
             compress=False, max_msg_size=lim.max_message)
         if not ws.can_prepare(request):
             return _error(ApiError(426, ApiCode.INVALID_CLIENT_REQUEST,
@@ -332,6 +337,16 @@ class MirrorServer:
                 self._unsubscribe(client, name)
             del self._clients[client]
         return ws
+
+    async def _keepalive_loop(self, interval: float) -> None:
+        """Every ``interval``: ping each client, and drop one that answered
+        nothing since the previous ping.  One timer for all clients; O(clients)."""
+        while True:
+            await asyncio.sleep(interval)
+            now = asyncio.get_running_loop().time()
+            for client in list(self._clients):
+                if not client.keepalive(now, interval):
+                    self.stats.keepalive_timeouts += 1
 
     def _on_message(self, client: WsClient, message: str | bytes) -> None:
         """Carry out one (UN)SUBSCRIBE request; refusals are replied like the venue's."""

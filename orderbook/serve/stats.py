@@ -35,6 +35,8 @@ class CloseReason(StrEnum):
     """1008: pings/pongs beyond the per-connection rate."""
     SHUTDOWN = "server shutting down"
     """1001: the mirror is stopping."""
+    KEEPALIVE_TIMEOUT = "no answer to a ping"
+    """1011: nothing arrived from the client for two ping intervals."""
 
 
 @dataclass(slots=True)
@@ -45,6 +47,7 @@ class MirrorStats:
     written to them; ``slow_consumers`` clients closed because their send
     buffer was full and ``messages_dropped`` the messages discarded with
     them; ``control_floods`` clients closed for too many control frames;
+    ``keepalive_timeouts`` clients dropped for not answering a ping;
     ``subscribe_errors`` refused requests and ``error_replies_dropped`` the
     error replies not sent (beyond the per-client reply rate, or no room);
     ``http`` requests answered by ``(endpoint, status)``;
@@ -60,6 +63,7 @@ class MirrorStats:
     slow_consumers: int = 0
     messages_dropped: int = 0
     control_floods: int = 0
+    keepalive_timeouts: int = 0
     subscribe_errors: int = 0
     error_replies_dropped: int = 0
     bad_http: int = 0
@@ -125,6 +129,8 @@ def write_mirror_metrics(writer: MetricsWriter, replicator: ReplicatorStats, sta
     writer.counter("orderbook_mirror_control_floods_total",
                    "Clients closed (1008) for sending control frames beyond the rate.",
                    s.control_floods)
+    writer.counter("orderbook_mirror_keepalive_timeouts_total",
+                   "Clients dropped (1011) for answering nothing to a ping.", s.keepalive_timeouts)
     writer.counter("orderbook_mirror_subscribe_errors_total", "Refused WebSocket requests.",
                    s.subscribe_errors)
     writer.counter("orderbook_mirror_error_replies_dropped_total",

@@ -17,6 +17,11 @@ Incoming, in one loop (:meth:`WsClient.receive_loop`):
   beyond the rate, or without room, they are dropped and counted, and never
   make a client a "slow consumer".
 
+Keep-alive: the server calls :meth:`WsClient.keepalive` every
+``ping_interval``; it queues a ping (:data:`PING`, through the same bounded
+outbox) and drops a client from which nothing at all arrived since the
+previous ping.
+
 Closing is bounded: :class:`AiohttpSocket` waits at most ``close_timeout``
 for the close handshake (the close frame itself may be stuck behind unread
 data), then aborts the TCP connection.
@@ -37,7 +42,11 @@ from ..protocol.subscribe import ErrorReply
 from .limits import MirrorLimits
 from .stats import CloseReason, MirrorStats
 
-__all__ = ["AiohttpSocket", "WsClient"]
+__all__ = ["PING", "AiohttpSocket", "WsClient"]
+
+PING = b""
+"""The outbox message that :class:`AiohttpSocket` sends as a ping control
+frame (no text frame is ever empty)."""
 
 log = logging.getLogger("orderbook.serve")
 
@@ -55,8 +64,9 @@ class AiohttpSocket:
         self.close_timeout = close_timeout
 
     async def send(self, message: bytes, /) -> None:
-        """Send ``message`` (UTF-8 JSON) as one text frame; may wait for the socket."""
-        await self.ws.send_frame(message, WSMsgType.TEXT)
+        """Send ``message`` (UTF-8 JSON) as one text frame, or a ping for
+        :data:`PING`; may wait for the socket."""
+        await self.ws.send_frame(message, WSMsgType.TEXT if message else WSMsgType.PING)
 
     async def close(self, code: int, reason: str, /) -> None:
         """The close handshake within ``close_timeout``; past it (the close frame
@@ -78,7 +88,7 @@ class WsClient:
     incoming message (``max_message``).
     """
 
-    __slots__ = ("ws", "outbox", "streams", "peer", "_stats", "_limits", "_control",
+    __slots__ = ("ws", "outbox", "streams", "peer", "last_heard", "_stats", "_limits", "_control",
                  "_requests", "_errors")
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport,
@@ -102,6 +112,8 @@ class WsClient:
             CloseReason.SLOW_CONSUMER.value, max_bytes=limits.buffer_limit,
             buffered=transport.get_write_buffer_size, on_overflow=overflowed, on_sent=sent)
         self.streams: set[str] = set()
+        self.last_heard = asyncio.get_running_loop().time()
+        """Loop time of the last frame received from the client (any kind)."""
         self._control = TokenBucket(limits.control_rate, limits.control_burst)
         self._requests = TokenBucket(limits.request_rate, limits.request_burst)
         self._errors = TokenBucket(limits.error_rate, limits.error_burst)
@@ -116,6 +128,17 @@ class WsClient:
         if not (self._errors.try_take(time.monotonic()) and self.outbox.push(error.encode(),
                                                                              optional=True)):
             self._stats.error_replies_dropped += 1
+
+    def keepalive(self, now: float, interval: float) -> bool:
+        """Queue a ping, unless nothing was heard from the client for two
+        ``interval``s (no answer to the previous ping): then close it and
+        return False.  O(1)."""
+        if now - self.last_heard > 2 * interval:
+            log.info("closing %s: no answer to a ping for %.0f s", self.peer, now - self.last_heard)
+            self.close(1011, CloseReason.KEEPALIVE_TIMEOUT.value, abort=True)
+            return False
+        self.outbox.push(PING, optional=True)
+        return True
 
     def close(self, code: int, reason: str, *, abort: bool = False) -> None:
         """Close the client (in the background, bounded by ``close_timeout``);
@@ -147,6 +170,7 @@ class WsClient:
         ws, outbox = self.ws, self.outbox
         while outbox.open:
             msg = await ws.receive()
+            self.last_heard = asyncio.get_running_loop().time()
             kind = msg.type
             if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
                 wait = self._requests.reserve(time.monotonic())
