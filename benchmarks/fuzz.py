@@ -40,8 +40,9 @@ input is one frame or one snapshot fed to the machine; a scenario is a short
 sequence of them for one symbol (a fresh machine each time).
 
 Paths: ``both`` (default) runs every scenario twice in one process, with the
-C fast paths and with them switched off (as ``tests/test_speedups.py`` does),
-and compares the traces; ``native`` runs the C path only; ``python`` runs in
+C module's native twins (``DepthEvent``, ``Ladder``, the frame reader) and
+with their pure-Python twins (``PyDepthEvent``, ``PyLadder``), and compares
+the traces; ``native`` runs the C path only; ``python`` runs in
 workers started with ``ORDERBOOK_PURE_PYTHON=1`` (the C module never loaded).
 Scenarios are spread over worker processes; the totals for a given seed and
 count do not depend on the number of workers.
@@ -844,38 +845,54 @@ def _exc(exc: BaseException) -> str:
 
 
 class Paths:
-    """Switch the C fast paths on and off in this process, as tests/test_speedups.py does."""
+    """Switch between the native twins and the pure-Python ones in this
+    process: the C reader of frame text, the event type the parser builds,
+    and the ladder type and functions a new book uses (``orderbook.wire``,
+    ``orderbook.ladder``, ``orderbook.book``).  A book keeps the ladders it
+    was made with, so each scenario builds its machine inside :meth:`use`."""
+
+    _NAMES = (("wire", "_native_depth_frame"), ("wire", "DepthEvent"), ("ladder", "Ladder"),
+              ("ladder", "apply_levels"), ("ladder", "crossed"), ("book", "Ladder"),
+              ("book", "apply_levels"), ("book", "crossed"))
 
     def __init__(self) -> None:
         import orderbook.book as book
+        import orderbook.ladder as ladder
         import orderbook.wire as wire
 
-        self.book: Any = book
-        self.wire: Any = wire
-        self.native = (wire._native_depth_frame, book._native_apply_delta, book._native_view)
+        self.modules: dict[str, Any] = {"wire": wire, "ladder": ladder, "book": book}
+        self.native = {(m, n): getattr(self.modules[m], n) for m, n in self._NAMES}
+        pure = {"_native_depth_frame": None, "DepthEvent": wire.PyDepthEvent, "Ladder": ladder.PyLadder,
+                "apply_levels": ladder.py_apply_levels, "crossed": ladder.py_crossed}
+        self.pure = {(m, n): pure[n] for m, n in self._NAMES}
 
     @property
     def has_native(self) -> bool:
-        return self.native[0] is not None
+        return self.native[("wire", "_native_depth_frame")] is not None
 
     @contextlib.contextmanager
     def use(self, path: str) -> Iterator[None]:
-        wire, book = self.wire, self.book
-        saved = (wire._native_depth_frame, book._native_apply_delta, book._native_view)
-        if path == "python":
-            wire._native_depth_frame = book._native_apply_delta = book._native_view = None
-        else:
-            wire._native_depth_frame, book._native_apply_delta, book._native_view = self.native
+        saved = {(m, n): getattr(self.modules[m], n) for m, n in self._NAMES}
+        for (module, name), value in (self.pure if path == "python" else self.native).items():
+            setattr(self.modules[module], name, value)
         try:
             yield
         finally:
-            wire._native_depth_frame, book._native_apply_delta, book._native_view = saved
+            for (module, name), value in saved.items():
+                setattr(self.modules[module], name, value)
+
+
+def _is_depth(value: Any) -> bool:
+    """A depth event of either twin."""
+    import orderbook.wire as wire
+
+    return type(value) in (wire.DepthEvent, wire.PyDepthEvent)
 
 
 def _event_key(event: Any) -> Any:
-    from orderbook.wire import BookTickerEvent, DepthEvent, StreamReply
+    from orderbook.wire import BookTickerEvent, StreamReply
 
-    if type(event) is DepthEvent:
+    if _is_depth(event):
         return ("depth", _short(event.symbol, 300), event.first_id, event.last_id, event.event_time,
                 event.engine_time, _short(_plain(event.bids), 100_000), _short(_plain(event.asks), 100_000))
     if type(event) is BookTickerEvent:
@@ -903,7 +920,7 @@ def play(symbol: str, inputs: list[Input], material: Material, path: str, where:
 
     from orderbook.errors import CrossedBook, IntegrityError, MalformedMessage, OrderBookError
     from orderbook.sync import BookChanged, SymbolSync, SyncState
-    from orderbook.wire import DepthEvent, parse_frame, parse_message, parse_snapshot
+    from orderbook.wire import parse_frame, parse_message, parse_snapshot
 
     global _COUNTER_FIELDS
     findings: list[Finding] = []
@@ -936,7 +953,7 @@ def play(symbol: str, inputs: list[Input], material: Material, path: str, where:
         return (status, _exc(value))
 
     def name_is_event(value: Any) -> bool:
-        return value is None or type(value).__name__ in ("DepthEvent", "BookTickerEvent", "StreamReply")
+        return value is None or _is_depth(value) or type(value).__name__ in ("BookTickerEvent", "StreamReply")
 
     actions = sync.start()
     for step, item in enumerate(inputs):
@@ -957,12 +974,12 @@ def play(symbol: str, inputs: list[Input], material: Material, path: str, where:
             else:
                 record.append(outcome(call(parse_message, "parse_message", item, step, decoded)))
             assert judgement is not None
-            if judgement.verdict is Verdict.INVALID and strict[0] == "ok" and type(strict[1]) is DepthEvent:
+            if judgement.verdict is Verdict.INVALID and strict[0] == "ok" and _is_depth(strict[1]):
                 found("wrong_accepts", f"parse_frame accepts: {judgement.rule}", item.mutation, item, step)
             if judgement.verdict is Verdict.VALID and strict[0] == "refused":
                 found("wrong_refusals", f"parse_frame refuses: {item.mutation}", _exc(strict[1]), item, step)
             status, value = lax
-            if status == "ok" and type(value) is DepthEvent and value.symbol == symbol:
+            if status == "ok" and _is_depth(value) and value.symbol == symbol:
                 if not item.preserving:
                     truth_known = False
                 result = call(sync.receive_frame, "receive_frame", item, step, value)
