@@ -8,13 +8,22 @@ runs: a ``rest`` depth event answers that symbol's pending snapshot request
 also writes a ``disconnect`` event when the connection dropped: every book is
 void from there on, as it was live.  Other kinds are ignored.  Replay is
 deterministic: the same file always gives the same books and counters.
+
+A file that cannot be a capture is refused with a
+:class:`~orderbook.errors.MalformedMessage` naming it (and the line, when one
+is at fault): a truncated or corrupt gzip stream, text that is not UTF-8, a
+line that is not a JSON object, and a file holding no capture event at all
+(empty, an empty gzip, JSON of something else).  Whether a file is gzip is
+read from its first bytes, not from its name.
 """
 
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from io import BufferedIOBase
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
@@ -34,6 +43,9 @@ __all__ = [
 ]
 
 DEFAULT_SNAPSHOT_LIMIT = 1000
+EVENT_KINDS = frozenset({"rest", "ws", "disconnect"})
+"""The ``kind`` of the events replay acts on (a capture holds at least one)."""
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 def decimal_str(value: Decimal) -> str:
@@ -42,6 +54,7 @@ def decimal_str(value: Decimal) -> str:
 
 
 def _open_text(path: Path, mode: str) -> IO[str]:
+    """``path`` opened for writing text, gzip when its name ends in ``.gz``."""
     if path.suffix == ".gz":
         return gzip.open(path, mode + "t", encoding="utf-8")  # type: ignore[return-value]
     return open(path, mode, encoding="utf-8")
@@ -50,24 +63,57 @@ def _open_text(path: Path, mode: str) -> IO[str]:
 def read_capture(path: str | Path) -> Iterator[dict[str, Any]]:
     """Yield the events of a ``.jsonl`` or ``.jsonl.gz`` capture in file order.
 
-    Blank lines are skipped; a line that is not a JSON object raises
-    :class:`MalformedMessage` naming the line number.  Streams the file: O(1)
-    memory per line.
+    Whether the file is gzip is read from its first bytes, not its name.
+    Blank lines are skipped; a line that is not a JSON object or not UTF-8
+    text and a truncated or corrupt gzip stream raise
+    :class:`MalformedMessage` naming the file and the line.  Streams the
+    file: O(1) memory per line.
     """
     path = Path(path)
     if not path.exists():
         raise UsageError(f"capture file not found: {path}")
-    with _open_text(path, "r") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
+    with open(path, "rb") as raw:
+        compressed = raw.read(2) == _GZIP_MAGIC
+        raw.seek(0)
+        if compressed:
+            with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
+                yield from _events(unzipped, path)
+        else:
+            yield from _events(raw, path)
+
+
+def _events(source: BufferedIOBase, path: Path) -> Iterator[dict[str, Any]]:
+    for number, line in enumerate(_lines(source, path), 1):
+        if not line.strip():
+            continue
+        try:
+            event = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
             try:
-                event = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                raise MalformedMessage(f"{path}:{number}: invalid JSON: {exc}") from exc
-            if type(event) is not dict:
-                raise MalformedMessage(f"{path}:{number}: event is not a JSON object")
-            yield event
+                line.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                raise MalformedMessage(f"{path}:{number}: not UTF-8 text ({bad.reason})") from bad
+            raise MalformedMessage(f"{path}:{number}: invalid JSON: {exc}") from exc
+        if type(event) is not dict:
+            raise MalformedMessage(f"{path}:{number}: event is not a JSON object")
+        yield event
+
+
+def _lines(source: BufferedIOBase, path: Path) -> Iterator[bytes]:
+    """The lines of ``source``, a gzip stream failing turned into a
+    :class:`MalformedMessage` naming ``path`` and the last line read whole
+    (decompression runs ahead of the lines, so the damage lies after it)."""
+    number = 0
+    while True:
+        try:
+            line = source.readline()
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise MalformedMessage(
+                f"{path}: truncated or corrupt gzip data after line {number} ({exc})") from exc
+        if not line:
+            return
+        number += 1
+        yield line
 
 
 class CaptureWriter:
@@ -171,12 +217,17 @@ def replay_capture(
 
     With ``at``, each symbol stops at the last update id ``<= at``: frames
     and snapshots beyond it are not fed (an aggregated frame spanning ``at``
-    cannot be split, so the book stops before it).  Cost: O(events).
+    cannot be split, so the book stops before it).  A path raises
+    :class:`MalformedMessage` when the file is not a capture (see
+    :func:`read_capture`) or holds no event of :data:`EVENT_KINDS`.
+    Cost: O(events).
     """
     events = read_capture(source) if isinstance(source, (str, Path)) else source
     result = ReplayResult()
+    seen = 0
     for event in events:
         kind = event.get("kind")
+        seen += kind in EVENT_KINDS
         if kind == "rest":
             _replay_rest(result, event, at)
         elif kind == "ws":
@@ -184,15 +235,19 @@ def replay_capture(
         elif kind == "disconnect":
             for machine in result.machines.values():
                 machine.connection_lost()
+    if not seen and isinstance(source, (str, Path)):
+        raise MalformedMessage(
+            f"{source}: no capture events (an empty file, or not a capture: expected JSON lines "
+            "of kind 'rest', 'ws' or 'disconnect')")
     return result
 
 
 def _replay_rest(result: ReplayResult, event: dict[str, Any], at: int | None) -> None:
     if event.get("path") != "/api/v1/depth":
         return
-    query = event.get("query") or {}
-    symbol = query.get("symbol")
-    if not isinstance(symbol, str):
+    query = event.get("query")
+    symbol = query.get("symbol") if type(query) is dict else None
+    if type(symbol) is not str or not symbol:
         return
     machine = result.machine(symbol)
     if not machine.awaiting_snapshot:
@@ -207,8 +262,9 @@ def _replay_rest(result: ReplayResult, event: dict[str, Any], at: int | None) ->
         return
     if at is not None and snapshot.last_update_id > at:
         return
-    limit = query.get("limit", DEFAULT_SNAPSHOT_LIMIT)
-    machine.receive_snapshot(snapshot, limit=int(limit) if str(limit).isdigit() else None)
+    limit = str(query.get("limit", DEFAULT_SNAPSHOT_LIMIT))  # type: ignore[union-attr]
+    usable = limit.isascii() and limit.isdecimal() and len(limit) <= 9
+    machine.receive_snapshot(snapshot, limit=int(limit) if usable else None)
 
 
 def _replay_ws(result: ReplayResult, frame: Any, at: int | None) -> None:

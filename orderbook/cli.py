@@ -25,11 +25,11 @@ from typing import Any
 import orjson
 
 from .capture import replay_capture
-from .errors import OrderBookError, UnknownSymbol, UsageError
+from .errors import OrderBookError, UnknownSymbol, UsageError, VenueUnavailable
 from .serve import add_serve_command
 from .recorder import Recording
 from .replicator import DEPTH_STREAMS, Replicator
-from .transport import DEFAULT_REST_URL, DEFAULT_WS_URL
+from .transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_REST_URL, DEFAULT_WS_URL
 from .venue import Faults, OrderFlow, SimulatedVenue
 from .view import SymbolView, render_symbol, show
 
@@ -137,8 +137,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace) -> None:
     async with Replicator(args.symbols, rest_url=args.rest_url, ws_url=args.ws_url,
-                          depth_stream=args.depth_stream) as replicator:
+                          depth_stream=args.depth_stream,
+                          connect_timeout=args.connect_timeout) as replicator:
         await show(replicator, source=args.ws_url, levels=args.levels, duration=args.duration)
+        _connected_once(replicator, args.duration)
+
+
+def _connected_once(replicator: Replicator, duration: float | None) -> None:
+    """A run that ended (``--duration``) without its WebSocket ever connecting
+    did not do its job, even before the give-up time: say so (exit status 2)."""
+    connection = replicator.stats().connection
+    if not connection.connects:
+        last = f"; last: {connection.last_error}" if connection.last_error else ""
+        within = f" in {duration:g} s" if duration is not None else ""
+        raise VenueUnavailable(f"never connected to {replicator.ws_url}{within}{last}")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -149,10 +161,11 @@ async def _record(args: argparse.Namespace) -> None:
     if os.path.exists(args.output) and not args.force:
         raise UsageError(f"{args.output} exists (--force to replace it)")
     recording = Recording(args.output, args.symbols, rest_url=args.rest_url, ws_url=args.ws_url,
-                          depth_stream=args.depth_stream)
+                          depth_stream=args.depth_stream, connect_timeout=args.connect_timeout)
     try:
         async with recording:
             await recording.run(args.duration)
+            _connected_once(recording.replicator, args.duration)
     finally:
         if recording.final:
             recorder = recording.recorder
@@ -192,13 +205,14 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 def _print_books(symbols: dict[str, Any]) -> None:
     """The summary table of books shaped like ``ReplayResult.to_json()["symbols"]``."""
-    print(f"{'symbol':<14} {'status':<9} {'last id':>12} {'best bid':>24} {'best ask':>24} "
+    width = max([13, *(len(symbol) for symbol in symbols)]) + 1  # 14 at least
+    print(f"{'symbol':<{width}} {'status':<9} {'last id':>12} {'best bid':>24} {'best ask':>24} "
           f"{'bids':>5} {'asks':>5} {'applied':>7} {'dropped':>7} {'gaps':>4} {'resyncs':>7} {'bad':>3}")
     for symbol, book in symbols.items():
         bid = " x ".join(book["bids"][0]) if book["bids"] else "-"
         ask = " x ".join(book["asks"][0]) if book["asks"] else "-"
         print(
-            f"{symbol:<14} {book['status']:<9} {str(book['last_update_id']):>12} {bid:>24} "
+            f"{symbol:<{width}} {book['status']:<9} {str(book['last_update_id']):>12} {bid:>24} "
             f"{ask:>24} {len(book['bids']):>5} {len(book['asks']):>5} {book['frames_applied']:>7} "
             f"{book['frames_dropped']:>7} {book['gaps']:>4} {book['resyncs']:>7} {book['bad_frames']:>3}"
         )
@@ -240,6 +254,11 @@ def _add_venue_options(parser: argparse.ArgumentParser) -> None:
                         help="venue WebSocket (default: %(default)s)")
     parser.add_argument("--depth-stream", default="depth", choices=DEPTH_STREAMS,
                         help="depth stream kind (default: %(default)s)")
+    parser.add_argument("--connect-timeout", type=_positive(float), default=DEFAULT_CONNECT_TIMEOUT,
+                        metavar="S",
+                        help="give up (exit status 2) when the WebSocket has not connected once "
+                             "within S seconds (default: %(default)s); once connected, it "
+                             "reconnects forever")
 
 
 def _add_logging_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:

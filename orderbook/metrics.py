@@ -188,6 +188,10 @@ _SYMBOL_COUNTERS = (
      "Times a synced symbol went without a frame for longer than the staleness limit."),
     ("ticker_mismatches", "orderbook_ticker_mismatches_total", "bookTicker cross-checks that disagreed."),
     ("audit_divergences", "orderbook_audit_divergences_total", "Audits that found the book divergent."),
+    ("apply_errors", "orderbook_apply_errors_total",
+     "Unexpected exceptions while applying a frame or snapshot (each cleared the book and resynced)."),
+    ("history_restarts", "orderbook_history_restarts_total",
+     "Times the venue's update ids went back for good and the book followed."),
 )
 
 _CONNECTION_COUNTERS = (

@@ -216,10 +216,14 @@ class Recording:
     async def run(self, duration: float | None = None) -> None:
         """Record for ``duration`` seconds (``None``: until cancelled).
 
-        Raises the recorder's :class:`OSError` if writing the file failed.
+        Raises the recorder's :class:`OSError` if writing the file failed, and
+        the replicator's :attr:`~orderbook.replicator.Replicator.failure` if it
+        failed (a WebSocket that never connected).
         """
         deadline = None if duration is None else time.monotonic() + duration
         while self.recorder.error is None:
+            if self.replicator.failure is not None:
+                raise self.replicator.failure
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return

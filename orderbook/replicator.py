@@ -19,7 +19,24 @@ Statuses (:meth:`Replicator.status`), exactly these strings:
   snapshots in a row (the symbol is retried every
   ``SnapshotRetryPolicy.error_interval`` seconds and returns to ``"synced"``
   by itself when the venue recovers), or the venue refused the subscription
-  (until the next connection subscribes it again).
+  (until the next connection subscribes it again); or for good, when the
+  replicator failed (see below).
+
+While a symbol is not synced, :meth:`Replicator.stats` says why:
+``SymbolStats.not_synced`` (a :class:`NotSynced`) and ``SymbolStats.reason``
+(the same in words, naming the URL and the last cause for a connection).
+
+Failures speak.  A URL that cannot be the venue's (``ws_url`` not ``ws://`` or
+``wss://``, ``rest_url`` not ``http://`` or ``https://``) is a
+:class:`~orderbook.errors.UsageError` from :meth:`Replicator.start`, before any
+request.  A WebSocket that has never connected gives up after
+``connect_timeout`` seconds: the replicator has then *failed*
+(:attr:`Replicator.failure` holds a
+:class:`~orderbook.errors.VenueUnavailable` naming the URL and the last
+cause), :meth:`Replicator.wait_synced` and every :meth:`Replicator.updates`
+iterator raise it, and every status is ``error(<it>)``.  Once connected, a
+lost connection is retried forever with backoff, each failure logged with the
+URL.
 
 Reconnects: when the connection drops every symbol is invalidated at once
 (its buffered frames and book are void) and nothing is fetched until the
@@ -49,19 +66,28 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any, Literal, Protocol
 
 import orjson
 
 from .book import OrderBook
 from .ladder import Level
-from .errors import MalformedMessage, OrderBookError, UnknownSymbol, UsageError
+from .errors import MalformedMessage, OrderBookError, UnknownSymbol, UsageError, VenueUnavailable
 from .markets import Market, MarketCatalog
-from .protocol.streams import DEPTH_STREAMS
+from .protocol.streams import DEPTH_LIMITS, DEPTH_STREAMS, depth_stream, ticker_stream
 from .policy import Backoff, RetryPolicy, SnapshotRetryPolicy, TokenBucket
 from .status import Reason
 from .sync import Action, BookChanged, BookInvalidated, RequestSnapshot, SymbolSync, SyncState
-from .transport import DEFAULT_REST_URL, DEFAULT_WS_URL, RestClient, StreamConnection
+from .transport import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_REST_URL,
+    DEFAULT_WS_URL,
+    RestClient,
+    StreamConnection,
+    check_rest_url,
+    check_ws_url,
+)
 from .wire import BookTickerEvent, DepthEvent, RawLevels, StreamReply, parse_frame
 
 __all__ = [
@@ -71,6 +97,7 @@ __all__ = [
     "ConnectionStats",
     "ConsumerStats",
     "LatencyStats",
+    "NotSynced",
     "Percentiles",
     "QueuePolicy",
     "Replicator",
@@ -216,7 +243,8 @@ class _Consumer:
 
 class UpdateStream:
     """The async iterator returned by :meth:`Replicator.updates`; also an async
-    context manager that detaches it on exit."""
+    context manager that detaches it on exit.  It ends when the replicator
+    closes, raising :attr:`Replicator.failure` if the replicator failed."""
 
     def __init__(self, replicator: Replicator, consumer: _Consumer) -> None:
         self._replicator = replicator
@@ -229,6 +257,9 @@ class UpdateStream:
         update = await self._consumer.get()
         if update is None:
             self._replicator._detach(self._consumer)
+            failure = self._replicator.failure
+            if failure is not None:
+                raise failure
             raise StopAsyncIteration
         self._replicator._delivered(update)
         return update
@@ -266,6 +297,22 @@ class Tap(Protocol):
 
 
 # ----------------------------------------------------------------------- stats
+class NotSynced(StrEnum):
+    """Why a symbol is not synced (``SymbolStats.not_synced``)."""
+
+    CONNECTING = "connecting"
+    """No connection to the venue's WebSocket has opened yet."""
+    DISCONNECTED = "disconnected"
+    """The connection was lost; it is being reopened with backoff."""
+    SNAPSHOT = "snapshot"
+    """Connected and subscribed: waiting for a snapshot that bridges the stream
+    (the first one, or after a gap, a bad frame, a stale snapshot, ...)."""
+    REFUSED = "refused"
+    """The venue refused the subscription (until the next connection)."""
+    ERROR = "error"
+    """Gave up for now (status ``error(...)``), or the replicator failed."""
+
+
 @dataclass(frozen=True, slots=True)
 class Percentiles:
     """Median and 99th percentile of the recent samples (``count`` of them)."""
@@ -302,7 +349,9 @@ class _Samples:
 class SymbolStats:
     """Per-symbol figures.  ``last_frame_age`` is seconds since the last depth
     frame (``None`` before any); ``stale`` is True while a synced symbol on a
-    live connection has had no frame for ``stale_after`` seconds."""
+    live connection has had no frame for ``stale_after`` seconds;
+    ``not_synced`` and ``reason`` say why the symbol is not synced (both
+    ``None`` while it is), ``reason`` in words for people (never parse it)."""
 
     status: str
     last_update_id: int | None
@@ -322,6 +371,10 @@ class SymbolStats:
     staleness_alerts: int
     ticker_mismatches: int
     audit_divergences: int
+    apply_errors: int = 0
+    history_restarts: int = 0
+    not_synced: NotSynced | None = None
+    reason: str | None = None
 
 
 @dataclass(slots=True)
@@ -343,6 +396,9 @@ class ConnectionStats:
     markets_refreshes: int = 0
     budget_per_minute: float = 0.0
     internal_errors: int = 0
+    last_error: str | None = None
+    """Why the last WebSocket connection attempt failed or the last connection
+    ended (with the URL in the log), ``None`` before any failure."""
 
 
 @dataclass(slots=True)
@@ -527,6 +583,8 @@ class Replicator:
     * ``subscribe_batch``: streams per SUBSCRIBE message;
     * ``all_spot`` / ``all_perp``: which markets ``"all"`` takes;
     * ``ws_backoff``, ``rest_retry``, ``snapshot_retry``: the policies;
+    * ``connect_timeout``: seconds the WebSocket may take to connect for the
+      first time before the replicator fails (``None``: retry forever);
     * ``rest_timeout``, ``ws_ping_interval``; ``rng`` for jitter;
     * ``tap``: a :class:`Tap` shown every raw frame and REST response (recording).
     """
@@ -556,17 +614,20 @@ class Replicator:
         snapshot_retry: SnapshotRetryPolicy = SnapshotRetryPolicy(),
         rest_timeout: float = 10.0,
         ws_ping_interval: float | None = 20.0,
+        connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
         rng: Callable[[], float] = random.random,
         tap: Tap | None = None,
     ) -> None:
         if depth_stream not in DEPTH_STREAMS:
             raise UsageError(f"depth_stream must be one of {DEPTH_STREAMS}, got {depth_stream!r}")
-        if snapshot_limit not in (5, 10, 20, 50, 100, 500, 1000):
+        if snapshot_limit not in DEPTH_LIMITS:
             raise UsageError(f"snapshot_limit must be a limit the venue accepts, got {snapshot_limit}")
         if snapshot_concurrency < 1 or stale_after <= 0 or markets_refresh <= 0:
             raise UsageError("snapshot_concurrency, stale_after and markets_refresh must be > 0")
         if audit_interval is not None and audit_interval <= 0:
             raise UsageError("audit_interval must be > 0 or None")
+        if connect_timeout is not None and not connect_timeout > 0:
+            raise UsageError(f"connect_timeout must be > 0 seconds or None, got {connect_timeout}")
         if isinstance(symbols, str):
             self._requested: list[str] | None = None if symbols == "all" else [symbols]
         else:
@@ -591,6 +652,7 @@ class Replicator:
         self._snapshot_retry = snapshot_retry
         self._rest_timeout = rest_timeout
         self._ws_ping_interval = ws_ping_interval
+        self._connect_timeout = connect_timeout
         self._rng = rng
         self._tap = tap
 
@@ -615,6 +677,7 @@ class Replicator:
         self._reconnect_to_synced = _Samples(1024)
         self._running = False
         self._closed = False
+        self._failure: OrderBookError | None = None
 
     # ------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Replicator:
@@ -627,13 +690,18 @@ class Replicator:
     async def start(self) -> None:
         """Fetch the markets, validate the symbols, connect and start syncing.
 
-        Raises :class:`UnknownSymbol` (with close matches) for an unlisted
-        symbol, :class:`~orderbook.errors.VenueUnavailable` or
+        Raises :class:`UsageError` naming a URL that cannot be the venue's
+        (before any request), :class:`UnknownSymbol` (with close matches) for
+        an unlisted symbol, :class:`~orderbook.errors.VenueUnavailable` or
         :class:`~orderbook.errors.RateLimited` when the market list cannot be
-        fetched.  Returns once the tasks run; use :meth:`wait_synced`.
+        fetched.  Returns once the tasks run; use :meth:`wait_synced`, which
+        raises what makes the replicator fail later (a WebSocket that never
+        connects).
         """
         if self._running:
             raise UsageError("the replicator is already started")
+        check_rest_url(self.rest_url)
+        check_ws_url(self.ws_url)
         self._rest = RestClient(self.rest_url, bucket=self._bucket, retry=self._rest_retry,
                                 timeout=self._rest_timeout, max_connections=self._concurrency + 2,
                                 rng=self._rng, on_response=self._tap.rest if self._tap else None)
@@ -653,19 +721,22 @@ class Replicator:
         for name in names:
             sym = _Symbol(name, self._max_buffer)
             self._symbols[name] = sym
-            depth = f"{self.depth_stream}.{name}"
+            depth = depth_stream(name, self.depth_stream)
             self._by_stream[depth] = sym
             streams.append(depth)
             if self.book_ticker:
-                streams.append(f"bookTicker.{name}")
+                streams.append(ticker_stream(name))
         self._conn = StreamConnection(
             self.ws_url, streams, self, batch_size=self._subscribe_batch,
             backoff=self._ws_backoff, ping_interval=self._ws_ping_interval,
             ping_timeout=self._ws_ping_interval, rng=self._rng,
+            give_up_after=self._connect_timeout,
         )
         self._running = True
         spawn = asyncio.create_task
-        self._tasks.append(spawn(self._conn.run(), name="orderbook-stream"))
+        stream = spawn(self._conn.run(), name="orderbook-stream")
+        stream.add_done_callback(self._stream_ended)
+        self._tasks.append(stream)
         self._tasks += [spawn(self._snapshot_worker(), name=f"orderbook-snapshots-{i}")
                         for i in range(self._concurrency)]
         self._tasks.append(spawn(self._housekeeping(), name="orderbook-housekeeping"))
@@ -706,6 +777,14 @@ class Replicator:
         """``"waiting"``, ``"synced"``, ``"resyncing"`` or ``"error(<reason>)"``.  O(1)."""
         return self._symbol(symbol).status()
 
+    @property
+    def failure(self) -> OrderBookError | None:
+        """Why the replicator stopped working for good (a WebSocket that never
+        connected within ``connect_timeout``, a URL refused by the WebSocket
+        library), else ``None``.  Once set, no book will sync again: close the
+        replicator."""
+        return self._failure
+
     def market(self, symbol: str) -> Market | None:
         """The venue's latest reference data for ``symbol`` (``None`` if delisted)."""
         return self._catalog.get(symbol)
@@ -714,7 +793,9 @@ class Replicator:
         """Wait until ``symbol`` (or every symbol) is synced.
 
         Raises :class:`TimeoutError` naming the symbols still not synced and
-        their status after ``timeout`` seconds.
+        their status after ``timeout`` seconds, and :attr:`failure` as soon as
+        the replicator fails (e.g. :class:`~orderbook.errors.VenueUnavailable`
+        for a WebSocket that never connected).
         """
         targets = [self._symbol(symbol)] if symbol is not None else list(self._symbols.values())
         if not targets:
@@ -722,6 +803,8 @@ class Replicator:
 
         async def wait() -> None:
             while not all(t.sync.state is SyncState.SYNCED for t in targets):
+                if self._failure is not None:
+                    raise self._failure
                 waiter = asyncio.get_running_loop().create_future()
                 self._sync_waiters.append(waiter)
                 await waiter
@@ -791,12 +874,17 @@ class Replicator:
                 last_frame_age=None if sym.last_frame_us is None else (now_us - sym.last_frame_us) / 1e6,
                 stale=sym.stale, staleness_alerts=sym.staleness_alerts,
                 ticker_mismatches=sym.ticker_mismatches, audit_divergences=sym.audit_divergences,
+                apply_errors=c.apply_errors, history_restarts=c.history_restarts,
             )
+            why = self._why(sym)
+            if why is not None:
+                symbols[name].not_synced, symbols[name].reason = why
         connection = self._connection
         if self._conn is not None:
             connection.connected = self._conn.connected
             connection.connects = self._conn.connects
             connection.reconnects = max(0, self._conn.connects - 1)
+            connection.last_error = self._conn.last_error
         if self._rest is not None:
             rest = self._rest.stats
             connection.snapshot_requests = rest.snapshot_requests
@@ -896,6 +984,60 @@ class Replicator:
             log.exception("internal error while handling a frame")
 
     # -------------------------------------------------------------- internals
+    def _why(self, sym: _Symbol) -> tuple[NotSynced, str] | None:
+        """Why ``sym`` is not synced, as a kind and in words (``None`` if it is).  O(1)."""
+        if sym.sync.state is SyncState.SYNCED:
+            return None
+        if sym.refused is not None:
+            return NotSynced.REFUSED, f"subscription refused: {sym.refused}"
+        if sym.error is not None:
+            return NotSynced.ERROR, sym.error
+        conn = self._conn
+        if conn is None or not conn.connected:
+            last = conn.last_error if conn is not None else None
+            if conn is None or not conn.connects:
+                attempt = f" (last attempt: {last})" if last else ""
+                return NotSynced.CONNECTING, f"connecting to {self.ws_url}{attempt}"
+            return NotSynced.DISCONNECTED, f"connection to {self.ws_url} lost ({last}); reconnecting"
+        because = f" ({sym.last_reason})" if sym.last_reason else ""
+        return NotSynced.SNAPSHOT, f"awaiting a snapshot{because}"
+
+    def _stream_ended(self, task: asyncio.Task[None]) -> None:
+        """Done callback of the connection's task: it ends only by
+        cancellation (close) or by failing for good, which fails the replicator."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            return
+        if isinstance(exc, OrderBookError):
+            self._fail(exc)
+            return
+        self._connection.internal_errors += 1  # a bug: say so, and fail loudly rather than hang
+        log.error("internal error in the WebSocket connection", exc_info=exc)
+        failure = VenueUnavailable(f"the connection to {self.ws_url} failed: {exc!r}")
+        failure.__cause__ = exc
+        self._fail(failure)
+
+    def _fail(self, failure: OrderBookError) -> None:
+        """The replicator cannot work any more: say why everywhere (log,
+        :attr:`failure`, every status, waiters of :meth:`wait_synced` and
+        consumers, who are ended)."""
+        if self._failure is not None:
+            return
+        self._failure = failure
+        self._running = False
+        log.error("%s", failure)
+        for sym in self._symbols.values():
+            sym.error = str(failure)
+            sym.cancel_retry()
+        waiters, self._sync_waiters = self._sync_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        for consumer in list(self._consumers):
+            consumer.close()
+
     def _symbol(self, symbol: str) -> _Symbol:
         found = self._symbols.get(symbol)
         if found is None:
@@ -1065,7 +1207,8 @@ class Replicator:
         actions = sym.sync.receive_snapshot(snapshot, limit=self.snapshot_limit)
         if sym.sync.counters.bad_snapshots > bad_before:
             sym.failures += 1
-            log.warning("%s: snapshot %d refused (crossed)", sym.name, snapshot.last_update_id)
+            why = next((a.reason for a in actions if isinstance(a, RequestSnapshot)), "refused")
+            log.warning("%s: snapshot %d refused: %s", sym.name, snapshot.last_update_id, why)
         self._carry_out(sym, actions)
         if sym.ticker is not None:
             self._check_ticker(sym)
@@ -1073,8 +1216,8 @@ class Replicator:
     # ---- consumers
     def _attach(self, policy: QueuePolicy, maxsize: int) -> _Consumer:
         consumer = _Consumer(policy, maxsize, self._consumer_stats)
-        if self._closed:
-            consumer.close()  # the replicator is closed: end at once
+        if self._closed or self._failure is not None:
+            consumer.close()  # the replicator is closed or failed: end at once
         self._consumers.append(consumer)
         return consumer
 

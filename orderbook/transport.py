@@ -12,6 +12,13 @@ any close or error.  It hands what happens to a :class:`StreamHandler`:
 ``on_connected``, ``on_subscribed(batch)``, ``on_frame(raw, received_us)`` for
 each message in receive order, ``on_disconnected(reason)``.
 
+Failures speak: a URL that cannot be a WebSocket URL is a
+:class:`~orderbook.errors.UsageError` at once (:func:`check_ws_url`,
+:func:`check_rest_url`); a connection that has never opened gives up after
+``give_up_after`` seconds with a :class:`~orderbook.errors.VenueUnavailable`
+naming the URL and the last cause; once it has opened, it is retried forever,
+each failure logged with the URL and kept in ``last_error``.
+
 :class:`RestClient` wraps an ``httpx.AsyncClient``: every request first takes
 a token of the shared :class:`~orderbook.policy.TokenBucket`, timeouts and
 5xx are retried with backoff, a 429 pauses the whole bucket for its
@@ -30,12 +37,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.protocol import State
+from websockets.uri import parse_uri
 
 from .errors import (
     RateLimited,
@@ -49,6 +58,7 @@ from .policy import Backoff, RetryPolicy, TokenBucket, parse_retry_after
 from .wire import Snapshot, parse_snapshot
 
 __all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_REST_URL",
     "DEFAULT_WS_URL",
     "ResponseHook",
@@ -56,15 +66,46 @@ __all__ = [
     "RestStats",
     "StreamConnection",
     "StreamHandler",
+    "check_rest_url",
+    "check_ws_url",
 ]
 
 DEFAULT_WS_URL = "wss://ws.backpack.exchange"
 DEFAULT_REST_URL = "https://api.backpack.exchange"
+DEFAULT_CONNECT_TIMEOUT = 30.0
+"""Seconds a WebSocket that has never connected keeps trying before giving up."""
 
 log = logging.getLogger("orderbook.transport")
 
 ResponseHook = Callable[[str, dict[str, str] | None, int, bytes, int], None]
 """``(path, params, status, body, received_us)``: one HTTP response as received."""
+
+
+def check_ws_url(url: str) -> str:
+    """Return ``url`` if it can name a WebSocket (``ws://`` or ``wss://`` and a
+    host), else raise :class:`UsageError` naming it and what is wrong.  O(len(url))."""
+    try:
+        parse_uri(url)
+    except InvalidURI as exc:
+        raise UsageError(f"invalid WebSocket URL {url!r}: {exc.msg} "
+                         "(expected ws://HOST[:PORT]/ or wss://...)") from exc
+    return url
+
+
+def check_rest_url(url: str) -> str:
+    """Return ``url`` if it can name a REST API (``http://`` or ``https://`` and
+    a host), else raise :class:`UsageError` naming it and what is wrong."""
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname, parts.port
+    except ValueError as exc:  # e.g. a bad port or IPv6 literal
+        raise UsageError(f"invalid REST URL {url!r}: {exc}") from exc
+    if parts.scheme not in ("http", "https"):
+        raise UsageError(f"invalid REST URL {url!r}: scheme isn't http or https "
+                         "(expected http://HOST[:PORT] or https://...)")
+    if not host:
+        raise UsageError(f"invalid REST URL {url!r}: hostname isn't provided")
+    return url
 
 
 class StreamHandler(Protocol):
@@ -95,6 +136,14 @@ class StreamConnection:
     regardless).  Run it with :meth:`run` (until cancelled): cancelling it
     closes the connection with 1001 (going away), waiting at most
     ``close_timeout`` seconds for the server's answer.
+
+    Until a first connection opens, attempts stop after ``give_up_after``
+    seconds (``None``: never): :meth:`run` then raises
+    :class:`~orderbook.errors.VenueUnavailable` naming the URL and the last
+    cause, each attempt being cut short so that the whole stays within that
+    time.  A URL that is not a WebSocket URL raises
+    :class:`~orderbook.errors.UsageError` from :meth:`run` at once (and from
+    the constructor).  Once connected, it reconnects forever.
     """
 
     def __init__(
@@ -112,10 +161,13 @@ class StreamConnection:
         close_timeout: float = 0.25,
         max_queue: int = 4096,
         rng: Callable[[], float] = random.random,
+        give_up_after: float | None = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
         if batch_size < 1:
             raise UsageError(f"batch_size must be >= 1, got {batch_size}")
-        self.url = url
+        if give_up_after is not None and not give_up_after > 0:
+            raise UsageError(f"give_up_after must be > 0 seconds or None, got {give_up_after}")
+        self.url = check_ws_url(url)
         self.streams = list(streams)
         self._handler = handler
         self._batch_size = batch_size
@@ -127,11 +179,15 @@ class StreamConnection:
         self._close_timeout = close_timeout
         self._max_queue = max_queue
         self._rng = rng
+        self._give_up_after = give_up_after
         self._ws: ClientConnection | None = None
         self.connects = 0
         """Connections opened so far (the first one included)."""
         self.failures = 0
         """Connection attempts that failed or connections that dropped."""
+        self.last_error: str | None = None
+        """Why the last connection attempt failed or the last connection ended
+        (``None`` before any failure)."""
 
     @property
     def connected(self) -> bool:
@@ -140,25 +196,45 @@ class StreamConnection:
 
     async def run(self) -> None:
         """Connect, subscribe, read; after any close or error back off and
-        reconnect.  Returns only by cancellation (which closes the socket)."""
+        reconnect.  Returns only by cancellation (which closes the socket).
+
+        Raises :class:`VenueUnavailable` when no connection ever opened within
+        ``give_up_after`` seconds, :class:`UsageError` for a URL that no
+        WebSocket can have.
+        """
+        check_ws_url(self.url)
+        started = time.monotonic()
+        deadline = None if self._give_up_after is None else started + self._give_up_after
         attempt = 0
         while True:
             opened = time.monotonic()
-            reason = await self._session()
+            open_timeout = self._open_timeout
+            if deadline is not None and not self.connects:
+                open_timeout = max(0.05, min(open_timeout, deadline - opened))
+            reason = await self._session(open_timeout)
             self.failures += 1
-            if time.monotonic() - opened >= self._stable_after:
+            self.last_error = reason
+            now = time.monotonic()
+            if now - opened >= self._stable_after:
                 attempt = 0
             delay = self._backoff.delay(attempt, self._rng)
             attempt += 1
+            if deadline is not None and not self.connects:
+                if now >= deadline:
+                    raise VenueUnavailable(
+                        f"could not connect to {self.url} within {self._give_up_after:g} s "
+                        f"({self.failures} attempts); last: {reason}")
+                delay = min(delay, deadline - now)
             log.warning("stream %s: %s; reconnecting in %.2f s", self.url, reason, delay)
             await asyncio.sleep(delay)
 
-    async def _session(self) -> str:
-        """One connection's life; returns why it ended."""
+    async def _session(self, open_timeout: float) -> str:
+        """One connection's life (opening within ``open_timeout`` seconds);
+        returns why it ended."""
         try:
             async with connect(
                 self.url,
-                open_timeout=self._open_timeout,
+                open_timeout=open_timeout,
                 close_timeout=self._close_timeout,
                 ping_interval=self._ping_interval,
                 ping_timeout=self._ping_timeout,
@@ -185,8 +261,8 @@ class StreamConnection:
                     handler.on_disconnected(_close_reason(ws))
         except ConnectionClosed as exc:
             return f"connection closed: {exc}"
-        except InvalidURI as exc:
-            raise UsageError(f"invalid WebSocket URL {self.url!r}") from exc
+        except InvalidURI as exc:  # a redirect to a URL that is not ws:// or wss://
+            raise UsageError(f"invalid WebSocket URL {self.url!r}: {exc}") from exc
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             return f"connect failed: {type(exc).__name__}: {exc}"
 
@@ -254,6 +330,8 @@ class RestClient:
         on_response: ResponseHook | None = None,
     ) -> None:
         self.bucket = bucket if bucket is not None else TokenBucket.for_budget(1000)
+        self.base_url = base_url.rstrip("/")
+        """The API's base URL; error messages name the full URL of the request."""
         self.stats = RestStats()
         self._retry = retry
         self._clock = clock
@@ -307,6 +385,7 @@ class RestClient:
         failures = 0
         rate_limited = 0
         stats = self.stats
+        where = f"GET {self.base_url}{path}"
         while True:
             wait = self.bucket.reserve(self._clock())
             if wait > 0:
@@ -320,11 +399,11 @@ class RestClient:
             except httpx.TimeoutException as exc:
                 stats.timeouts += 1
                 cause = exc
-                error: TransportError = VenueUnavailable(f"GET {path}: timed out")
+                error: TransportError = VenueUnavailable(f"{where}: timed out")
             except httpx.TransportError as exc:
                 stats.connect_errors += 1
                 cause = exc
-                error = VenueUnavailable(f"GET {path}: {type(exc).__name__}: {exc}")
+                error = VenueUnavailable(f"{where}: {type(exc).__name__}: {exc}")
             else:
                 status = response.status_code
                 if self._on_response is not None:
@@ -335,17 +414,17 @@ class RestClient:
                 if status == 429:
                     stats.responses_429 += 1
                     retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
-                    error = RateLimited(f"GET {path}: HTTP 429 {detail}", retry_after)
+                    error = RateLimited(f"{where}: HTTP 429 {detail}", retry_after)
                 elif status >= 500:
                     stats.server_errors += 1
-                    error = VenueUnavailable(f"GET {path}: HTTP {status} {detail}")
+                    error = VenueUnavailable(f"{where}: HTTP {status} {detail}")
                 elif 400 <= status < 500 and status not in (408, 425):
                     stats.gave_up += 1
                     if symbol is not None and ("INVALID_MARKET" in detail or "INVALID_SYMBOL" in detail):
                         raise UnknownSymbol(symbol)
-                    raise UsageError(f"GET {path} {params or ''}: HTTP {status} {detail}")
+                    raise UsageError(f"{where} {params or ''}: HTTP {status} {detail}")
                 else:
-                    error = VenueUnavailable(f"GET {path}: HTTP {status} {detail}")
+                    error = VenueUnavailable(f"{where}: HTTP {status} {detail}")
             if status == 429:
                 rate_limited += 1
             else:
@@ -361,7 +440,7 @@ class RestClient:
             if status == 429:
                 self.bucket.block_until(self._clock() + decision.delay)
             stats.retries += 1
-            log.info("GET %s %s failed (%s); retrying in %.2f s", path, params or "", error,
+            log.info("%s %s failed (%s); retrying in %.2f s", where, params or "", error,
                      decision.delay)
             await asyncio.sleep(decision.delay)
 

@@ -58,6 +58,7 @@ _HIDE_CURSOR, _SHOW_CURSOR, _CLEAR, _HOME = "\x1b[?25l", "\x1b[?25h", "\x1b[2J",
 _CLEAR_LINE, _CLEAR_BELOW = "\x1b[K", "\x1b[J"
 
 _PANEL_GAP = 4
+_REASON = 60  # characters of a not-synced reason shown in a panel
 _BAR = 10
 _FIXED_ROWS = 5  # title, ids, column header, spread, counters
 _Segment = tuple[str, str]  # (text, SGR code or "")
@@ -69,7 +70,8 @@ class SymbolView:
     """What the view shows of one symbol.
 
     ``asks`` and ``bids`` are best first; ``updates_per_s`` is depth frames
-    received per second, recently (``None``: not live, not shown).
+    received per second, recently (``None``: not live, not shown); ``reason``
+    says why the symbol is not synced (shown in the empty book).
     """
 
     symbol: str
@@ -85,6 +87,7 @@ class SymbolView:
     resyncs: int
     bad_frames: int
     stale: bool = False
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,8 +267,12 @@ def _panel(view: SymbolView, levels: int, unicode: bool) -> list[_Line]:
                         f"bad {view.bad_frames}", _DIM)]
     ask_lines = [level(entry, _RED) for entry in reversed(asks)]
     bid_lines = [level(entry, _GREEN) for entry in bids]
+    padding = [blank] * (levels - len(ask_lines))
+    if view.reason and padding:
+        reason = view.reason if len(view.reason) <= _REASON else view.reason[: _REASON - 3] + "..."
+        padding[0] = [(reason, _YELLOW)]
     return ([status, ids, columns]
-            + [blank] * (levels - len(ask_lines)) + ask_lines
+            + padding + ask_lines
             + [spread]
             + bid_lines + [blank] * (levels - len(bid_lines))
             + [counters])
@@ -321,7 +328,7 @@ def read_state(
         symbols.append(SymbolView(
             name, figures.status, book.last_update_id, book.asks(levels), book.bids(levels),
             book.spread(), book.mid(), meter.rate(name, figures.frames, now), figures.frames,
-            figures.gaps, figures.resyncs, figures.bad_frames, figures.stale,
+            figures.gaps, figures.resyncs, figures.bad_frames, figures.stale, figures.reason,
         ))
     return ViewState(source, stats.connection.connected, stats.connection.reconnects,
                      latency.p50, latency.p99, symbols, tuple(log_lines))
@@ -362,7 +369,9 @@ async def show(
     terminal too; otherwise a plain frame is printed every
     :data:`PLAIN_INTERVAL` seconds.  ``color`` defaults to ``interactive``
     unless ``NO_COLOR`` is set.  A last frame is always drawn at the end of
-    ``duration``; the cursor is restored however the view ends.
+    ``duration``; the cursor is restored however the view ends.  When the
+    replicator fails (:attr:`Replicator.failure`) a last frame is drawn and
+    the failure raised.
     """
     stream = out if out is not None else sys.stdout
     live = stream.isatty() if interactive is None else interactive
@@ -389,6 +398,8 @@ async def show(
                                    levels=levels, color=colored, unicode=unicode)
                     stream.write("\n".join(lines) + "\n\n")
                 stream.flush()
+                if replicator.failure is not None:
+                    raise replicator.failure
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     break

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import random
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -27,6 +28,7 @@ from orderbook import (
     replay_capture,
 )
 from orderbook.capture import CaptureWriter, decimal_str
+from orderbook.protocol.streams import parse_stream
 from orderbook.wire import BookTickerEvent, DepthEvent, StreamReply, parse_message, parse_snapshot
 
 D = Decimal
@@ -72,7 +74,9 @@ def write_jsonl(path: Path, events: list[dict[str, Any]]) -> Path:
 def symbol_of(event: dict[str, Any]) -> str:
     if event["kind"] == "rest":
         return str(event["query"]["symbol"])
-    return str(event["frame"]["stream"]).rpartition(".")[2]
+    name = parse_stream(event["frame"]["stream"])
+    assert name is not None
+    return name.symbol
 
 
 # ------------------------------------------------------------- read_capture
@@ -100,6 +104,40 @@ def test_read_capture_bad_line_names_its_number(tmp_path: Path, line: str, messa
     assert next(events)["kind"] == "ws"
     with pytest.raises(MalformedMessage, match=f"bad.jsonl:2: {message}"):
         next(events)
+
+
+def test_read_capture_refuses_broken_gzip_and_text(tmp_path: Path) -> None:
+    whole = gzip.compress(FIXTURE.read_bytes())
+    truncated = tmp_path / "t.jsonl.gz"
+    truncated.write_bytes(whole[:-12])
+    with pytest.raises(MalformedMessage, match=r"t\.jsonl\.gz: truncated or corrupt gzip data after line \d+"):
+        list(read_capture(truncated))
+    garbage = tmp_path / "g.jsonl.gz"
+    garbage.write_bytes(b"\x1f\x8b" + bytes(range(256)))
+    with pytest.raises(MalformedMessage, match="g.jsonl.gz: truncated or corrupt gzip data after line 0"):
+        list(read_capture(garbage))
+    latin = tmp_path / "l.jsonl"
+    latin.write_bytes(FIXTURE.read_bytes() + "caf\xe9\n".encode("latin-1"))
+    with pytest.raises(MalformedMessage, match="l.jsonl:11: not UTF-8 text"):
+        list(read_capture(latin))
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n", b'{"kind": "header", "format": 2}\n', b'{"a": 1}\n'])
+def test_replaying_a_file_without_capture_events_is_an_error(content: bytes, tmp_path: Path) -> None:
+    for path in (tmp_path / "x.jsonl", tmp_path / "x.jsonl.gz"):
+        path.write_bytes(gzip.compress(content) if path.suffix == ".gz" else content)
+        with pytest.raises(MalformedMessage, match=f"{path.name}: no capture events"):
+            replay_capture(path)
+    assert replay_capture([]).to_json() == {"symbols": {}}  # an iterable of nothing is no file
+
+
+def test_replay_ignores_rest_events_of_odd_shapes() -> None:
+    events = list(read_capture(FIXTURE))
+    odd = [dict(events[3], query=q) for q in ("SOL_USDC", ["SOL_USDC"], None, {"symbol": 5}, {"symbol": ""})]
+    odd.append(dict(events[3], query={"symbol": "SOL_USDC", "limit": "\u00b2"}))  # a digit, not ASCII
+    result = replay_capture([*odd[:-1], *events])
+    assert result.to_json() == FIXTURE_JSON
+    assert replay_capture([odd[-1]]).machines["SOL_USDC"].book.last_update_id == 102
 
 
 def test_read_capture_missing_file(tmp_path: Path) -> None:
@@ -164,6 +202,26 @@ def test_replay_at_stops_each_book() -> None:
     symbols = replay_capture(FIXTURE, at=101).to_json()["symbols"]
     assert symbols["SOL_USDC"]["status"] == "waiting" and symbols["SOL_USDC"]["last_update_id"] is None
     assert symbols["SOL_USDC"]["bids"] == []
+
+
+DOTTED_NAMES = {"SOL_USDC": "SPCX.US_USDC", "BTC_USDC": "TSLA.US_USDC_PERP"}
+
+
+@pytest.mark.parametrize("prefix", ["depth", "depth.600ms"])
+def test_dotted_symbols_replay_like_any_other(prefix: str, tmp_path: Path) -> None:
+    """The fixture with its symbols renamed to tokenized equities (on depth,
+    bookTicker and REST events) replays to the same books under the new names."""
+    text = FIXTURE.read_text().replace('"stream":"depth.', f'"stream":"{prefix}.')
+    for plain, dotted in DOTTED_NAMES.items():
+        text = text.replace(f'{plain}"', f'{dotted}"')
+    path = tmp_path / "dotted.jsonl"
+    path.write_text(text)
+    result = replay_capture(path)
+    expected = {DOTTED_NAMES[s]: book for s, book in FIXTURE_JSON["symbols"].items()}
+    assert result.to_json() == {"symbols": dict(sorted(expected.items()))}
+    assert result.book_tickers == 1 and result.unattributed_bad_frames == 0
+    assert {symbol_of(e) for e in read_capture(path) if "result" not in e.get("frame", {})} == set(
+        DOTTED_NAMES.values())
 
 
 def test_replay_ignores_unsolicited_and_failed_snapshots() -> None:
@@ -285,6 +343,25 @@ def test_real_capture_replays_identically_twice_and_from_gz(name: str, tmp_path:
     gz = tmp_path / (name + ".gz")
     gz.write_bytes(gzip.compress(real(name).read_bytes()))
     assert dumps(replay_capture(gz)) == first
+
+
+@needs_captures
+@pytest.mark.parametrize("order", ["docs", "shuffled"])
+@pytest.mark.parametrize("name", REAL_FILES)
+def test_real_capture_with_snapshots_in_another_order_replays_the_same(name: str, order: str) -> None:
+    """Regression: a capture whose snapshots list bids ascending (the order of
+    the venue docs' example) replayed to ``waiting`` with 0 frames applied."""
+    rng = random.Random(name)
+    events = list(read_capture(real(name)))
+    for event in events:
+        if event["kind"] == "rest" and isinstance(event.get("body"), dict) and "bids" in event["body"]:
+            body = event["body"] = dict(event["body"])
+            body["bids"] = body["bids"][::-1]
+            if order == "shuffled":
+                body["asks"] = rng.sample(body["asks"], len(body["asks"]))
+                body["bids"] = rng.sample(body["bids"], len(body["bids"]))
+    assert dumps(replay_capture(events)) == dumps(replay_capture(real(name)))
+    assert all(m.counters.frames_applied > 0 for m in replay_capture(events).machines.values())
 
 
 @needs_captures

@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -27,7 +28,7 @@ from orderbook.venue import OrderFlow, SimulatedVenue
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "small-capture.jsonl"
 SCRIPT = Path(sys.executable).with_name("orderbook")
 ORDERBOOK = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "orderbook.cli"]
-SYMBOLS = ["SOL_USDC", "BTC_USDC_PERP"]
+SYMBOLS = ["SOL_USDC", "SPCX.US_USDC"]  # a dotted symbol, as the venue lists tokenized equities
 PRICE_ROW = re.compile(r"^\s*\d+\.\d+\s+\d+(\.\d+)?\s", re.M)
 
 
@@ -187,6 +188,7 @@ def test_run_shows_the_venue_books() -> None:
     assert code == 0, err
     last = frames_of(out)[-1]
     assert last.count("synced") == 2 and len(PRICE_ROW.findall(last)) == 6
+    assert "SPCX.US_USDC" in last
 
 
 def test_run_refuses_an_unknown_symbol_with_close_matches() -> None:
@@ -213,7 +215,8 @@ def test_record_then_replay_prints_the_same_books(how: str, tmp_path: Path) -> N
     assert code == 0, err
     assert re.match(rf"recorded \d+ frames and [2-9]\d* depth responses to {re.escape(str(path))}", out)
     recorded = table(out)
-    assert [row.split()[1] for row in recorded[1:]] == ["synced", "synced"]
+    assert [row.split()[:2] for row in recorded[1:]] == [["SOL_USDC", "synced"],
+                                                         ["SPCX.US_USDC", "synced"]]
 
     replayed = subprocess.run([*ORDERBOOK, "replay", str(path)], capture_output=True, text=True,
                               timeout=60)
@@ -231,6 +234,108 @@ def test_record_does_not_replace_a_file_unless_forced(tmp_path: Path) -> None:
                                         "--force"])
     assert code == 0, err
     assert path.read_text().startswith('{"ts":')
+
+
+# ------------------------------------------------------ failures that speak
+def run_with_rest_url(argv: list[str]) -> tuple[int, str, str, float]:
+    """Run ``orderbook ARGV --rest-url VENUE`` (the WebSocket URL is the test's)
+    against a simulated venue; return the status, stdout, stderr and seconds taken."""
+
+    async def main() -> tuple[int, str, str, float]:
+        async with SimulatedVenue(OrderFlow(SYMBOLS, seed=4), rate=100.0) as venue:
+            started = time.monotonic()
+            proc = await asyncio.create_subprocess_exec(
+                *ORDERBOOK, *argv, "--rest-url", venue.rest_url,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            out, err = await proc.communicate()
+            assert proc.returncode is not None
+            return proc.returncode, out.decode(), err.decode(), time.monotonic() - started
+
+    return asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("orderbook: error:")]
+
+
+@pytest.mark.parametrize("command", ["run", "record"])
+def test_a_websocket_url_with_an_http_scheme_exits_2_at_once(command: str, tmp_path: Path) -> None:
+    """Regression: the UsageError was raised in a background task nobody read,
+    and the command hung until --duration (or forever)."""
+    url = "http://127.0.0.1:9"
+    extra = ["-o", str(tmp_path / "x.jsonl")] if command == "record" else []
+    code, out, err, seconds = run_with_rest_url(
+        [command, "SOL_USDC", *extra, "--ws-url", url, "--duration", "30"])
+    assert code == 2, err
+    assert seconds < 5  # the issue's bound
+    assert error_lines(err) == [f"orderbook: error: invalid WebSocket URL {url!r}: scheme isn't ws "
+                                "or wss (expected ws://HOST[:PORT]/ or wss://...)"]
+    assert "Traceback" not in err and not (tmp_path / "x.jsonl").exists()
+
+
+@pytest.mark.parametrize("command", ["run", "record"])
+def test_a_websocket_that_never_connects_exits_2_after_the_connect_timeout(
+    command: str, tmp_path: Path,
+) -> None:
+    """Regression: ``run ... --duration 30`` retried a refused WebSocket for 30 s,
+    then exited 0 without ever syncing."""
+    with socket.socket() as refusing:  # bound, not listening: connections are refused
+        refusing.bind(("127.0.0.1", 0))
+        url = f"ws://127.0.0.1:{refusing.getsockname()[1]}/"
+        extra = ["-o", str(tmp_path / "x.jsonl")] if command == "record" else []
+        code, out, err, seconds = run_with_rest_url(
+            [command, "SOL_USDC", "SPCX.US_USDC", *extra, "--ws-url", url, "--connect-timeout", "2",
+             "--duration", "30"])
+    assert code == 2, err
+    assert 2 <= seconds < 30  # it tried for the give-up time, and did not wait for --duration
+    [line] = error_lines(err)
+    assert line.startswith(f"orderbook: error: could not connect to {url} within 2 s (")
+    assert "last: connect failed: ConnectionRefusedError" in line
+    assert f"stream {url}: connect failed" in err  # each failed attempt was logged with the URL
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["run", "record"])
+def test_a_duration_shorter_than_the_connect_timeout_still_exits_2_if_never_connected(
+    command: str, tmp_path: Path,
+) -> None:
+    with socket.socket() as refusing:
+        refusing.bind(("127.0.0.1", 0))
+        url = f"ws://127.0.0.1:{refusing.getsockname()[1]}/"
+        extra = ["-o", str(tmp_path / "x.jsonl")] if command == "record" else []
+        code, out, err, seconds = run_with_rest_url(
+            [command, "SPCX.US_USDC", *extra, "--ws-url", url, "--duration", "1.5"])
+    assert code == 2, err
+    assert seconds < 30  # the default give-up time was not waited for
+    [line] = error_lines(err)
+    assert line.startswith(f"orderbook: error: never connected to {url} in 1.5 s; last: connect failed: ")
+    assert "Traceback" not in err
+
+
+def test_the_literal_port_9_of_the_issue_fails_the_same_way() -> None:
+    code, out, err, seconds = run_with_rest_url(
+        ["run", "SOL_USDC", "--ws-url", "ws://127.0.0.1:9/", "--connect-timeout", "1"])
+    assert code == 2, err
+    assert 1 <= seconds < 30
+    assert "could not connect to ws://127.0.0.1:9/ within 1 s" in err and "Traceback" not in err
+
+
+def test_an_unreachable_rest_url_exits_2_naming_it() -> None:
+    with socket.socket() as refusing:
+        refusing.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{refusing.getsockname()[1]}"
+        done = subprocess.run([*ORDERBOOK, "run", "SOL_USDC", "--rest-url", url],
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    [line] = error_lines(done.stderr)
+    assert f"GET {url}/api/v1/markets" in line and "Traceback" not in done.stderr
+
+
+def test_connect_timeout_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit:
+        main(["run", "SOL_USDC", "--connect-timeout", "0"])
+    assert exit.value.code == 2
+    assert "--connect-timeout: must be > 0" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------- replay

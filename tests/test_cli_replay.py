@@ -112,6 +112,53 @@ def test_corrupt_capture_is_a_clear_error(tmp_path: Path) -> None:
     assert "bad.jsonl:2" in done.stderr and "Traceback" not in done.stderr
 
 
+def _truncated_gzip() -> bytes:
+    whole = gzip.compress(FIXTURE.read_bytes())
+    return whole[: len(whole) - 12]  # the deflate end and the trailer are gone
+
+
+def _corrupt_gzip() -> bytes:
+    whole = bytearray(gzip.compress(FIXTURE.read_bytes()))
+    whole[len(whole) - 6] ^= 0xFF  # the CRC/size trailer no longer matches
+    return bytes(whole)
+
+
+BROKEN_FILES = {
+    "truncated.jsonl.gz": (_truncated_gzip, "truncated.jsonl.gz: truncated or corrupt gzip data after line"),
+    "corrupt.jsonl.gz": (_corrupt_gzip, "corrupt.jsonl.gz: truncated or corrupt gzip data after line"),
+    "empty.jsonl": (lambda: b"", "empty.jsonl: no capture events"),
+    "empty.jsonl.gz": (lambda: gzip.compress(b""), "empty.jsonl.gz: no capture events"),
+    "other.json": (lambda: b'{"asks": [], "bids": [], "lastUpdateId": 1}\n', "other.json: no capture events"),
+    "header-only.jsonl": (lambda: b'{"kind": "header", "format": 2}\n', "header-only.jsonl: no capture events"),
+    "binary.jsonl": (lambda: b"\x00\xff\xfe garbage\n", "binary.jsonl:1: not UTF-8 text"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN_FILES))
+@pytest.mark.parametrize("json_output", [False, True])
+def test_a_file_that_is_no_capture_exits_nonzero_with_one_line(
+    name: str, json_output: bool, tmp_path: Path,
+) -> None:
+    """Regression: an empty file, an empty gzip or JSON holding no capture
+    event printed an empty table and exited 0; a truncated gzip ended in a raw
+    EOFError traceback."""
+    content, message = BROKEN_FILES[name]
+    path = tmp_path / name
+    path.write_bytes(content())
+    done = run("replay", str(path), *(["--json"] if json_output else []))
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("orderbook: error: ")
+    assert f"{tmp_path}/{message}" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_gzip_capture_is_read_whatever_its_name(tmp_path: Path) -> None:
+    misnamed = tmp_path / "capture.jsonl"
+    misnamed.write_bytes(gzip.compress(FIXTURE.read_bytes()))
+    assert replay_json(misnamed) == replay_json(FIXTURE)
+
+
 def test_usage_errors_exit_nonzero() -> None:
     assert run("replay").returncode != 0  # no path
     assert run("replay", str(FIXTURE), "--at", "soon").returncode != 0

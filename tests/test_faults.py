@@ -21,7 +21,7 @@ from loopback import mismatches, wait_caught_up
 from orderbook.replicator import Replicator
 from orderbook.venue import Faults, OrderFlow, SimulatedVenue
 
-SYMBOLS = ["SOL_USDC", "BTC_USDC_PERP", "ETH_USDC", "DOGE_USDC_PERP"]
+SYMBOLS = ["SOL_USDC", "BTC_USDC_PERP", "ETH_USDC", "DOGE_USDC_PERP", "SPCX.US_USDC", "TSLA.US_USDC_PERP"]
 FAULT_SECONDS = 1.5
 RATE = 400.0
 
@@ -38,12 +38,14 @@ CASES: dict[str, dict[str, Any]] = {
     "rest_delay 0.3 s (+drops)": {"rest_delay": 0.3, "drop_rate": 0.02},
     "string_times": {"string_times": True},
     "zero_spelling": {"zero_spelling": True},
+    "snapshot_order docs (+drops)": {"snapshot_order": "docs", "drop_rate": 0.03},
+    "snapshot_order shuffled (+drops)": {"snapshot_order": "shuffled", "drop_rate": 0.03},
     "disconnect 1001": {"disconnect": "1001"},
     "disconnect abrupt": {"disconnect": "abrupt"},
     "everything at once": {
         "drop_rate": 0.02, "duplicate_rate": 0.02, "aggregate": True, "malformed_rate": 0.01,
         "snapshot_lag": 10, "rest_5xx_rate": 0.1, "rest_delay": 0.05, "string_times": True,
-        "zero_spelling": True, "disconnect": "abrupt",
+        "zero_spelling": True, "snapshot_order": "shuffled", "disconnect": "abrupt",
     },
 }
 
@@ -86,7 +88,7 @@ def test_fault_kind_ends_exact(name: str) -> None:
                     await venue.disconnect_all(abrupt=True)
                 await asyncio.sleep(FAULT_SECONDS / 2)
                 for key in settings:
-                    setattr(venue.faults, key, type(getattr(Faults(), key))())
+                    setattr(venue.faults, key, getattr(Faults(), key))
                 await asyncio.sleep(0.3)
                 await venue.pause()
                 started = time.monotonic()
@@ -119,6 +121,8 @@ def test_fault_kind_ends_exact(name: str) -> None:
                     assert total["bad_frames"] > 0
                 if settings.get("rest_429_burst"):  # the next N requests, deterministic
                     assert venue.stats.responses_429 > 0
+                if "snapshot_order" in settings:  # every order is a good snapshot
+                    assert sum(s.bad_snapshots for s in stats.symbols.values()) == 0
 
 
     asyncio.run(asyncio.wait_for(main(), 60))

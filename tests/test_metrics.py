@@ -33,6 +33,7 @@ def symbol_stats(status: str, frames: int) -> SymbolStats:
         bad_frames=0, crossed=0, stale_snapshots=1, bad_snapshots=0, snapshots_applied=4,
         snapshot_requests=5, last_frame_age=0.25 if frames else None, stale=False,
         staleness_alerts=0, ticker_mismatches=0, audit_divergences=0,
+        apply_errors=1 if status != "synced" else 0,
     )
 
 
@@ -99,6 +100,9 @@ def test_replicator_stats_become_families() -> None:
     families = parse(writer.text())
     assert ("orderbook_frames_total", {"symbol": "SOL_USDC"}, 10.0) in families["orderbook_frames"]
     assert ("orderbook_gaps_total", {"symbol": "ETH_USDC"}, 2.0) in families["orderbook_gaps"]
+    assert ("orderbook_apply_errors_total", {"symbol": "ETH_USDC"}, 1.0) in families["orderbook_apply_errors"]
+    assert ("orderbook_history_restarts_total", {"symbol": "SOL_USDC"}, 0.0) in \
+        families["orderbook_history_restarts"]
     assert families["orderbook_rest_429"] == [("orderbook_rest_429_total", {}, 1.0)]
     assert families["orderbook_ws_reconnects"] == [("orderbook_ws_reconnects_total", {}, 2.0)]
     assert families["orderbook_consumers"] == [("orderbook_consumers", {}, 1.0)]

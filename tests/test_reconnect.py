@@ -10,9 +10,9 @@ from loopback import Proxy, mismatches, wait_caught_up
 
 from orderbook.policy import Backoff
 from orderbook.replicator import BookUpdate, Replicator
-from orderbook.venue import Faults, OrderFlow, SimulatedVenue
+from orderbook.venue import DEFAULT_SYMBOLS, Faults, OrderFlow, SimulatedVenue
 
-SYMBOLS = ["SOL_USDC", "BTC_USDC_PERP", "ETH_USDC"]
+SYMBOLS = list(DEFAULT_SYMBOLS)  # dotted symbols among them
 FAST_RECONNECT = Backoff(0.05, 0.2, 2.0, 0.5)
 
 

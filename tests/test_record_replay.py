@@ -21,9 +21,9 @@ from loopback import mismatches, wait_caught_up
 from orderbook.capture import read_capture, replay_capture
 from orderbook.errors import UnknownSymbol, UsageError
 from orderbook.recorder import Recording
-from orderbook.venue import Faults, OrderFlow, SimulatedVenue
+from orderbook.venue import DEFAULT_SYMBOLS, Faults, OrderFlow, SimulatedVenue
 
-SYMBOLS = ["SOL_USDC", "BTC_USDC_PERP", "ETH_USDC"]
+SYMBOLS = list(DEFAULT_SYMBOLS)  # dotted symbols among them
 
 CASES: dict[str, dict[str, Any]] = {
     "drops": {"drop_rate": 0.03},
@@ -35,6 +35,8 @@ CASES: dict[str, dict[str, Any]] = {
         "aggregate": True, "snapshot_lag": 5, "duplicate_rate": 0.02, "malformed_rate": 0.05,
         "rest_5xx_rate": 0.2, "string_times": True, "zero_spelling": True,
     },
+    "snapshots bids ascending (docs order), drops": {"snapshot_order": "docs", "drop_rate": 0.03},
+    "snapshots shuffled, drops": {"snapshot_order": "shuffled", "drop_rate": 0.03},
 }
 
 

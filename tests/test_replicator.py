@@ -14,10 +14,11 @@ from orderbook.book import OrderBook
 from orderbook.errors import UnknownSymbol, UsageError
 from orderbook.policy import Backoff, SnapshotRetryPolicy
 from orderbook.replicator import BookUpdate, Replicator, compare_books
-from orderbook.venue import Faults, OrderFlow, SimulatedVenue
+from orderbook.venue import DEFAULT_SYMBOLS, Faults, OrderFlow, SimulatedVenue, SnapshotOrder
 from orderbook.wire import DepthEvent
 
-SYMBOLS = ["SOL_USDC", "BTC_USDC_PERP", "ETH_USDC"]
+SYMBOLS = list(DEFAULT_SYMBOLS)  # dotted symbols among them: SPCX.US_USDC, TSLA.US_USDC_PERP
+DOTTED = [s for s in SYMBOLS if "." in s]
 
 
 def run(coro: object) -> None:
@@ -59,11 +60,41 @@ def test_syncs_every_symbol_exactly_and_reports_status() -> None:
                 assert sol.status == "synced" and sol.frames > 0 and sol.gaps == 0
                 assert sol.last_update_id == flow.truth("SOL_USDC").last_update_id
                 assert stats.connection.connects == 1 and stats.connection.responses_429 == 0
-                assert stats.connection.snapshot_requests == 3
+                assert stats.connection.snapshot_requests == len(SYMBOLS)
                 assert stats.latency.engine_to_receive_ms.count > 0
                 assert rep.market("BTC_USDC_PERP") is not None
                 assert rep.market("BTC_USDC_PERP").is_perp  # type: ignore[union-attr]
                 assert stats.to_dict()["symbols"]["ETH_USDC"]["status"] == "synced"
+    run(main())
+
+
+@pytest.mark.parametrize("stream", ["depth", "depth.200ms"])
+def test_dotted_markets_end_exact_with_no_bad_frame(stream: str) -> None:
+    """Tokenized equities (``SPCX.US_USDC``, ``TSLA.US_USDC_PERP``) sync like any
+    market: every frame of theirs is attributed, none refused as malformed, and
+    the books end equal to the venue's truth.  bookTicker frames are checked too
+    (a ticker of the wrong symbol would show as a mismatch)."""
+    async def main() -> None:
+        flow, venue = make(seed=21)
+        async with venue:
+            async with Replicator(SYMBOLS, rest_url=venue.rest_url, ws_url=venue.ws_url,
+                                  depth_stream=stream, book_ticker=True) as rep:
+                await rep.wait_synced(timeout=10)
+                await asyncio.sleep(0.5)
+                await venue.pause()
+                await wait_caught_up(rep, flow)
+                assert mismatches(rep, flow) == []
+                stats = rep.stats()
+                for symbol in DOTTED:
+                    figures = stats.symbols[symbol]
+                    assert figures.frames > 0 and figures.frames_applied > 0
+                    assert rep.book(symbol).last_update_id == flow.truth(symbol).last_update_id
+                    assert rep.book(symbol).bids() == flow.truth(symbol).bids()
+                    assert rep.book(symbol).asks() == flow.truth(symbol).asks()
+                assert all(s.bad_frames == 0 and s.ticker_mismatches == 0
+                           for s in stats.symbols.values())
+                assert stats.connection.unattributed_bad_frames == 0
+                assert stats.connection.stream_errors == 0
     run(main())
 
 
@@ -101,7 +132,31 @@ def test_all_markets_mode_and_quiet_market() -> None:
                 assert rep.stats().symbols["SOL_USDC"].staleness_alerts == 1
             async with Replicator("all", rest_url=venue.rest_url, ws_url=venue.ws_url,
                                   all_spot=False) as rep:
-                assert rep.symbols == ["BTC_USDC_PERP"]
+                assert rep.symbols == ["BTC_USDC_PERP", "TSLA.US_USDC_PERP"]
+    run(main())
+
+
+@pytest.mark.parametrize("order", list(SnapshotOrder))
+def test_snapshots_in_any_level_order_end_exact(order: SnapshotOrder) -> None:
+    """The venue's docs do not fix the order of a snapshot's levels (their own
+    example lists bids ascending): whatever the order, every book syncs, heals
+    its gaps from more such snapshots and ends exact, none refused as bad."""
+    async def main() -> None:
+        flow, venue = make(seed=23, snapshot_order=order.value, drop_rate=0.03)
+        async with venue:
+            async with Replicator(SYMBOLS, rest_url=venue.rest_url, ws_url=venue.ws_url) as rep:
+                await rep.wait_synced(timeout=10)
+                await until(lambda: sum(s.snapshots_applied for s in rep.stats().symbols.values())
+                            > len(SYMBOLS))  # gaps healed by more of these snapshots
+                venue.faults.drop_rate = 0.0
+                await asyncio.sleep(0.3)
+                await venue.pause()
+                await wait_caught_up(rep, flow)
+                assert mismatches(rep, flow) == []
+                stats = rep.stats().symbols
+                assert all(s.bad_snapshots == 0 and s.bad_frames == 0 for s in stats.values())
+                for symbol in SYMBOLS:
+                    assert rep.book(symbol).bids() == flow.truth(symbol).bids()  # best first, whatever came
     run(main())
 
 
@@ -141,7 +196,7 @@ def test_a_gap_on_one_symbol_resyncs_that_symbol_only() -> None:
                 stats = rep.stats()
                 assert stats.symbols["SOL_USDC"].gaps == 1 and stats.symbols["SOL_USDC"].resyncs == 1
                 assert stats.symbols["SOL_USDC"].snapshot_requests == 2
-                for other in ("BTC_USDC_PERP", "ETH_USDC"):
+                for other in SYMBOLS[1:]:
                     assert stats.symbols[other].resyncs == 0
                     assert stats.symbols[other].snapshot_requests == 1
                 assert invalidated == ["SOL_USDC"]

@@ -15,7 +15,7 @@ from orderbook.policy import Backoff, RetryPolicy, TokenBucket
 from orderbook.transport import RestClient, StreamConnection
 from orderbook.venue import Faults, OrderFlow, SimulatedVenue
 
-SYMBOLS = ["SOL_USDC", "BTC_USDC_PERP"]
+SYMBOLS = ["SOL_USDC", "BTC_USDC_PERP", "SPCX.US_USDC"]
 FAST = RetryPolicy(Backoff(0.01, 0.05, 2.0, 0.0), max_attempts=4)
 
 
@@ -32,6 +32,8 @@ def test_snapshot_and_markets_round_trip() -> None:
         async with venue() as v, RestClient(v.rest_url, retry=FAST) as rest:
             snap = await rest.fetch_snapshot("SOL_USDC", 50)
             assert snap.last_update_id > 0 and 0 < len(snap.bids) <= 50
+            dotted = await rest.fetch_snapshot("SPCX.US_USDC", 50)
+            assert dotted.last_update_id > 0 and 0 < len(dotted.asks) <= 50
             markets, skipped = await rest.fetch_markets()
             assert [m.symbol for m in markets] == SYMBOLS and skipped == 0
             assert markets[1].is_perp and markets[0].tick_size is not None

@@ -16,10 +16,11 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from orderbook.venue import Faults, OrderFlow, SimulatedVenue
+from orderbook.venue import Faults, OrderFlow, SimulatedVenue, SnapshotOrder
 
 SYMBOL = "SOL_USDC"
-SYMBOLS = [SYMBOL, "BTC_USDC_PERP"]
+DOTTED = "SPCX.US_USDC"
+SYMBOLS = [SYMBOL, "BTC_USDC_PERP", DOTTED, "TSLA.US_USDC_PERP"]
 CAPTURE = Path("/work/shared/data/captures/real-binance-spot-2021-10-12.jsonl")
 Book = dict[str, dict[Decimal, Decimal]]
 
@@ -266,6 +267,39 @@ def test_faults_reject_invalid_values() -> None:
         faults.snapshot_lag = -1
     with pytest.raises(ValueError):
         Faults(rest_delay=100.0)
+    with pytest.raises(ValueError, match="snapshot_order must be one of 'descending', 'docs'"):
+        Faults(snapshot_order="ascending")
+    assert Faults(snapshot_order="docs").snapshot_order is SnapshotOrder.DOCS
+
+
+def test_snapshot_order_option() -> None:
+    """Best first by default; bids ascending as in the venue docs' example; each
+    side shuffled (seeded): the same levels every time, only their order differs."""
+    async def scenario() -> None:
+        async with venue() as v, httpx.AsyncClient(base_url=v.rest_url) as http:
+            await asyncio.sleep(0.1)
+            await v.pause()
+
+            async def prices(order: str | SnapshotOrder) -> tuple[list[Decimal], list[Decimal]]:
+                v.faults.snapshot_order = order  # type: ignore[assignment]
+                body = (await http.get("/api/v1/depth", params={"symbol": DOTTED})).json()
+                expected = v.flow.snapshot(DOTTED)
+                assert sorted(body["bids"]) == sorted(expected["bids"])
+                assert sorted(body["asks"]) == sorted(expected["asks"])
+                assert body["lastUpdateId"] == expected["lastUpdateId"]
+                return ([Decimal(p) for p, _ in body["bids"]], [Decimal(p) for p, _ in body["asks"]])
+
+            bids, asks = await prices(SnapshotOrder.DESCENDING)
+            assert bids == sorted(bids, reverse=True) and asks == sorted(asks)
+            bids, asks = await prices("docs")
+            assert bids == sorted(bids) and asks == sorted(asks) and len(bids) >= 10
+            shuffled = [await prices(SnapshotOrder.SHUFFLED) for _ in range(3)]
+            for bids, asks in shuffled:
+                assert bids != sorted(bids) and bids != sorted(bids, reverse=True)
+                assert asks != sorted(asks) and asks != sorted(asks, reverse=True)
+            assert shuffled[0] != shuffled[1] or shuffled[1] != shuffled[2]
+
+    run(scenario)
 
 
 # --- WebSocket: exact rebuilds ------------------------------------------------------
@@ -292,6 +326,36 @@ def test_rebuild_from_realtime_depth_equals_truth_and_ticker_is_the_touch() -> N
             assert best_bid is not None and best_ask is not None
             assert (Decimal(last["b"]), Decimal(last["B"])) == best_bid
             assert (Decimal(last["a"]), Decimal(last["A"])) == best_ask
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("prefix", ["depth", "depth.200ms", "depth.600ms", "depth.1000ms"])
+@pytest.mark.parametrize("symbol", [DOTTED, "TSLA.US_USDC_PERP"])
+def test_dotted_symbols_are_served_on_every_depth_stream(prefix: str, symbol: str) -> None:
+    """``depth[.<N>ms].SPCX.US_USDC`` is split by its prefix, not on its last dot:
+    the venue accepts the subscription and the stream rebuilds the true book."""
+    async def scenario() -> None:
+        async with venue(rate=2000.0) as v:
+            replica = await rebuild(v, f"{prefix}.{symbol}", symbol, applied=3)
+            assert replica.book == truth_book(v, symbol)
+            assert v.stats.subscribe_errors == 0
+
+    run(scenario)
+
+
+def test_dotted_symbols_get_book_tickers_and_market_data() -> None:
+    async def scenario() -> None:
+        async with venue() as v, connect(v) as ws, httpx.AsyncClient(base_url=v.rest_url) as http:
+            await subscribe(ws, f"bookTicker.{DOTTED}", f"depth.{DOTTED}")
+            seen = {m["stream"] for m in [await receive(ws) for _ in range(40)]}
+            assert seen == {f"bookTicker.{DOTTED}", f"depth.{DOTTED}"}
+            market = (await http.get("/api/v1/market", params={"symbol": DOTTED})).json()
+            assert (market["symbol"], market["baseSymbol"], market["quoteSymbol"]) == (
+                DOTTED, "SPCX.US", "USDC")
+            perp = (await http.get("/api/v1/market", params={"symbol": "TSLA.US_USDC_PERP"})).json()
+            assert (perp["baseSymbol"], perp["marketType"]) == ("TSLA.US", "PERP")
+            assert v.stats.subscribe_errors == 0
 
     run(scenario)
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+import socket
 from decimal import Decimal
+
+import pytest
+
+from orderbook.errors import VenueUnavailable
 
 from orderbook.replicator import Replicator
 from orderbook.venue import OrderFlow, SimulatedVenue
@@ -88,6 +93,36 @@ def test_empty_book_and_unknown_latency() -> None:
                                   connected=False), color=False))
     assert "waiting" in text and "spread -  mid -" in text and "id -" in text
     assert "p50 - p99 -" in text and "disconnected" in text
+
+
+def test_a_book_not_synced_shows_why() -> None:
+    reason = "connection to ws://127.0.0.1:9/ lost (connect failed: ConnectionRefusedError); reconnecting"
+    empty = sol(status="resyncing", last_update_id=None, asks=[], bids=[], spread=None, mid=None,
+                reason=reason)
+    lines = [plain(line) for line in render(state(empty), color=False, levels=3)]
+    header = next(i for i, line in enumerate(lines) if "price  quantity" in line)
+    assert lines[header + 1].strip() == reason[:57] + "..."  # under the column header, cut to fit
+    assert len(lines) == len(render(state(sol()), color=False, levels=3))  # same height
+    assert not any("connection to" in line for line in render(state(sol(reason=None)), color=False))
+
+
+def test_show_draws_a_last_frame_and_raises_when_the_replicator_fails() -> None:
+    async def main() -> str:
+        with socket.socket() as refusing:
+            refusing.bind(("127.0.0.1", 0))
+            url = f"ws://127.0.0.1:{refusing.getsockname()[1]}/"
+            async with SimulatedVenue(OrderFlow(seed=3), rate=50.0) as venue:
+                async with Replicator(["SPCX.US_USDC"], rest_url=venue.rest_url, ws_url=url,
+                                      connect_timeout=0.5) as rep:
+                    out = io.StringIO()
+                    with pytest.raises(VenueUnavailable, match=f"could not connect to {url}"):
+                        await show(rep, source=url, levels=2, duration=30, out=out,
+                                   interactive=False)
+                    return out.getvalue()
+
+    printed = asyncio.run(asyncio.wait_for(main(), 30))
+    last = printed.split("orderbook  ")[-1]
+    assert "SPCX.US_USDC  error(could not connect to" in last and "disconnected" in last
 
 
 def test_panels_side_by_side_when_wide_stacked_when_narrow() -> None:

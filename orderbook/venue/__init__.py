@@ -3,29 +3,32 @@
 The venue is the truth our replica is checked against, so it keeps its own naive
 exact model and shares none of the replica's logic: of `orderbook` it imports
 only `orderbook.outbox`, the bounded per-client send queue (asyncio and
-websockets only)::
+websockets only), and `orderbook.protocol`, the venue's protocol facts (stream
+names split by their known prefix, since symbols can contain dots)::
 
     from orderbook.venue import Faults, OrderFlow, SimulatedVenue
 
-    flow = OrderFlow(symbols=["SOL_USDC", "BTC_USDC_PERP"], seed=7)
+    flow = OrderFlow(seed=7)  # DEFAULT_SYMBOLS, dotted ones among them
     async with SimulatedVenue(flow, faults=Faults(), rate=2000.0) as venue:
         ...  # venue.rest_url, venue.ws_url; venue.faults.drop_rate = 0.05
         await venue.pause()
-        assert flow.truth("SOL_USDC").last_update_id > 0
+        assert flow.truth("SPCX.US_USDC").last_update_id > 0
 """
 
-from .faults import Faults
-from .flow import Change, FlowExhausted, MarketSpec, OrderFlow, TrueBook, Update
+from .faults import Faults, SnapshotOrder
+from .flow import DEFAULT_SYMBOLS, Change, FlowExhausted, MarketSpec, OrderFlow, TrueBook, Update
 from .server import SimulatedVenue
 from .stats import VenueStats
 
 __all__ = [
+    "DEFAULT_SYMBOLS",
     "Change",
     "Faults",
     "FlowExhausted",
     "MarketSpec",
     "OrderFlow",
     "SimulatedVenue",
+    "SnapshotOrder",
     "TrueBook",
     "Update",
     "VenueStats",

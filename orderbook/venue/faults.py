@@ -17,10 +17,25 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Faults", "FaultInjector", "FrameFate", "RestRejection"]
+__all__ = ["Faults", "FaultInjector", "FrameFate", "RestRejection", "SnapshotOrder"]
 
 _RATES = frozenset({"drop_rate", "duplicate_rate", "rest_5xx_rate", "malformed_rate"})
 _COUNTS = frozenset({"snapshot_lag", "rest_429_burst", "rest_limit_per_minute"})
+
+
+class SnapshotOrder(enum.Enum):
+    """The order in which a REST depth snapshot lists its levels.
+
+    The venue's docs do not fix it (their own example lists bids ascending), so
+    a client must sort locally and trust no order.
+    """
+
+    DESCENDING = "descending"
+    """Best first on both sides: bids descending, asks ascending."""
+    DOCS = "docs"
+    """As in the venue docs' example: bids ascending (worst first), asks ascending."""
+    SHUFFLED = "shuffled"
+    """Each side in a random order (drawn from the seeded RNG)."""
 
 
 @dataclass
@@ -45,6 +60,9 @@ class Faults:
             one; the real update is then lost to that client.
         string_times: send `E`/`T` as JSON strings, as the live venue does.
         zero_spelling: spell zero quantities "0.000" or "0.00000" instead of "0".
+        snapshot_order: the order of the levels in REST depth snapshots, a
+            `SnapshotOrder` or its value ("descending", "docs", "shuffled");
+            best first on both sides by default.
     """
 
     drop_rate: float = 0.0
@@ -58,8 +76,15 @@ class Faults:
     malformed_rate: float = 0.0
     string_times: bool = False
     zero_spelling: bool = False
+    snapshot_order: SnapshotOrder = SnapshotOrder.DESCENDING
 
     def __setattr__(self, name: str, value: Any) -> None:
+        if name == "snapshot_order":
+            try:
+                value = SnapshotOrder(value)
+            except ValueError:
+                choices = ", ".join(repr(order.value) for order in SnapshotOrder)
+                raise ValueError(f"snapshot_order must be one of {choices}, got {value!r}") from None
         if name in _RATES and not 0.0 <= value <= 1.0:
             raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
         if name in _COUNTS and (not isinstance(value, int) or value < 0):
@@ -128,6 +153,17 @@ class FaultInjector:
         if self.faults.zero_spelling:
             return self._rng.choice(_ZERO_SPELLINGS)
         return "0"
+
+    def order_snapshot(self, body: dict[str, Any]) -> None:
+        """Put the levels of a depth snapshot `body` (best first on both sides,
+        as `OrderFlow.snapshot` makes it) in the order `snapshot_order` says,
+        in place.  O(levels)."""
+        order = self.faults.snapshot_order
+        if order is SnapshotOrder.DOCS:
+            body["bids"].reverse()
+        elif order is SnapshotOrder.SHUFFLED:
+            self._rng.shuffle(body["bids"])
+            self._rng.shuffle(body["asks"])
 
     def malformed(self, message: dict[str, Any]) -> str:
         """Text of a broken version of the wrapped depth `message` (not mutated)."""

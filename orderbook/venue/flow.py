@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 __all__ = [
+    "DEFAULT_SYMBOLS",
     "Change",
     "FlowExhausted",
     "MarketSpec",
@@ -32,6 +33,11 @@ __all__ = [
     "Update",
     "format_decimal",
 ]
+
+DEFAULT_SYMBOLS = ("SOL_USDC", "BTC_USDC_PERP", "ETH_USDC", "SPCX.US_USDC", "TSLA.US_USDC_PERP")
+"""The markets of a default `OrderFlow`: spot and perpetual, and tokenized
+equities whose symbols contain a dot (as the real venue lists them), so that
+every client tested against the venue meets a dotted symbol."""
 
 Side = Literal["bid", "ask"]
 Level = tuple[Decimal, Decimal]
@@ -199,13 +205,14 @@ class OrderFlow:
 
     def __init__(
         self,
-        symbols: Sequence[str],
+        symbols: Sequence[str] = DEFAULT_SYMBOLS,
         seed: int = 0,
         *,
         levels: int = 50,
         history: int = 1000,
     ) -> None:
-        """Random flow over `symbols`, about `levels` levels per side, from `seed`.
+        """Random flow over `symbols` (default `DEFAULT_SYMBOLS`), about `levels`
+        levels per side, from `seed`.
 
         `history` bounds how many recent updates per symbol are kept for lagged
         snapshots.

@@ -27,6 +27,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from ..protocol.streams import DEPTH_LIMITS
 from .faults import FaultInjector, Faults, RestRejection
 from .flow import FlowExhausted, MarketSpec, OrderFlow, format_decimal
 from .stats import VenueStats
@@ -34,7 +35,6 @@ from .streams import INTERVALS_MS, Client, Fanout, dumps, parse_stream
 
 __all__ = ["SimulatedVenue"]
 
-DEPTH_LIMITS = frozenset({5, 10, 20, 50, 100, 500, 1000})
 _REQUEST_TIMEOUT = 60.0  # seconds to receive a request and answer it (rest_delay < this)
 _MAX_CATCH_UP = 0.02  # seconds of updates one tick may produce; beyond, the rate yields
 
@@ -339,7 +339,9 @@ class SimulatedVenue:
             message = f"limit must be one of {sorted(DEPTH_LIMITS)}"
             return 400, _rest_error("INVALID_CLIENT_REQUEST", message), {}
         lag = min(self.faults.snapshot_lag, self.flow.max_lag(symbol))
-        return 200, self.flow.snapshot(symbol, int(limit_text), lag), {}
+        body = self.flow.snapshot(symbol, int(limit_text), lag)
+        self._injector.order_snapshot(body)
+        return 200, body, {}
 
     def _markets(self, query: dict[str, list[str]]) -> RestResult:
         self.stats.markets_requests += 1

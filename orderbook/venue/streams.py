@@ -14,47 +14,29 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-# What the venue takes from `orderbook`: the outbox (asyncio only) and the protocol's names (no I/O).
+# Of `orderbook` the venue imports only the outbox (asyncio only) and
+# the protocol's facts (stream names), never the replica's logic.
 from ..outbox import Outbox
-from ..protocol.streams import StreamKind
-from ..protocol.streams import parse_stream as _parse_stream
+from ..protocol.streams import (
+    INTERVALS_MS,
+    StreamKind,
+    StreamName,
+    depth_stream,
+    parse_stream,
+    ticker_stream,
+)
 from .faults import FaultInjector, FrameFate
 from .flow import OrderFlow, Update, format_decimal
 from .stats import VenueStats
 
-__all__ = ["INTERVALS_MS", "Client", "Fanout", "StreamKey", "dumps", "parse_stream"]
-
-INTERVALS_MS = (200, 600, 1000)
-
-
-@dataclass(frozen=True, slots=True)
-class StreamKey:
-    """A parsed stream name; `interval_ms` is 0 for realtime depth and bookTicker."""
-
-    kind: Literal["depth", "bookTicker"]
-    symbol: str
-    interval_ms: int = 0
-
-
-def parse_stream(name: str) -> StreamKey | None:
-    """Parse `depth.<s>`, `depth.<N>ms.<s>` or `bookTicker.<s>`; None if not one.
-
-    Split by the known prefix (`orderbook.protocol.streams`), so symbols with dots
-    (`SPCX.US_USDC`) are served like any other."""
-    parsed = _parse_stream(name)
-    if parsed is None:
-        return None
-    kind: Literal["depth", "bookTicker"] = (
-        "depth" if parsed.kind is StreamKind.DEPTH else "bookTicker")
-    return StreamKey(kind, parsed.symbol, parsed.interval_ms)
+__all__ = ["INTERVALS_MS", "Client", "Fanout", "StreamName", "dumps", "parse_stream"]
 
 
 def _now_us() -> int:
@@ -119,9 +101,10 @@ class _Feed:
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
-        self.realtime = f"depth.{symbol}"
-        self.ticker = f"bookTicker.{symbol}"
-        self.windows = {interval: f"depth.{interval}ms.{symbol}" for interval in INTERVALS_MS}
+        self.realtime = depth_stream(symbol)
+        self.ticker = ticker_stream(symbol)
+        self.windows = {interval: depth_stream(symbol, f"depth.{interval}ms")
+                        for interval in INTERVALS_MS}
         self.pending: _Pending | None = None  # realtime aggregate (fault)
         self.target = 1
         self.window: dict[int, _Pending] = {}
@@ -145,11 +128,11 @@ class Fanout:
         """True if `symbol` is one of the venue's markets."""
         return symbol in self._feeds
 
-    def subscribe(self, client: Client, name: str, key: StreamKey) -> None:
+    def subscribe(self, client: Client, name: str, key: StreamName) -> None:
         """Start sending stream `name` (already parsed to `key`) to `client`."""
         self._subscribers.setdefault(name, {})[client] = None
         client.streams.add(name)
-        if key.kind == "bookTicker":
+        if key.kind is StreamKind.BOOK_TICKER:
             self._feeds[key.symbol].touch = None  # resend the touch on next update
 
     def unsubscribe(self, client: Client, name: str) -> None:
