@@ -1079,7 +1079,7 @@ class Replicator:
             elif type(action) is BookInvalidated:
                 self._invalidated(sym, action)
             elif isinstance(action, RequestSnapshot):
-                sym.last_reason = f"{action.reason}: {action.detail}" if action.detail else action.reason
+                sym.last_reason = action.detail or action.reason
                 self._request_snapshot(sym)
 
     def _synced(self, sym: _Symbol) -> None:
