@@ -3,7 +3,7 @@
 Feeds mutated depth frames and REST snapshots, as an adversarial venue would,
 through the public entry points -- ``parse_frame`` (strict and with
 ``validate_levels=False``, as the replicator calls it), ``parse_message``,
-``parse_snapshot`` and a :class:`~orderbook.sync.SymbolSync` driven the way
+``parse_snapshot`` and a :class:`~orderbook.sync.symbol.SymbolSync` driven the way
 the replicator drives it (``receive_frame``, ``receive_snapshot``,
 ``receive_bad_frame``, ``connection_lost``) -- and checks, after every step,
 what the package promises on bad input (``docs/RELIABILITY.md``):
@@ -29,7 +29,7 @@ what the package promises on bad input (``docs/RELIABILITY.md``):
 Inputs are built from the real captures (``shared/data/captures/*.jsonl``,
 their frames and snapshots, per symbol, with the truth at every update id
 rebuilt by an independent dict model) and from synthetic flows of the
-simulated venue (:class:`orderbook.venue.OrderFlow`, dotted symbols among
+simulated venue (:class:`orderbook.testing.venue.OrderFlow`, dotted symbols among
 them), then mutated: character-level damage, truncation, field deletions,
 type swaps, huge numbers, thousands of decimals, nesting about 1,000 deep in a
 level, in ``U``, in ``s`` and elsewhere, negative and fractional ``E``/``T``,
@@ -323,7 +323,7 @@ def capture_materials(folder: Path) -> list[Material]:
 def flow_materials(seed: int, count: int) -> list[Material]:
     """Synthetic sessions from the simulated venue's order flow (dotted
     symbols among them): frames of 1-4 updates, snapshots along the way."""
-    from orderbook.venue import OrderFlow
+    from orderbook.testing.venue import OrderFlow
 
     rng = random.Random(seed)
     names = ["SOL_USDC", "BTC_USDC_PERP", *DOTTED]
@@ -847,8 +847,8 @@ def _exc(exc: BaseException) -> str:
 class Paths:
     """Switch between the native twins and the pure-Python ones in this
     process: the C reader of frame text, the event type the parser builds,
-    and the ladder type and functions a new book uses (``orderbook.wire``,
-    ``orderbook.ladder``, ``orderbook.book``).  A book keeps the ladders it
+    and the ladder type and functions a new book uses (``orderbook.protocol.wire``,
+    ``orderbook.core.ladder``, ``orderbook.core.book``).  A book keeps the ladders it
     was made with, so each scenario builds its machine inside :meth:`use`."""
 
     _NAMES = (("wire", "_native_depth_frame"), ("wire", "DepthEvent"), ("ladder", "Ladder"),
@@ -856,9 +856,9 @@ class Paths:
               ("book", "apply_levels"), ("book", "crossed"))
 
     def __init__(self) -> None:
-        import orderbook.book as book
-        import orderbook.ladder as ladder
-        import orderbook.wire as wire
+        import orderbook.core.book as book
+        import orderbook.core.ladder as ladder
+        import orderbook.protocol.wire as wire
 
         self.modules: dict[str, Any] = {"wire": wire, "ladder": ladder, "book": book}
         self.native = {(m, n): getattr(self.modules[m], n) for m, n in self._NAMES}
@@ -884,13 +884,13 @@ class Paths:
 
 def _is_depth(value: Any) -> bool:
     """A depth event of either twin."""
-    import orderbook.wire as wire
+    import orderbook.protocol.wire as wire
 
     return type(value) in (wire.DepthEvent, wire.PyDepthEvent)
 
 
 def _event_key(event: Any) -> Any:
-    from orderbook.wire import BookTickerEvent, StreamReply
+    from orderbook.protocol.wire import BookTickerEvent, StreamReply
 
     if _is_depth(event):
         return ("depth", _short(event.symbol, 300), event.first_id, event.last_id, event.event_time,
@@ -919,8 +919,8 @@ def play(symbol: str, inputs: list[Input], material: Material, path: str, where:
     import orjson
 
     from orderbook.errors import CrossedBook, IntegrityError, MalformedMessage, OrderBookError
-    from orderbook.sync import BookChanged, SymbolSync, SyncState
-    from orderbook.wire import parse_frame, parse_message, parse_snapshot
+    from orderbook.sync.symbol import BookChanged, SymbolSync, SyncState
+    from orderbook.protocol.wire import parse_frame, parse_message, parse_snapshot
 
     global _COUNTER_FIELDS
     findings: list[Finding] = []

@@ -42,7 +42,7 @@ from aiohttp import web
 from websockets.asyncio.client import connect
 
 from orderbook.serve.forward import FORWARDED_PATHS
-from orderbook.venue import OrderFlow, SimulatedVenue
+from orderbook.testing.venue import OrderFlow, SimulatedVenue
 
 ROOT = Path(__file__).resolve().parent.parent
 SYMBOLS = ["SOL_USDC", "SPCX.US_USDC", "BTC_USDC_PERP"]

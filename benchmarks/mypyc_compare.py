@@ -78,16 +78,16 @@ def child(frames: int, repeat: int, seed: int, source: str) -> None:
     import gc
     import importlib.util
 
-    import orderbook.book
+    import orderbook.core.book
     import orderbook_pure.bench as pure_bench
     import prototype_fast_path as proto_compiled
-    from orderbook.bench import CcxtSides, OursSync, ReferenceStyle, check_exactness, make_workload, measure_throughput
+    from orderbook.bench.harness import CcxtSides, OursSync, ReferenceStyle, check_exactness, make_workload, measure_throughput
 
     spec = importlib.util.spec_from_file_location("prototype_pure", source)
     assert spec is not None and spec.loader is not None
     proto_pure = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(proto_pure)
-    assert orderbook.book.__file__.endswith(".so") and str(proto_compiled.__file__).endswith(".so")
+    assert orderbook.core.book.__file__.endswith(".so") and str(proto_compiled.__file__).endswith(".so")
     assert not str(pure_bench.__file__).endswith(".so")
 
     ours_pure, ours_compiled = pure_bench.OursSync(), OursSync()

@@ -33,7 +33,7 @@ import orjson  # noqa: E402
 from sortedcontainers import SortedList  # noqa: E402
 
 from orderbook import OrderBook, SymbolSync, parse_frame, parse_snapshot  # noqa: E402
-from orderbook.bench import ReferenceStyle, Workload, make_workload, measure_throughput  # noqa: E402
+from orderbook.bench.harness import ReferenceStyle, Workload, make_workload, measure_throughput  # noqa: E402
 
 
 class _Stage:

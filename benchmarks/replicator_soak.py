@@ -44,7 +44,7 @@ def venue_process(conn: Connection, symbols: list[str], rate: float, limit: int)
 
 
 async def _venue_main(conn: Connection, symbols: list[str], rate: float, limit: int) -> None:
-    from orderbook.venue import Faults, OrderFlow, SimulatedVenue
+    from orderbook.testing.venue import Faults, OrderFlow, SimulatedVenue
 
     flow = OrderFlow(symbols, seed=2024)
     faults = Faults(rest_limit_per_minute=limit)

@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/run.py --quick            # 20,000 frames, 3 repetitions
     .venv/bin/python -m benchmarks.run --frames 50000 --repeat 3 --seed 7 --output /tmp/r.md
 
-The harness itself lives in :mod:`orderbook.bench` (so that the installed
+The harness itself lives in :mod:`orderbook.bench.harness` (so that the installed
 ``orderbook bench`` command can run it too); this script adds the command
 line, progress on stderr and the exact command in the report.  See
 ``benchmarks/RESULTS.md`` for the committed results and their reading.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from orderbook.bench import run_benchmarks  # noqa: E402
+from orderbook.bench.harness import run_benchmarks  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,10 +3,10 @@
 Layers, data flowing one way (frame -> parse -> sync decides -> book applies
 -> consumers are told):
 
-* :mod:`orderbook.book`  -- :class:`OrderBook`, exact price ladders, no I/O;
-* :mod:`orderbook.wire`  -- venue bytes/dicts -> typed events;
-* :mod:`orderbook.sync`  -- :class:`SymbolSync`, the sequencing state machine;
-* :mod:`orderbook.capture` -- reading, writing and replaying recorded sessions.
+* :mod:`orderbook.core.book`  -- :class:`OrderBook`, exact price ladders, no I/O;
+* :mod:`orderbook.protocol.wire`  -- venue bytes/dicts -> typed events;
+* :mod:`orderbook.sync.symbol`  -- :class:`SymbolSync`, the sequencing state machine;
+* :mod:`orderbook.record.capture` -- reading, writing and replaying recorded sessions.
 
 The hot path (reading a depth frame, applying it, top-N views) has optional
 C fast paths (``orderbook._speedups``, built at install when a compiler is
@@ -15,9 +15,10 @@ present); :func:`implementation` says whether they are in use, and
 """
 
 from ._native import implementation
-from .book import OrderBook
-from .ladder import Ladder, Level
-from .capture import CaptureWriter, ReplayResult, decimal_str, read_capture, replay_capture
+from .core.book import OrderBook
+from .core.ladder import Ladder, Level
+from .protocol.decimals import decimal_str
+from .record.capture import CaptureWriter, ReplayResult, read_capture, replay_capture
 from .errors import (
     CrossedBook,
     IntegrityError,
@@ -32,7 +33,7 @@ from .errors import (
     VenueDataError,
     VenueUnavailable,
 )
-from .sync import (
+from .sync.symbol import (
     Action,
     BookChanged,
     BookInvalidated,
@@ -41,7 +42,7 @@ from .sync import (
     SymbolSync,
     SyncState,
 )
-from .wire import (
+from .protocol.wire import (
     BookTickerEvent,
     DepthEvent,
     Snapshot,
@@ -54,8 +55,8 @@ from .wire import (
     parse_message,
     parse_snapshot,
 )
-from .markets import Market, MarketCatalog, parse_markets
-from .policy import (
+from .protocol.markets import Market, MarketCatalog, parse_markets
+from .sync.policy import (
     Backoff,
     RetryDecision,
     RetryPolicy,
@@ -65,7 +66,7 @@ from .policy import (
     is_retryable,
     parse_retry_after,
 )
-from .replicator import (
+from .live.replicator import (
     AuditStats,
     BookUpdate,
     ConnectionStats,
@@ -79,13 +80,17 @@ from .replicator import (
     UpdateStream,
     compare_books,
 )
-from .transport import RestClient, RestStats, StreamConnection, StreamHandler
-from .metrics import MetricsWriter, write_replicator_stats
+from .live.transport import RestClient, RestStats, StreamConnection, StreamHandler
+from .serve.metrics import MetricsWriter, write_replicator_stats
 from .serve import MirrorLimits, MirrorServer, MirrorStats
 
-__version__ = "0.1.0"
+from .sync.status import Reason, Status
+
+from ._version import __version__
 
 __all__ = [
+    "Reason",
+    "Status",
     "implementation",
     "Action",
     "BookChanged",

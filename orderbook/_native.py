@@ -4,10 +4,10 @@ The package is complete in pure Python.  The C module, built at install
 time when a compiler is present, owns native twins of the two hot-path
 types, with the same API and behaviour as their Python versions:
 
-* ``DepthEvent`` (:mod:`orderbook.wire`): a depth frame read straight from
+* ``DepthEvent`` (:mod:`orderbook.protocol.wire`): a depth frame read straight from
   its JSON text by ``depth_frame``, its levels held parsed (no Python object
   per level) until ``.bids`` / ``.asks`` is read;
-* ``Ladder`` (:mod:`orderbook.ladder`): one side of a book in chunked sorted
+* ``Ladder`` (:mod:`orderbook.core.ladder`): one side of a book in chunked sorted
   arrays of fixed-point levels, with ``apply_levels`` (validate a whole
   frame, then apply it) and ``crossed``.
 

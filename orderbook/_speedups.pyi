@@ -1,6 +1,6 @@
 """Type stubs for the optional C module built from ``_speedups.c``: the
-native twins of :class:`orderbook.wire.DepthEvent` and
-:class:`orderbook.ladder.Ladder` (same API), and the hot-path functions."""
+native twins of :class:`orderbook.protocol.wire.DepthEvent` and
+:class:`orderbook.core.ladder.Ladder` (same API), and the hot-path functions."""
 
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal

@@ -13,8 +13,8 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from orderbook.replicator import Replicator
-from orderbook.venue import OrderFlow
+from orderbook.live.replicator import Replicator
+from orderbook.testing.venue import OrderFlow
 
 FrameFilter = Callable[[str], bool]
 """Given a venue message, True to forward it to the client."""

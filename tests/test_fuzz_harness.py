@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from orderbook.protocol.decimals import is_decimal_string
+from paths import REPO
 
-ROOT = Path(__file__).parents[1]
+ROOT = REPO
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import fuzz  # noqa: E402  (benchmarks/ is outside the package)
 

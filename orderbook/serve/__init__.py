@@ -6,13 +6,14 @@
 * :mod:`~orderbook.serve.websocket` -- one bounded WebSocket client;
 * :mod:`~orderbook.serve.connections` -- every TCP connection counted, watched, abortable;
 * :mod:`~orderbook.serve.server` -- :class:`MirrorServer`, the aiohttp application;
-* :mod:`~orderbook.serve.cli` -- ``orderbook serve``.
+* :mod:`~orderbook.serve.metrics` -- the Prometheus exposition;
+* :mod:`~orderbook.serve.run` -- :func:`run_mirror`, a mirror until told to stop
+  (what ``orderbook serve`` runs; the command itself is in :mod:`orderbook.cli`).
 """
 
-from .cli import add_serve_command, run_mirror
 from .limits import MirrorLimits
+from .run import run_mirror
 from .server import DEFAULT_PORT, MirrorServer
 from .stats import MirrorStats
 
-__all__ = ["DEFAULT_PORT", "MirrorLimits", "MirrorServer", "MirrorStats", "add_serve_command",
-           "run_mirror"]
+__all__ = ["DEFAULT_PORT", "MirrorLimits", "MirrorServer", "MirrorStats", "run_mirror"]

@@ -39,7 +39,7 @@ from urllib.parse import quote, unquote_to_bytes
 import orjson
 
 from ..errors import UsageError
-from ..policy import TokenBucket
+from ..sync.policy import TokenBucket
 
 __all__ = [
     "FORWARDED_PATHS",

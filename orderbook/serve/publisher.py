@@ -43,13 +43,13 @@ from decimal import Decimal
 
 import orjson
 
-from ..book import OrderBook
-from ..ladder import Level
-from ..capture import decimal_str
-from ..metrics import Histogram
+from ..core.book import OrderBook
+from ..core.ladder import Level
+from ..protocol.decimals import decimal_str
+from .metrics import Histogram
 from ..protocol.streams import depth_stream, ticker_stream
-from ..replicator import BookUpdate
-from ..wire import DepthEvent, Snapshot
+from ..live.replicator import BookUpdate
+from ..protocol.wire import DepthEvent, Snapshot
 
 __all__ = ["RESTART_CODE", "Frame", "Publisher", "PublishTimes", "Restart"]
 

@@ -13,7 +13,7 @@ method routing, ``HEAD``, bounded requests) answers:
 * the venue's other public market-data GETs -- forwarded to the configured
   REST URL only, under the rules of :mod:`orderbook.serve.forward`;
 * ``GET /health`` -- JSON per symbol; 503 while any symbol is not ready;
-* ``GET /metrics`` -- Prometheus text (see :mod:`orderbook.metrics`);
+* ``GET /metrics`` -- Prometheus text (see :mod:`orderbook.serve.metrics`);
 * a WebSocket at ``/`` speaking the venue's ``SUBSCRIBE`` / ``UNSUBSCRIBE``
   protocol (:mod:`orderbook.protocol.subscribe`) for ``depth.<symbol>`` and
   ``bookTicker.<symbol>``; clients are bounded as :mod:`orderbook.serve.websocket` says.
@@ -40,12 +40,12 @@ import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from ..book import OrderBook
+from ..core.book import OrderBook
 from ..errors import TransportError, UsageError
-from ..metrics import CONTENT_TYPE, MetricsWriter
+from .metrics import CONTENT_TYPE, MetricsWriter
 from ..protocol.streams import DEPTH_LIMITS, StreamKind, now_us, parse_stream
 from ..protocol.subscribe import ErrorCode, ErrorReply, Method, parse_request
-from ..replicator import Replicator, UpdateStream
+from ..live.replicator import Replicator, UpdateStream
 from .connections import ConnectionTracker
 from .forward import ApiCode, ApiError, Target, parse_target, query_value
 from .limits import MirrorLimits

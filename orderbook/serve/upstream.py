@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import httpx
 
 from ..errors import UsageError
-from ..policy import parse_retry_after
+from ..sync.policy import parse_retry_after
 from .forward import ApiCode, ApiError, ForwardBudget, Target, relayed_status, safe_content_type
 from .limits import MirrorLimits
 

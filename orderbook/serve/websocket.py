@@ -1,7 +1,7 @@
 """One WebSocket client of the mirror: its outbox, its limits, its receive loop.
 
 Outgoing: every message (frames, replies) goes through the client's
-:class:`~orderbook.outbox.Outbox`, bounded by ``queue_size`` messages and
+:class:`~orderbook.live.outbox.Outbox`, bounded by ``queue_size`` messages and
 ``buffer_limit`` bytes counted over the queue AND the transport's write
 buffer; a pong is written only if it fits the same bound.  A client that
 does not fit is closed with 1008 ``"slow consumer"`` and counted.
@@ -36,8 +36,8 @@ from collections.abc import Callable
 
 from aiohttp import WSMsgType, web
 
-from ..outbox import OVERFLOW_CLOSE_CODE, Outbox
-from ..policy import TokenBucket
+from ..live.outbox import OVERFLOW_CLOSE_CODE, Outbox
+from ..sync.policy import TokenBucket
 from ..protocol.subscribe import ErrorReply
 from .limits import MirrorLimits
 from .stats import CloseReason, MirrorStats
@@ -52,7 +52,7 @@ log = logging.getLogger("orderbook.serve")
 
 
 class AiohttpSocket:
-    """An aiohttp WebSocket as an outbox :class:`~orderbook.outbox.Connection`
+    """An aiohttp WebSocket as an outbox :class:`~orderbook.live.outbox.Connection`
     of encoded text frames, with a bounded close."""
 
     __slots__ = ("ws", "transport", "close_timeout")

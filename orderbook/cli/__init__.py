@@ -1,0 +1,367 @@
+"""The ``orderbook`` command line.
+
+Commands: ``demo`` (the simulated venue in-process and the live view, offline),
+``run`` (the live view of real books), ``record`` (a live session to a capture
+file), ``replay`` (a capture through the sync engine), ``bench`` (the benchmark
+harness) and ``serve`` (the local mirror, :mod:`orderbook.serve`).  Every
+command has ``--help``; ``--log-level`` and ``--log-json`` are accepted before
+or after the command name.  Long-running commands stop cleanly on SIGINT or
+SIGTERM (exit status 0) or after ``--duration`` seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import difflib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Coroutine, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from ..record.capture import replay_capture
+from ..errors import OrderBookError, UnknownSymbol, UsageError, VenueUnavailable
+from .serve import add_serve_command
+from ..record.recorder import Recording
+from ..live.replicator import DEPTH_STREAMS, Replicator
+from ..live.transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_REST_URL, DEFAULT_WS_URL
+from ..testing.venue import Faults, OrderFlow, SimulatedVenue
+from .view import SymbolView, render_symbol, show
+
+__all__ = ["JsonFormatter", "build_parser", "main", "setup_logging"]
+
+log = logging.getLogger("orderbook.cli")
+
+DEMO_SYMBOLS = ("SOL_USDC", "BTC_USDC_PERP")
+
+
+# -------------------------------------------------------------------- logging
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``time`` (ISO 8601, UTC, µs), ``level``,
+    ``logger``, ``message``, every extra field of the record
+    (``log.info(..., extra={"symbol": s})``) and ``exc`` when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON (values JSON cannot hold become strings)."""
+        doc: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="microseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        doc.update((k, v) for k, v in vars(record).items() if k not in _RECORD_FIELDS)
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            doc["stack"] = self.formatStack(record.stack_info)
+        return orjson.dumps(doc, default=str).decode()
+
+
+def setup_logging(level: str = "INFO", json: bool = False) -> None:
+    """Log to stderr, as text or as JSON lines (:class:`JsonFormatter`),
+    replacing the root logger's handlers.
+
+    ``level`` is the threshold of the ``orderbook.*`` loggers; the libraries
+    underneath (websockets, httpx) log from WARNING, or from DEBUG too when
+    ``level`` is DEBUG.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if json else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers = [handler]
+    threshold = logging.getLevelName(level)
+    root.setLevel(min(threshold, logging.WARNING) if threshold == logging.DEBUG
+                  else max(threshold, logging.WARNING))
+    logging.getLogger("orderbook").setLevel(threshold)
+
+
+# ------------------------------------------------------------------- commands
+def _run_until_signalled(command: Coroutine[Any, Any, None]) -> int:
+    """Run an async command until it returns or SIGINT/SIGTERM cancels it.
+
+    Cancelling unwinds every ``async with`` (the terminal is restored, files
+    closed, connections shut) and the exit status is 0.  A second signal
+    during that cleanup gets the default behaviour (stop at once).
+    """
+
+    async def guarded() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGINT, signal.SIGTERM)
+
+        def interrupt() -> None:
+            for signum in signals:
+                loop.remove_signal_handler(signum)
+            task.cancel()
+
+        for signum in signals:
+            try:
+                loop.add_signal_handler(signum, interrupt)
+            except NotImplementedError:  # Windows: Ctrl-C raises KeyboardInterrupt, see main()
+                break
+        try:
+            await command
+        except asyncio.CancelledError:
+            log.info("interrupted: stopped cleanly")
+
+    asyncio.run(guarded())
+    return 0
+
+
+async def _demo(args: argparse.Namespace) -> None:
+    symbols = args.symbols or list(DEMO_SYMBOLS)
+    flow = OrderFlow(symbols, seed=args.seed)
+    faults = Faults(drop_rate=args.drop_rate)
+    async with SimulatedVenue(flow, faults=faults, rate=args.rate, seed=args.seed) as venue:
+        async with Replicator(symbols, rest_url=venue.rest_url, ws_url=venue.ws_url) as replicator:
+            await show(replicator, source=f"simulated venue {venue.ws_url}", levels=args.levels,
+                       duration=args.duration)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    if len(set(args.symbols)) != len(args.symbols):
+        raise UsageError("each symbol may be given once")
+    return _run_until_signalled(_demo(args))
+
+
+async def _run(args: argparse.Namespace) -> None:
+    async with Replicator(args.symbols, rest_url=args.rest_url, ws_url=args.ws_url,
+                          depth_stream=args.depth_stream,
+                          connect_timeout=args.connect_timeout) as replicator:
+        await show(replicator, source=args.ws_url, levels=args.levels, duration=args.duration)
+        _connected_once(replicator, args.duration)
+
+
+def _connected_once(replicator: Replicator, duration: float | None) -> None:
+    """A run that ended (``--duration``) without its WebSocket ever connecting
+    did not do its job, even before the give-up time: say so (exit status 2)."""
+    connection = replicator.stats().connection
+    if not connection.connects:
+        last = f"; last: {connection.last_error}" if connection.last_error else ""
+        within = f" in {duration:g} s" if duration is not None else ""
+        raise VenueUnavailable(f"never connected to {replicator.ws_url}{within}{last}")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    return _run_until_signalled(_run(args))
+
+
+async def _record(args: argparse.Namespace) -> None:
+    if os.path.exists(args.output) and not args.force:
+        raise UsageError(f"{args.output} exists (--force to replace it)")
+    recording = Recording(args.output, args.symbols, rest_url=args.rest_url, ws_url=args.ws_url,
+                          depth_stream=args.depth_stream, connect_timeout=args.connect_timeout)
+    try:
+        async with recording:
+            await recording.run(args.duration)
+            _connected_once(recording.replicator, args.duration)
+    finally:
+        if recording.final:
+            recorder = recording.recorder
+            print(f"recorded {recorder.frames} frames and {recorder.responses} depth responses "
+                  f"to {recording.path} in {recording.seconds:.1f} s")
+            _print_books(recording.final["symbols"])
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    return _run_until_signalled(_record(args))
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    result = replay_capture(args.path, at=args.at)
+    if args.symbol is not None and args.symbol not in result.machines:
+        raise UnknownSymbol(args.symbol, difflib.get_close_matches(args.symbol, result.machines))
+    doc = result.to_json()
+    if args.symbol is not None:
+        doc["symbols"] = {args.symbol: doc["symbols"][args.symbol]}
+    if args.json:
+        sys.stdout.write(orjson.dumps(doc).decode() + "\n")
+        return 0
+    _print_books(doc["symbols"])
+    if args.symbol is not None:
+        machine = result.machines[args.symbol]
+        book, counters = machine.book, machine.counters
+        view = SymbolView(
+            args.symbol, machine.state.value, book.last_update_id, book.asks(args.levels),
+            book.bids(args.levels), book.spread(), book.mid(), None, counters.frames_applied,
+            counters.gaps, counters.resyncs, counters.bad_frames,
+        )
+        tty = sys.stdout.isatty()
+        print()
+        print("\n".join(render_symbol(view, levels=args.levels, color=tty, unicode=tty)))
+    return 0
+
+
+def _print_books(symbols: dict[str, Any]) -> None:
+    """The summary table of books shaped like ``ReplayResult.to_json()["symbols"]``."""
+    width = max([13, *(len(symbol) for symbol in symbols)]) + 1  # 14 at least
+    print(f"{'symbol':<{width}} {'status':<9} {'last id':>12} {'best bid':>24} {'best ask':>24} "
+          f"{'bids':>5} {'asks':>5} {'applied':>7} {'dropped':>7} {'gaps':>4} {'resyncs':>7} {'bad':>3}")
+    for symbol, book in symbols.items():
+        bid = " x ".join(book["bids"][0]) if book["bids"] else "-"
+        ask = " x ".join(book["asks"][0]) if book["asks"] else "-"
+        print(
+            f"{symbol:<{width}} {book['status']:<9} {str(book['last_update_id']):>12} {bid:>24} "
+            f"{ask:>24} {len(book['bids']):>5} {len(book['asks']):>5} {book['frames_applied']:>7} "
+            f"{book['frames_dropped']:>7} {book['gaps']:>4} {book['resyncs']:>7} {book['bad_frames']:>3}"
+        )
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from ..bench.harness import run_benchmarks  # the harness is only loaded for this command
+
+    print(run_benchmarks(args.frames, args.repeat, args.seed, include_ccxt=not args.no_ccxt,
+                         progress=log.info))
+    return 0
+
+
+# --------------------------------------------------------------------- parser
+def _positive(kind: type[int] | type[float]) -> Any:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
+        return value
+
+    return parse
+
+
+def _add_view_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--levels", type=_positive(int), default=10, metavar="N",
+                        help="price levels shown per side (default: %(default)s)")
+    parser.add_argument("--duration", type=_positive(float), metavar="S",
+                        help="stop after S seconds (default: until Ctrl-C)")
+
+
+def _add_venue_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rest-url", default=DEFAULT_REST_URL,
+                        help="venue REST API (default: %(default)s)")
+    parser.add_argument("--ws-url", default=DEFAULT_WS_URL,
+                        help="venue WebSocket (default: %(default)s)")
+    parser.add_argument("--depth-stream", default="depth", choices=DEPTH_STREAMS,
+                        help="depth stream kind (default: %(default)s)")
+    parser.add_argument("--connect-timeout", type=_positive(float), default=DEFAULT_CONNECT_TIMEOUT,
+                        metavar="S",
+                        help="give up (exit status 2) when the WebSocket has not connected once "
+                             "within S seconds (default: %(default)s); once connected, it "
+                             "reconnects forever")
+
+
+def _add_logging_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """The global options; on subcommands their defaults are suppressed so
+    that they only override what was given before the command name."""
+    parser.add_argument(
+        "--log-level", type=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        default="INFO" if defaults else argparse.SUPPRESS,
+        help="threshold of this package's logs; other libraries log from WARNING unless DEBUG "
+             "(default: INFO)")
+    parser.add_argument(
+        "--log-json", action="store_true", default=False if defaults else argparse.SUPPRESS,
+        help="log JSON lines (time, level, logger, message, extra fields) to stderr")
+
+
+def _add_commands(commands: Any) -> None:
+    demo = commands.add_parser(
+        "demo", help="a simulated venue in-process and the live view of its books (offline)",
+        description="Start a simulated Backpack venue on loopback, replicate its books and show "
+                    "them live. Needs no network.")
+    demo.add_argument("symbols", nargs="*", metavar="SYMBOL",
+                      help=f"markets to simulate (default: {' '.join(DEMO_SYMBOLS)})")
+    demo.add_argument("--rate", type=_positive(float), default=200.0,
+                      help="venue updates per second, all symbols together (default: %(default)s)")
+    demo.add_argument("--drop-rate", type=float, default=0.0, metavar="P",
+                      help="probability that the venue loses a frame, to watch resyncs "
+                           "(default: %(default)s)")
+    demo.add_argument("--seed", type=int, default=7, help="seed of the simulated flow (default: %(default)s)")
+    _add_view_options(demo)
+    demo.set_defaults(handler=_cmd_demo)
+
+    run = commands.add_parser(
+        "run", help="live terminal view of venue books",
+        description="Replicate SYMBOL... and show asks and bids, spread, mid, update rate, "
+                    "engine-to-local latency, status and counters, redrawn at most 10 times a "
+                    "second (a plain frame every second when stdout is not a terminal).")
+    run.add_argument("symbols", nargs="+", metavar="SYMBOL", help="markets, e.g. SOL_USDC")
+    _add_venue_options(run)
+    _add_view_options(run)
+    run.set_defaults(handler=_cmd_run)
+
+    record = commands.add_parser(
+        "record", help="record a live session (snapshots and frames) to a capture file",
+        description="Replicate SYMBOL... and write every frame and depth response, in the order "
+                    "they were used, to a capture (.jsonl or .jsonl.gz) that `orderbook replay` "
+                    "turns into the same books. Stops on Ctrl-C, SIGTERM or --duration.")
+    record.add_argument("symbols", nargs="+", metavar="SYMBOL", help="markets, e.g. SOL_USDC")
+    record.add_argument("-o", "--output", required=True, metavar="FILE",
+                        help="capture file to write (gzip when it ends in .gz)")
+    record.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    record.add_argument("--duration", type=_positive(float), metavar="S",
+                        help="stop after S seconds (default: until Ctrl-C)")
+    _add_venue_options(record)
+    record.set_defaults(handler=_cmd_record)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every ``orderbook`` command."""
+    parser = argparse.ArgumentParser(
+        prog="orderbook", description="Exact local replicas of Backpack Exchange order books."
+    )
+    _add_logging_options(parser, defaults=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_commands(commands)
+    replay = commands.add_parser(
+        "replay", help="replay a recorded capture through the sync engine and show the books",
+        description="Feed a capture (.jsonl or .jsonl.gz) to the same state machines that run live.",
+    )
+    replay.add_argument("path", help="capture file")
+    replay.add_argument("--json", action="store_true", help="print one JSON document")
+    replay.add_argument("--at", type=int, metavar="UPDATE_ID", help="stop each book at the last update id <= UPDATE_ID")
+    replay.add_argument("--symbol", metavar="SYMBOL", help="only this symbol, and show its book's levels")
+    replay.add_argument("--levels", type=_positive(int), default=10, metavar="N",
+                        help="levels per side shown with --symbol (default: %(default)s)")
+    replay.set_defaults(handler=_cmd_replay)
+    bench = commands.add_parser(
+        "bench", help="run the hot-path benchmark harness and print its table",
+        description="Feed the same synthetic session to this package and to reference designs; "
+                    "print throughput, per-frame latency, read costs and memory as markdown. "
+                    "Progress goes to the log (stderr).")
+    bench.add_argument("--frames", type=_positive(int), default=100_000,
+                       help="depth frames in the workload (default: %(default)s, about half a "
+                            "minute; benchmarks/run.py uses 200000 and 5 repetitions)")
+    bench.add_argument("--repeat", type=_positive(int), default=3,
+                       help="timed repetitions, at least 3 (default: %(default)s)")
+    bench.add_argument("--seed", type=int, default=20_240_611, help="workload seed (default: %(default)s)")
+    bench.add_argument("--no-ccxt", action="store_true", help="leave ccxt out even if installed")
+    bench.set_defaults(handler=_cmd_bench)
+    add_serve_command(commands)
+    for command in {id(p): p for p in commands.choices.values()}.values():
+        _add_logging_options(command, defaults=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``orderbook`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level, args.log_json)
+    try:
+        return int(args.handler(args))
+    except (OrderBookError, OSError) as exc:
+        print(f"orderbook: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # before a command took over the signals
+        return 0
+

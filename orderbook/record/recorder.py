@@ -1,0 +1,259 @@
+"""``orderbook record``: a live session written as a capture file.
+
+A :class:`Recorder` is a :class:`~orderbook.live.replicator.Tap`: the replicator
+shows it every WebSocket message and every REST response, before parsing and
+in the order its sync machines consume them, and the recorder appends each
+frame and each ``/api/v1/depth`` response to a
+:class:`~orderbook.record.capture.CaptureWriter` (``shared/docs/capture-format.md``).
+Replaying the file with :func:`~orderbook.record.capture.replay_capture` therefore
+feeds the same machines the same inputs in the same order: the books end
+exactly as the live replica's did, gaps and resyncs included.
+
+:class:`Recording` runs a :class:`~orderbook.live.replicator.Replicator` with a
+recorder attached, flushes the file periodically and closes it cleanly::
+
+    async with Recording("session.jsonl.gz", ["SOL_USDC"]) as recording:
+        await recording.run(duration=60)
+    recording.replicator.book("SOL_USDC")  # equals the replay of the file
+
+A dropped connection is recorded as a ``disconnect`` event, on which replay
+voids every book as the live replica did.  One case stays approximate: a
+snapshot requested before a disconnect and answered after it is discarded
+live but is in the file, so replay may apply it and then find it stale; the
+books still end equal, a ``stale snapshot`` count may differ.  Replicator
+options that change books outside the frame/snapshot path (``prune``,
+``book_ticker``, ``audit_interval``) are refused: replay could not follow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import orjson
+
+from ..protocol.decimals import decimal_str
+from .capture import CaptureWriter
+from ..errors import UsageError
+from ..live.replicator import Replicator
+
+__all__ = ["Recorder", "Recording", "final_state"]
+
+log = logging.getLogger("orderbook.recorder")
+
+DEPTH_PATH = "/api/v1/depth"
+_UNREPLAYABLE = ("prune", "book_ticker", "audit_interval")
+
+
+def _decoded(raw: str | bytes) -> Any:
+    """The JSON value of ``raw``, or ``raw`` as text when it is not JSON (a
+    malformed message is recorded as received and replays as malformed)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+
+
+class Recorder:
+    """A :class:`~orderbook.live.replicator.Tap` appending what it is shown to ``writer``.
+
+    Records every WebSocket message and every depth response (any status:
+    replay skips failed ones as the live replicator does); other REST
+    responses (the market list) are not part of a capture.  A write error
+    stops the recording (``error`` holds it) without disturbing the replica.
+    O(message size) per call.
+    """
+
+    def __init__(self, writer: CaptureWriter) -> None:
+        self.writer = writer
+        self.frames = 0
+        """WebSocket messages recorded."""
+        self.responses = 0
+        """Depth responses recorded."""
+        self.error: OSError | None = None
+        """The write error that stopped the recording, if any."""
+        self.stopped = False
+        """True once :meth:`stop` was called: nothing more is recorded."""
+
+    def stop(self) -> None:
+        """Record nothing more (the file stays open until the writer is closed)."""
+        self.stopped = True
+
+    def ws(self, raw: str | bytes, received_us: int) -> None:
+        """Record one WebSocket message (see :class:`~orderbook.live.replicator.Tap`)."""
+        if self.error is None and not self.stopped:
+            try:
+                self.writer.write_ws(received_us, _decoded(raw))
+            except OSError as exc:
+                self._failed(exc)
+                return
+            self.frames += 1
+
+    def rest(self, path: str, params: dict[str, str] | None, status: int, body: bytes,
+             received_us: int) -> None:
+        """Record one depth response (see :class:`~orderbook.live.replicator.Tap`)."""
+        if path != DEPTH_PATH or not params or self.error is not None or self.stopped:
+            return
+        limit = params.get("limit")
+        try:
+            self.writer.write_rest(received_us, params.get("symbol", ""),
+                                   int(limit) if limit is not None else None, status,
+                                   _decoded(body))
+        except OSError as exc:
+            self._failed(exc)
+            return
+        self.responses += 1
+
+    def disconnected(self, reason: str, received_us: int) -> None:
+        """Record a lost connection (see :class:`~orderbook.live.replicator.Tap`)."""
+        if self.error is None and not self.stopped:
+            try:
+                self.writer.write_disconnect(received_us, reason)
+            except OSError as exc:
+                self._failed(exc)
+
+    def flush(self) -> None:
+        """Push what was recorded to the file (see :meth:`CaptureWriter.flush`)."""
+        if self.error is None:
+            try:
+                self.writer.flush()
+            except OSError as exc:
+                self._failed(exc)
+
+    def _failed(self, exc: OSError) -> None:
+        self.error = exc
+        log.error("recording to %s stopped: %s", self.writer.path, exc)
+
+
+class Recording:
+    """A replicator of ``symbols`` recording its whole session to ``path``.
+
+    ``options`` are :class:`~orderbook.live.replicator.Replicator` keyword
+    arguments (``rest_url``, ``ws_url``, ``depth_stream``, ...), except those
+    that make the live books differ from the replay (see the module
+    docstring).  Entering opens the file (gzip when it ends in ``.gz``,
+    replacing any file there) and starts the replicator (if that fails the
+    file is removed); the file is flushed every ``flush_interval`` seconds.  Leaving stops the recorder, takes :attr:`final` at that same
+    instant (so the file holds exactly the inputs those books were built
+    from), then closes the replicator (which voids its books) and the file.
+    """
+
+    def __init__(self, path: str | Path, symbols: list[str] | str, *,
+                 flush_interval: float = 1.0, **options: Any) -> None:
+        refused = [name for name in _UNREPLAYABLE if options.get(name)]
+        if refused:
+            raise UsageError(f"a recording cannot use {', '.join(refused)}: replay would differ")
+        if "tap" in options:
+            raise UsageError("a recording supplies its own tap")
+        if flush_interval <= 0:
+            raise UsageError(f"flush_interval must be > 0, got {flush_interval}")
+        self.path = Path(path)
+        self._symbols = symbols
+        self._options = options
+        self._flush_interval = flush_interval
+        self._recorder: Recorder | None = None
+        self._replicator: Replicator | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._started = 0.0
+        self.seconds = 0.0
+        """How long the recording ran (set when it ends)."""
+        self.final: dict[str, Any] = {}
+        """The live books when the recording ended, in the shape of
+        :meth:`ReplayResult.to_json() <orderbook.record.capture.ReplayResult.to_json>`
+        (``{"symbols": {...}}``) except that ``status`` is the replicator's
+        (``"resyncing"`` where replay says ``"waiting"``)."""
+
+    @property
+    def replicator(self) -> Replicator:
+        """The live replicator (its books stay readable after the recording ends)."""
+        if self._replicator is None:
+            raise UsageError("the recording is not started")
+        return self._replicator
+
+    @property
+    def recorder(self) -> Recorder:
+        """The tap writing the file: its counters and write error."""
+        if self._recorder is None:
+            raise UsageError("the recording is not started")
+        return self._recorder
+
+    async def __aenter__(self) -> Recording:
+        writer = CaptureWriter(self.path)
+        self._recorder = Recorder(writer)
+        self._replicator = Replicator(self._symbols, tap=self._recorder, **self._options)
+        try:
+            await self._replicator.start()
+        except BaseException:
+            await self._replicator.close()
+            writer.close()
+            self.path.unlink(missing_ok=True)  # nothing was recorded
+            raise
+        self._started = time.monotonic()
+        self._flusher = asyncio.create_task(self._flush_loop(), name="orderbook-record-flush")
+        log.info("recording %s to %s", ", ".join(self._replicator.symbols), self.path)
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        recorder = self.recorder
+        recorder.stop()
+        self.final = final_state(self.replicator)
+        await self.replicator.close()
+        try:
+            recorder.writer.close()
+        except OSError as error:
+            recorder.error = recorder.error or error
+        self.seconds = time.monotonic() - self._started
+        log.info("recorded %d frames and %d snapshots to %s in %.1f s", recorder.frames,
+                 recorder.responses, self.path, self.seconds)
+
+    async def run(self, duration: float | None = None) -> None:
+        """Record for ``duration`` seconds (``None``: until cancelled).
+
+        Raises the recorder's :class:`OSError` if writing the file failed, and
+        the replicator's :attr:`~orderbook.live.replicator.Replicator.failure` if it
+        failed (a WebSocket that never connected).
+        """
+        deadline = None if duration is None else time.monotonic() + duration
+        while self.recorder.error is None:
+            if self.replicator.failure is not None:
+                raise self.replicator.failure
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return
+            await asyncio.sleep(0.2 if left is None else min(0.2, left))
+        raise self.recorder.error
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._flush_interval)
+            self.recorder.flush()
+
+
+def final_state(replicator: Replicator) -> dict[str, Any]:
+    """The replicator's books and sync counters now, shaped like
+    :meth:`~orderbook.record.capture.ReplayResult.to_json` (with the replicator's
+    status).  O(levels)."""
+    stats = replicator.stats().symbols
+    symbols = {}
+    for symbol in sorted(stats):
+        book, figures = replicator.book(symbol), stats[symbol]
+        symbols[symbol] = {
+            "status": figures.status,
+            "last_update_id": book.last_update_id,
+            "bids": [[decimal_str(p), decimal_str(q)] for p, q in book.bids()],
+            "asks": [[decimal_str(p), decimal_str(q)] for p, q in book.asks()],
+            "frames_applied": figures.frames_applied,
+            "frames_dropped": figures.frames_dropped,
+            "gaps": figures.gaps,
+            "resyncs": figures.resyncs,
+            "bad_frames": figures.bad_frames,
+        }
+    return {"symbols": symbols}
