@@ -85,10 +85,32 @@ from .serve.metrics import MetricsWriter, write_replicator_stats
 from .serve import MirrorLimits, MirrorServer, MirrorStats
 
 from .sync.status import Reason, Status
+from .sync.engine import (
+    BookUpdated,
+    Engine,
+    EngineAction,
+    EngineCounters,
+    EngineOptions,
+    FetchSnapshot,
+    Purpose,
+    StatusChanged,
+    Subscribe,
+)
+from .sync.updates import UpdateKind
 
 from ._version import __version__
 
 __all__ = [
+    "BookUpdated",
+    "Engine",
+    "EngineAction",
+    "EngineCounters",
+    "EngineOptions",
+    "FetchSnapshot",
+    "Purpose",
+    "StatusChanged",
+    "Subscribe",
+    "UpdateKind",
     "Reason",
     "Status",
     "implementation",
