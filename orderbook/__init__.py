@@ -66,20 +66,20 @@ from .sync.policy import (
     is_retryable,
     parse_retry_after,
 )
-from .live.replicator import (
+from .core.analysis import compare_books
+from .live.config import Budget, Connection, Markets
+from .live.consumers import ConsumerStats, QueuePolicy, UpdateStream
+from .live.replicator import Replicator, Tap
+from .live.stats import (
     AuditStats,
-    BookUpdate,
     ConnectionStats,
-    ConsumerStats,
     LatencyStats,
     NotSynced,
-    Percentiles,
-    Replicator,
     ReplicatorStats,
     SymbolStats,
-    UpdateStream,
-    compare_books,
 )
+from .sync.samples import Percentiles
+from .sync.updates import BookUpdate
 from .live.transport import RestClient, RestStats, StreamConnection, StreamHandler
 from .serve.metrics import MetricsWriter, write_replicator_stats
 from .serve import MirrorLimits, MirrorServer, MirrorStats
@@ -155,6 +155,11 @@ __all__ = [
     "replay_capture",
     "AuditStats",
     "Backoff",
+    "Budget",
+    "Connection",
+    "Markets",
+    "QueuePolicy",
+    "Tap",
     "BookUpdate",
     "ConnectionStats",
     "ConsumerStats",

@@ -239,7 +239,7 @@ class Engine:
         self._connection = 0
         self._tickets: dict[int, _Ticket] = {}
         self._next_ticket = 1
-        self._retries: list[tuple[int, int, str]] = []  # heap of (deadline, tie, symbol)
+        self._timers: list[tuple[int, int, str, bool]] = []  # heap: (at, tie, symbol, is_audit)
         self._tie = 0
         self._housekeeping_at: int | None = None
         self._audit_at: int | None = None
@@ -277,18 +277,20 @@ class Engine:
         """``symbol``'s status.  O(1)."""
         return self.track(symbol).status()
 
+    def wants(self, ticket: int) -> bool:
+        """Whether an answer to ``ticket`` would still be used (it is not from
+        an earlier connection, nor answered already).  O(1)."""
+        return ticket in self._tickets
+
     def deadline(self) -> int | None:
         """The time (µs) by which :meth:`tick` must be called next, ``None`` if
         nothing is scheduled.  O(1) amortised."""
-        retries = self._retries
-        while retries and self._retry_entry_dead(retries[0]):
-            heapq.heappop(retries)
+        timers = self._timers
+        while timers and self._timer_dead(timers[0]):
+            heapq.heappop(timers)
         candidates = [t for t in (self._housekeeping_at, self._audit_at, self._prune_at) if t is not None]
-        if retries:
-            candidates.append(retries[0][0])
-        for track in self._tracks.values():
-            if track.audit_deadline is not None:
-                candidates.append(track.audit_deadline)
+        if timers:
+            candidates.append(timers[0][0])
         return min(candidates) if candidates else None
 
     # ------------------------------------------------------------- inputs
@@ -429,7 +431,7 @@ class Engine:
         self.connected_now = False
         self.counters.disconnects += 1
         self._tickets.clear()
-        self._retries.clear()
+        self._timers.clear()
         for track in self._tracks.values():
             before = track.status()
             track.subscribed = False
@@ -458,11 +460,15 @@ class Engine:
     def tick(self, now: int) -> list[EngineAction]:
         """Time passed: release due retries, run housekeeping, audits and prunes."""
         out: list[EngineAction] = []
-        retries = self._retries
-        while retries and retries[0][0] <= now:
-            _, _, name = heapq.heappop(retries)
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            at, _, name, is_audit = heapq.heappop(timers)
             track = self._tracks[name]
-            if track.retry is not None and track.retry.due(now, track.frames):
+            if is_audit:
+                if track.audit_deadline == at:
+                    self._end_audit(track, skipped=True,
+                                    why="the replica never reached the audit snapshot's update id")
+            elif track.retry is not None and track.retry.due(now, track.frames):
                 self._release(track, now, out)
         if self._housekeeping_at is not None and now >= self._housekeeping_at:
             self._housekeeping_at = now + self._housekeeping_period()
@@ -473,10 +479,6 @@ class Engine:
             for track in self._tracks.values():
                 if track.sync.state is SyncState.SYNCED:
                     track.sync.book.prune()
-        for track in self._tracks.values():
-            if track.audit_deadline is not None and now >= track.audit_deadline:
-                self._end_audit(track, skipped=True,
-                                why="the replica never reached the audit snapshot's update id")
         if self._audit_at is not None and now >= self._audit_at:
             assert self.options.audit_every is not None
             self._audit_at = now + int(self.options.audit_every * _US)
@@ -594,12 +596,16 @@ class Engine:
         retry = track.retry
         assert retry is not None
         for at in sorted({retry.not_before, retry.next_deadline(track.frames)}):
-            self._tie += 1
-            heapq.heappush(self._retries, (at, self._tie, track.name))
+            self._push_timer(at, track.name, is_audit=False)
 
-    def _retry_entry_dead(self, entry: tuple[int, int, str]) -> bool:
-        track = self._tracks[entry[2]]
-        return track.retry is None
+    def _push_timer(self, at: int, symbol: str, *, is_audit: bool) -> None:
+        self._tie += 1
+        heapq.heappush(self._timers, (at, self._tie, symbol, is_audit))
+
+    def _timer_dead(self, entry: tuple[int, int, str, bool]) -> bool:
+        at, _, name, is_audit = entry
+        track = self._tracks[name]
+        return track.audit_deadline != at if is_audit else track.retry is None
 
     def _release(self, track: Track, now: int, out: list[EngineAction]) -> None:
         track.retry = None
@@ -694,6 +700,7 @@ class Engine:
             return
         shadow.receive_snapshot(snap, limit=self.options.snapshot_limit)
         track.audit_deadline = now + int(self.options.audit_timeout * _US)
+        self._push_timer(track.audit_deadline, track.name, is_audit=True)
         self._audit_compare(track, now, out)
 
     def _audit_frame(self, track: Track, event: DepthEvent, now: int, out: list[EngineAction]) -> None:
