@@ -335,6 +335,7 @@ class Engine:
         changed: dict[str, BookUpdated] = {}
         self.counters.frames += len(frames)
         tracks = self._tracks
+        newest: DepthEvent | None = None
         for raw in frames:
             try:
                 event = parse_frame(raw, validate_levels=False)
@@ -345,8 +346,27 @@ class Engine:
                 track = tracks.get(event.symbol)
                 if track is None:
                     continue
+                newest = event
+                track.frames += 1
+                track.last_frame_us = now
                 try:
-                    self._depth(track, event, now, changed, out)
+                    actions = track.sync.apply_frame(event)
+                    if actions is None:  # applied, nothing else happened: the hot path
+                        update = changed.get(track.name)
+                        if update is None:
+                            changed[track.name] = BookUpdated(track.name, [event], now)
+                        elif update.frames is not None:
+                            update.frames.append(event)
+                        else:  # a snapshot rebuilt the book earlier in this input
+                            self._flush(track, changed, out)
+                            changed[track.name] = BookUpdated(track.name, [event], now)
+                    elif actions:
+                        self._flush(track, changed, out)
+                        before = track.status()
+                        self._carry_out(track, actions, now, out)
+                        self._status_check(track, before, out)
+                    if track.watched:
+                        self._watch(track, event, now, changed, out)
                 except Exception:  # a bug: keep the feed alive and make it loud
                     self.counters.internal_errors += 1
                     log.exception("%s: internal error while handling a frame", track.name)
@@ -354,10 +374,13 @@ class Engine:
                 track = tracks.get(event.symbol)
                 if track is not None:
                     track.ticker = event
+                    track.watch()
                     self._flush(track, changed, out)
                     self._check_ticker(track, now, out)
             elif type(event) is StreamReply and event.error is not None:
                 self._refused(event, raw, now, changed, out)
+        if newest is not None:  # one latency sample per input: the freshest frame
+            self.latency.engine_to_receive.add(now - newest.engine_time)
         out.extend(changed.values())
         return out
 
@@ -486,36 +509,20 @@ class Engine:
         return out
 
     # ----------------------------------------------------------- internals
-    def _depth(self, track: Track, event: DepthEvent, now: int, changed: dict[str, BookUpdated],
+    def _watch(self, track: Track, event: DepthEvent, now: int, changed: dict[str, BookUpdated],
                out: list[EngineAction]) -> None:
-        track.frames += 1
-        track.last_frame_us = now
-        self.latency.engine_to_receive.add(now - event.engine_time)
+        """After a frame of a symbol with something to watch (a stale flag, a
+        retry waiting for frames, a ticker to compare, an audit's shadow)."""
         if track.stale:
             track.stale = False
             log.info("%s: frames again after a stale period", track.name)
-        actions = track.sync.receive_frame(event)
-        if len(actions) == 1 and type(actions[0]) is BookChanged:
-            update = changed.get(track.name)
-            if update is None:
-                changed[track.name] = BookUpdated(track.name, [event], now)
-            elif update.frames is not None:
-                update.frames.append(event)
-            else:  # a snapshot rebuilt the book earlier in this batch
-                del changed[track.name]
-                out.append(update)
-                changed[track.name] = BookUpdated(track.name, [event], now)
-            if track.ticker is not None:
-                self._check_ticker(track, now, out, changed)
-        elif actions:
-            self._flush(track, changed, out)
-            before = track.status()
-            self._carry_out(track, actions, now, out)
-            self._status_check(track, before, out)
+        if track.ticker is not None:
+            self._check_ticker(track, now, out, changed)
         if track.retry is not None and track.retry.due(now, track.frames):
             self._release(track, now, out)
         if track.audit is not None:
             self._audit_frame(track, event, now, out)
+        track.watch()
 
     def _flush(self, track: Track, changed: dict[str, BookUpdated], out: list[EngineAction]) -> None:
         """Emit ``track``'s pending change before anything else about it."""
@@ -587,6 +594,7 @@ class Engine:
                           (schedule.not_before - now) / _US, detail)
             track.error = (Reason.GAVE_UP, detail)
         track.retry = schedule
+        track.watch()
         self._schedule(track)
 
     def _schedule(self, track: Track) -> None:
@@ -689,6 +697,7 @@ class Engine:
                 shadow = SymbolSync(track.name, max_buffer=self.options.max_buffer)
                 shadow.start()
                 track.audit = shadow  # from now on every frame of the symbol also feeds it
+                track.watch()
                 self.counters.audits_started += 1
                 self._fetch(track, out, Purpose.AUDIT)
                 return
@@ -755,6 +764,7 @@ class Engine:
             if (track.sync.state is SyncState.SYNCED and not track.stale
                     and track.last_frame_us is not None and now - track.last_frame_us > stale_after):
                 track.stale = True
+                track.watch()
                 track.staleness_alerts += 1
                 log.warning("%s: no frame for %.1f s on a live connection", track.name,
                             (now - track.last_frame_us) / _US)
