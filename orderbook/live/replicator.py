@@ -52,7 +52,7 @@ from ..sync.policy import TokenBucket
 from ..sync.status import Status
 from ..sync.symbol import BookInvalidated, SyncState
 from ..sync.track import Track
-from ..sync.updates import BookUpdate, PendingUpdate, UpdateKind
+from ..sync.updates import BookUpdate, UpdateKind
 from .config import Budget, Connection, Markets
 from .consumers import ConsumerQueue, ConsumerStats, DeliveryLatency, QueuePolicy, UpdateStream
 from .stats import (
@@ -434,21 +434,21 @@ class Replicator:
         frames = action.frames
         for index, consumer in enumerate(self._consumers):
             if frames is None:
-                update = PendingUpdate(action.symbol, UpdateKind.SNAPSHOT, None, book.last_update_id,
-                                       bid, ask, book.timestamp, None, action.received_us, None, [])
+                update = BookUpdate(action.symbol, UpdateKind.SNAPSHOT, None, book.last_update_id,
+                                    bid, ask, book.timestamp, None, action.received_us)
             else:
                 last = frames[-1]
-                update = PendingUpdate(action.symbol, UpdateKind.DELTA, frames[0].first_id,
-                                       last.last_id, bid, ask, last.engine_time, last.event_time,
-                                       action.received_us, None, frames if index == 0 else list(frames))
+                update = BookUpdate(action.symbol, UpdateKind.DELTA, frames[0].first_id,
+                                    last.last_id, bid, ask, last.engine_time, last.event_time,
+                                    action.received_us, 1, None, frames if index == 0 else list(frames))
             consumer.push(update)
 
     def _deliver_invalidated(self, action: BookInvalidated) -> None:
         reason = f"{action.reason}: {action.detail}" if action.detail else str(action.reason)
         now = now_us()
         for consumer in self._consumers:
-            consumer.push(PendingUpdate(action.symbol, UpdateKind.INVALIDATED, None, None, None, None,
-                                        None, None, now, reason, []))
+            consumer.push(BookUpdate(action.symbol, UpdateKind.INVALIDATED, None, None, None, None,
+                                     None, None, now, 1, reason))
 
     def _wake_waiters(self) -> None:
         waiters, self._sync_waiters = self._sync_waiters, []
