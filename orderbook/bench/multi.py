@@ -35,7 +35,7 @@ from sortedcontainers import SortedDict
 from ..protocol.wire import parse_frame, parse_snapshot
 from ..sync.engine import BookUpdated, Engine, EngineOptions, FetchSnapshot
 from ..sync.symbol import SymbolSync, SyncState
-from .harness import Workload, make_workload
+from .harness import Workload, make_workload, reference_apply
 
 __all__ = [
     "EngineMulti",
@@ -150,26 +150,12 @@ class ReferenceMulti:
             ]
 
     def run(self, frames: Sequence[bytes]) -> None:
-        loads, D, books = orjson.loads, Decimal, self.books
+        loads, books = orjson.loads, self.books
         for raw in frames:
             data = loads(raw)["data"]
             entry = books[data["s"]]
-            bids, asks, last = entry
-            if data["U"] != last + 1:
-                raise AssertionError(f"gap in {data['s']}: U={data['U']} after {last}")
-            for p, q in data["b"]:
-                price, qty = D(p), D(q)
-                if qty:
-                    bids[price] = qty
-                else:
-                    bids.pop(price, None)
-            for p, q in data["a"]:
-                price, qty = D(p), D(q)
-                if qty:
-                    asks[price] = qty
-                else:
-                    asks.pop(price, None)
-            entry[2] = data["u"]
+            bids, asks = entry[0], entry[1]
+            entry[2] = reference_apply(bids, asks, data, entry[2])
             _ = bids.peekitem(-1) if bids else None
             _ = asks.peekitem(0) if asks else None
 

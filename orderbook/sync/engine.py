@@ -285,10 +285,9 @@ class Engine:
     def snapshot(self, ticket: int, body: bytes | str | object, now: int) -> list[EngineAction]:
         """The body of the answer to ``FetchSnapshot(ticket)`` (raw JSON, the
         decoded object, or a parsed :class:`~orderbook.protocol.wire.Snapshot`)."""
-        entry = self._tickets.pop(ticket, None)
         out: list[EngineAction] = []
-        if entry is None or entry.connection != self._connection:
-            self.counters.late_snapshots += 1
+        entry = self._answered(ticket)
+        if entry is None:
             return out
         track = self._tracks[entry.symbol]
         try:
@@ -326,10 +325,9 @@ class Engine:
                         retry_after: float | None = None) -> list[EngineAction]:
         """``FetchSnapshot(ticket)`` could not be answered (``error``; the
         venue's ``Retry-After`` seconds if it gave one)."""
-        entry = self._tickets.pop(ticket, None)
         out: list[EngineAction] = []
-        if entry is None or entry.connection != self._connection:
-            self.counters.late_snapshots += 1
+        entry = self._answered(ticket)
+        if entry is None:
             return out
         track = self._tracks[entry.symbol]
         if entry.purpose is Purpose.AUDIT:
@@ -417,6 +415,14 @@ class Engine:
         if track.audit is not None:
             self._audit_frame(track, event, now, out)
         track.watch()
+
+    def _answered(self, ticket: int) -> _Ticket | None:
+        """The request ``ticket`` answers, if still wanted (else counted late)."""
+        entry = self._tickets.pop(ticket, None)
+        if entry is None or entry.connection != self._connection:
+            self.counters.late_snapshots += 1
+            return None
+        return entry
 
     def _flush(self, track: Track, changed: dict[str, BookUpdated], out: list[EngineAction]) -> None:
         """Emit ``track``'s pending change before anything else about it."""
