@@ -58,6 +58,7 @@ from .contenders import (
     contenders,
     reference_apply,
 )
+from .multi import measure_multi, render_multi
 from .measure import Result, measure_latency, measure_memory, measure_reads, measure_throughput
 from .workload import Workload, make_snapshot, make_workload
 
@@ -219,12 +220,15 @@ def run_benchmarks(
     seed: int = 20_240_611,
     *,
     include_ccxt: bool = True,
+    books: int = 100,
     progress: Callable[[str], None] | None = None,
 ) -> str:
     """Generate the workload, run every measurement and return the markdown report.
 
     This is what ``orderbook bench`` prints.  ``repeat`` below 3 is raised to 3.
-    A 200,000-frame run takes a few minutes on a small machine.
+    With ``books`` > 1 the same number of frames is also spread over that many
+    books, interleaved (:mod:`orderbook.bench.multi`).  A 200,000-frame run
+    takes a few minutes on a small machine.
     """
     repeat = max(3, repeat)
     say = progress or (lambda _message: None)
@@ -243,4 +247,11 @@ def run_benchmarks(
         gc.unfreeze()
     say("memory")
     memory = measure_memory(include_ccxt=include_ccxt)
-    return machine_info() + "\n\n" + render(workload, results, reads, memory, repeat)
+    report = machine_info() + "\n\n" + render(workload, results, reads, memory, repeat)
+    if books > 1:
+        many = measure_multi(books, max(1, frames // books), repeat, seed, progress=say)
+        report += (f"\n\nMany books: {books} books of 1000 levels a side, {frames // books:,} frames each, "
+                   "interleaved round robin (the least cache friendly order), beside one book fed as "
+                   f"many frames; CPU µs per frame, median of {repeat} interleaved repetitions; every "
+                   "final book checked against the truth.\n\n" + render_multi(many, books))
+    return report

@@ -222,6 +222,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from ..bench.harness import run_benchmarks  # the harness is only loaded for this command
 
     print(run_benchmarks(args.frames, args.repeat, args.seed, include_ccxt=not args.no_ccxt,
+                         books=args.books,
                          progress=log.info))
     return 0
 
@@ -345,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeat", type=_positive(int), default=3,
                        help="timed repetitions, at least 3 (default: %(default)s)")
     bench.add_argument("--seed", type=int, default=20_240_611, help="workload seed (default: %(default)s)")
+    bench.add_argument("--books", type=_positive(int), default=100, metavar="N",
+                       help="also spread the frames over N books, interleaved (1: skip; "
+                            "default: %(default)s)")
     bench.add_argument("--no-ccxt", action="store_true", help="leave ccxt out even if installed")
     bench.set_defaults(handler=_cmd_bench)
     add_serve_command(commands)
