@@ -81,7 +81,7 @@ from .live.replicator import (
     compare_books,
 )
 from .live.transport import RestClient, RestStats, StreamConnection, StreamHandler
-from .serve.metrics import MetricsWriter, write_replicator_stats
+from .serve.metrics import ReplicatorCollector
 from .serve import MirrorLimits, MirrorServer, MirrorStats
 
 from .sync.status import Reason, Status
@@ -158,9 +158,8 @@ __all__ = [
     "is_retryable",
     "parse_markets",
     "parse_retry_after",
-    "MetricsWriter",
     "MirrorLimits",
     "MirrorServer",
     "MirrorStats",
-    "write_replicator_stats",
+    "ReplicatorCollector",
 ]

@@ -35,7 +35,10 @@ from typing import TextIO
 
 from ..core.ladder import Level
 from ..protocol.decimals import decimal_str
+from ..errors import UsageError
 from ..live.replicator import Replicator
+from ..serve.health import status_of
+from ..sync.status import Status
 
 __all__ = [
     "LogTail",
@@ -230,9 +233,13 @@ def _ms(value: float | None) -> str:
 
 
 def _status_style(status: str) -> str:
-    if status == "synced":
+    try:
+        kind = status_of(status)
+    except UsageError:  # not a replicator status: shown as a warning
+        kind = Status.RESYNCING
+    if kind is Status.SYNCED:
         return _GREEN
-    return _ALERT if status.startswith("error") else _YELLOW
+    return _ALERT if kind is Status.ERROR else _YELLOW
 
 
 def _panel(view: SymbolView, levels: int, unicode: bool) -> list[_Line]:

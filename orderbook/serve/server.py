@@ -13,7 +13,8 @@ method routing, ``HEAD``, bounded requests) answers:
 * the venue's other public market-data GETs -- forwarded to the configured
   REST URL only, under the rules of :mod:`orderbook.serve.forward`;
 * ``GET /health`` -- JSON per symbol; 503 while any symbol is not ready;
-* ``GET /metrics`` -- Prometheus text (see :mod:`orderbook.serve.metrics`);
+* ``GET /metrics`` -- Prometheus text or OpenMetrics, by ``prometheus_client``
+  (see :mod:`orderbook.serve.metrics`);
 * a WebSocket at ``/`` speaking the venue's ``SUBSCRIBE`` / ``UNSUBSCRIBE``
   protocol (:mod:`orderbook.protocol.subscribe`) for ``depth.<symbol>`` and
   ``bookTicker.<symbol>``; clients are bounded as :mod:`orderbook.serve.websocket` says.
@@ -33,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import orjson
@@ -42,7 +43,10 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from ..core.book import OrderBook
 from ..errors import TransportError, UsageError
-from .metrics import CONTENT_TYPE, MetricsWriter
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import CollectorRegistry
+
+from .metrics import FamiliesCollector, exposition
 from ..protocol.streams import DEPTH_LIMITS, StreamKind, now_us, parse_stream
 from ..protocol.subscribe import ErrorCode, ErrorReply, Method, parse_request
 from ..live.replicator import Replicator, UpdateStream
@@ -50,7 +54,7 @@ from .connections import ConnectionTracker
 from .forward import ApiCode, ApiError, Target, parse_target, query_value
 from .limits import MirrorLimits
 from .publisher import Frame, Publisher
-from .stats import CloseReason, Endpoint, MirrorStats, write_mirror_metrics
+from .stats import CloseReason, Endpoint, MirrorStats, mirror_families
 from .upstream import Answer, Upstream
 from .websocket import WsClient
 
@@ -120,6 +124,10 @@ class MirrorServer:
         self._listener: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+        self.registry = CollectorRegistry(auto_describe=False)
+        """The ``prometheus_client`` registry ``/metrics`` renders (the mirror's
+        collector is registered; register more of your own if you like)."""
+        self.registry.register(FamiliesCollector(self._families))
         self._local: dict[str, _Handler] = {
             "/": self._counted(Endpoint.WEBSOCKET, self._websocket),
             "/api/v1/depth": self._counted(Endpoint.DEPTH, self._depth),
@@ -474,15 +482,18 @@ class MirrorServer:
                             content_type="application/json")
 
     async def _metrics(self, request: web.Request) -> web.StreamResponse:
+        body, content_type = exposition(self.registry, request.headers.get("Accept"))
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    def _families(self) -> Iterator[Metric]:
+        """What :attr:`registry` collects: the replicator's families and the mirror's."""
         kinds = {StreamKind.DEPTH.value: 0, StreamKind.BOOK_TICKER.value: 0}
         for name, clients in self._subscribers.items():
             stream = parse_stream(name)
             if stream is not None:
                 kinds[stream.kind.value] += len(clients)
-        writer = MetricsWriter()
-        write_mirror_metrics(writer, self.replicator.stats(), self.stats, self._publisher,
-                             self.ready, len(self._clients), kinds)
-        return web.Response(body=writer.text().encode(), headers={"Content-Type": CONTENT_TYPE})
+        return mirror_families(self.replicator.stats(), self.stats, self._publisher, self.ready,
+                               len(self._clients), kinds)
 
     # -------------------------------------------------------------- markets
     async def _refresh_markets(self) -> None:
