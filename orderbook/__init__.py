@@ -15,7 +15,7 @@ present); :func:`implementation` says whether they are in use, and
 """
 
 from ._native import implementation
-from .core.book import OrderBook
+from .core.book import OrderBook, Side, SideName
 from .core.ladder import Ladder, Level
 from .protocol.decimals import decimal_str
 from .record.capture import CaptureWriter, ReplayResult, read_capture, replay_capture
@@ -104,6 +104,8 @@ __all__ = [
     "Level",
     "MalformedMessage",
     "OrderBook",
+    "Side",
+    "SideName",
     "OrderBookError",
     "RateLimited",
     "ReplayResult",
