@@ -50,3 +50,34 @@ def test_any_other_side_is_a_clear_error(side: object) -> None:
     if side != "buy":
         with pytest.raises(UsageError, match="impact_price: side must be 'bid' or 'ask'"):
             b.impact_price("1", side)  # type: ignore[arg-type]
+
+
+def test_copy_is_independent_and_keeps_what_is_known_complete() -> None:
+    b = book()  # bids truncated at 8 (3 levels, limit 3); asks complete
+    whole = b.copy()
+    assert (whole.bids(), whole.asks(), whole.last_update_id, whole.timestamp, whole.complete_to()) == (
+        b.bids(), b.asks(), 7, 1, (D(8), None))
+    whole.check_integrity()
+    top = b.copy(1)
+    assert top.bids() == [(D(10), D(1))] and top.asks() == [(D(11), D(1))]
+    assert top.complete_to() == (D(10), D(11))
+    assert top.is_complete("10", "bid") and not top.is_complete("9", "bid")
+    assert b.copy(5).complete_to() == (D(8), None)  # nothing cut: the source's bounds
+    empty = OrderBook("SOL_USDC").copy()
+    assert empty.last_update_id is None and empty.depth() == (0, 0)
+    for depth in (0, -1, 1.5, "2"):
+        with pytest.raises(UsageError, match="depth must be"):
+            b.copy(depth)  # type: ignore[arg-type]
+
+
+def test_a_copy_does_not_move_with_its_source() -> None:
+    from orderbook import parse_frame
+
+    b = book()
+    frozen = b.copy()
+    b.apply_delta(parse_frame(
+        '{"stream":"depth.SOL_USDC","data":{"e":"depth","E":2,"s":"SOL_USDC","U":8,"u":8,'
+        '"b":[["10","0"],["9.5","5"]],"a":[],"T":2}}'))
+    assert b.best_bid() == (D("9.5"), D(5)) and b.last_update_id == 8
+    assert frozen.best_bid() == (D(10), D(1)) and frozen.last_update_id == 7
+    assert frozen.bridged is False
