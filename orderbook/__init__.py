@@ -80,6 +80,7 @@ from .live.replicator import (
     UpdateStream,
     compare_books,
 )
+from .live.watch import BookWatch, watch_order_book, watch_order_books
 from .live.transport import RestClient, RestStats, StreamConnection, StreamHandler
 from .serve.metrics import ReplicatorCollector
 from .serve import MirrorLimits, MirrorServer, MirrorStats
@@ -164,4 +165,7 @@ __all__ = [
     "MirrorServer",
     "MirrorStats",
     "ReplicatorCollector",
+    "BookWatch",
+    "watch_order_book",
+    "watch_order_books",
 ]
