@@ -1,4 +1,4 @@
-"""What a replicator status means: :func:`status_of`.  No I/O.
+"""The mirror's health: :func:`health_body` (``GET /health``) and :func:`status_of`.  No I/O.
 
 Statuses are :class:`~orderbook.sync.status.Status` values (``waiting``,
 ``synced``, ``resyncing``, ``error``), the reason being separate
@@ -10,10 +10,16 @@ so that code above it compares :class:`Status` values only.
 
 from __future__ import annotations
 
-from ..errors import UsageError
-from ..sync.status import Status
+from collections.abc import Callable
 
-__all__ = ["status_of"]
+import orjson
+
+from ..errors import UsageError
+from ..live.replicator import Replicator
+from ..sync.status import Status
+from .publisher import Publisher
+
+__all__ = ["health_body", "status_of"]
 
 
 def status_of(status: str) -> Status:
@@ -28,3 +34,22 @@ def status_of(status: str) -> Status:
     if parenthesis and head == Status.ERROR.value:
         return Status.ERROR
     raise UsageError(f"not a replicator status: {status[:80]!r}")
+
+
+def health_body(replicator: Replicator, publisher: Publisher, ready: Callable[[str], bool],
+                clients: int) -> tuple[int, bytes]:
+    """``(HTTP status, JSON body)`` of ``GET /health``: per symbol its replicator
+    status, whether it is served (``ready``), the replica's and the published
+    update ids; 200 when every symbol is ready, else 503.  O(symbols)."""
+    symbols = {}
+    for symbol in publisher.symbols:
+        published = publisher.book(symbol)
+        symbols[symbol] = {
+            "status": replicator.status(symbol),
+            "ready": ready(symbol),
+            "last_update_id": replicator.book(symbol).last_update_id,
+            "published_update_id": published.last_update_id if published else None,
+        }
+    healthy = all(entry["ready"] for entry in symbols.values())
+    body = {"status": "ok" if healthy else "unavailable", "clients": clients, "symbols": symbols}
+    return (200 if healthy else 503), orjson.dumps(body)

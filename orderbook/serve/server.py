@@ -13,6 +13,8 @@ method routing, ``HEAD``, bounded requests) answers:
 * the venue's other public market-data GETs -- forwarded to the configured
   REST URL only, under the rules of :mod:`orderbook.serve.forward`;
 * ``GET /health`` -- JSON per symbol; 503 while any symbol is not ready;
+* ``GET /ui`` -- the live page (:mod:`orderbook.serve.ui`; ``GET /`` from a
+  browser redirects there);
 * ``GET /metrics`` -- Prometheus text or OpenMetrics, by ``prometheus_client``
   (see :mod:`orderbook.serve.metrics`);
 * a WebSocket at ``/`` speaking the venue's ``SUBSCRIBE`` / ``UNSUBSCRIBE``
@@ -37,7 +39,6 @@ import socket
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -50,11 +51,14 @@ from .metrics import FamiliesCollector, exposition
 from ..protocol.streams import DEPTH_LIMITS, StreamKind, now_us, parse_stream
 from ..protocol.subscribe import ErrorCode, ErrorReply, Method, parse_request
 from ..live.replicator import Replicator, UpdateStream
+from ..sync.status import Status
 from .connections import ConnectionTracker
+from .health import health_body
 from .forward import ApiCode, ApiError, Target, parse_target, query_value
 from .limits import MirrorLimits
 from .publisher import Frame, Publisher
 from .stats import CloseReason, Endpoint, MirrorStats, mirror_families
+from .ui import UI_PATH, StaticFile, load_ui, wants_page
 from .upstream import Answer, Upstream
 from .websocket import WsClient
 
@@ -65,6 +69,8 @@ log = logging.getLogger("orderbook.serve")
 DEFAULT_PORT = 8765
 """The port ``orderbook serve`` binds unless told otherwise."""
 _LIMITS = {str(n): n for n in DEPTH_LIMITS}
+_STARTING = ApiError(503, ApiCode.SERVICE_UNAVAILABLE,
+                     "the mirror is starting: its replicator is connecting upstream", retry_after=1)
 _MARKETS = "/api/v1/markets"
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -124,6 +130,7 @@ class MirrorServer:
         self._listener: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+        self._attached = False
         self.registry = CollectorRegistry(auto_describe=False)
         """The ``prometheus_client`` registry ``/metrics`` renders (the mirror's
         collector is registered; register more of your own if you like)."""
@@ -133,6 +140,7 @@ class MirrorServer:
             "/api/v1/depth": self._counted(Endpoint.DEPTH, self._depth),
             "/health": self._counted(Endpoint.HEALTH, self._health),
             "/metrics": self._counted(Endpoint.METRICS, self._metrics),
+            **{path: self._counted(Endpoint.UI, _serve_file(file)) for path, file in load_ui().items()},
         }
         """The local endpoints by path (routed for GET and HEAD)."""
 
@@ -155,25 +163,19 @@ class MirrorServer:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def start(self) -> None:
-        """Attach to the replicator, fill the markets cache and listen.
+    async def listen(self) -> None:
+        """Bind and answer before the replicator is started (what ``orderbook
+        serve`` does, so that an early client gets an answer, never a refused
+        connection): until :meth:`start`, ``/health`` and ``/api/v1/depth``
+        answer 503 and a WebSocket handshake 503; forwarding works.
 
-        Raises :class:`UsageError` if the replicator is not started or the
-        mirror already is, :class:`TransportError` if the address cannot be bound.
+        Raises :class:`UsageError` if the mirror already listens,
+        :class:`TransportError` if the address cannot be bound.
         """
-        rep = self.replicator
-        if not rep.symbols:
-            raise UsageError("start the replicator before the mirror")
-        if self._runner is not None or self._closing:
-            raise UsageError("the mirror is already started")
-        self._publisher = Publisher(rep.symbols, self.stats.times)
-        for symbol in rep.symbols:
-            if rep.status(symbol) == "synced":
-                self._publisher.start(symbol, rep.book(symbol))
-        self._stream = rep.updates(policy="conflate")  # no await since the copies: nothing missed
+        if self._listener is not None or self._closing:
+            raise UsageError("the mirror is already listening")
         self._upstream = Upstream(self._rest_url, self.limits)
         try:
-            await self._refresh_markets()
             await self._listen()
         except OSError as exc:
             await self.close()
@@ -181,6 +183,28 @@ class MirrorServer:
         except BaseException:
             await self.close()
             raise
+        log.info("mirror listening on %s (WebSocket %s)", self.url, self.ws_url)
+
+    async def start(self) -> None:
+        """Attach to the (started) replicator, fill the markets cache and serve
+        every endpoint; listens first unless :meth:`listen` was called.
+
+        Raises :class:`UsageError` if the replicator is not started or the
+        mirror already is, :class:`TransportError` if the address cannot be bound.
+        """
+        rep = self.replicator
+        if not rep.symbols:
+            raise UsageError("start the replicator before the mirror")
+        if self._attached or self._closing:
+            raise UsageError("the mirror is already started")
+        if self._listener is None:
+            await self.listen()
+        self._publisher = Publisher(rep.symbols, self.stats.times)
+        for symbol in rep.symbols:
+            if rep.status(symbol) == Status.SYNCED:
+                self._publisher.start(symbol, rep.book(symbol))
+        self._stream = rep.updates(policy="conflate")  # no await since the copies: nothing missed
+        self._attached = True
         self._tasks = [
             asyncio.create_task(self._pump(self._stream), name="orderbook-mirror-pump"),
             asyncio.create_task(self._markets_loop(), name="orderbook-mirror-markets"),
@@ -188,8 +212,12 @@ class MirrorServer:
                                    name="orderbook-mirror-keepalive")]
               if self.limits.ping_interval is not None else []),
         ]
-        log.info("mirror listening on %s (WebSocket %s), %d symbols", self.url, self.ws_url,
-                 len(rep.symbols))
+        try:
+            await self._refresh_markets()
+        except BaseException:
+            await self.close()
+            raise
+        log.info("mirror serving %d symbols", len(rep.symbols))
 
     async def _listen(self) -> None:
         lim = self.limits
@@ -283,7 +311,7 @@ class MirrorServer:
     def ready(self, symbol: str) -> bool:
         """True when ``symbol``'s replica is synced and the published book is current
         (what ``/health`` and ``/api/v1/depth`` require).  O(1)."""
-        return self._publisher.ready(symbol, self.replicator.status(symbol) == "synced")
+        return self._publisher.ready(symbol, self.replicator.status(symbol) == Status.SYNCED)
 
     def published_book(self, symbol: str) -> OrderBook | None:
         """The book the frames sent so far lead to (``None`` before the first
@@ -296,7 +324,7 @@ class MirrorServer:
         async for update in stream:
             try:
                 symbol = update.symbol
-                out = publisher.update(update, rep.book(symbol), rep.status(symbol) == "synced",
+                out = publisher.update(update, rep.book(symbol), rep.status(symbol) == Status.SYNCED,
                                        now_us(), subscribers)
                 for item in out:
                     clients = subscribers.get(item.stream, {})
@@ -321,10 +349,14 @@ class MirrorServer:
             timeout=lim.close_timeout, autoclose=True, autoping=False, heartbeat=None,
             compress=False, max_msg_size=lim.max_message)
         if not ws.can_prepare(request):
+            if wants_page(request):  # a browser: the live page
+                return web.Response(status=303, headers={"Location": UI_PATH})
             return _error(ApiError(426, ApiCode.INVALID_CLIENT_REQUEST,
                                    "this path is the WebSocket API: send an Upgrade request"))
         if self._closing:
             return _error(ApiError(503, ApiCode.SERVICE_UNAVAILABLE, "the mirror is shutting down"))
+        if not self._attached:
+            return _error(_STARTING)
         transport = request.transport
         task = asyncio.current_task()
         assert task is not None and transport is not None
@@ -447,6 +479,8 @@ class MirrorServer:
 
     async def _depth(self, request: web.Request) -> web.StreamResponse:
         """The depth body at one update id; nothing here yields to the event loop."""
+        if not self._attached:
+            return _error(_STARTING)
         target = _target(request)
         symbol = query_value(target, "symbol")
         if symbol is None:
@@ -466,20 +500,11 @@ class MirrorServer:
         return web.Response(body=body, content_type="application/json")
 
     async def _health(self, request: web.Request) -> web.StreamResponse:
-        symbols = {}
-        for symbol in self._publisher.symbols:
-            published = self._publisher.book(symbol)
-            symbols[symbol] = {
-                "status": self.replicator.status(symbol),
-                "ready": self.ready(symbol),
-                "last_update_id": self.replicator.book(symbol).last_update_id,
-                "published_update_id": published.last_update_id if published else None,
-            }
-        healthy = all(entry["ready"] for entry in symbols.values())
-        body = {"status": "ok" if healthy else "unavailable", "clients": len(self._clients),
-                "symbols": symbols}
-        return web.Response(status=200 if healthy else 503, body=orjson.dumps(body),
-                            content_type="application/json")
+        if not self._attached:
+            return web.Response(status=503, body=b'{"status":"starting","clients":0,"symbols":{}}',
+                                content_type="application/json")
+        status, body = health_body(self.replicator, self._publisher, self.ready, len(self._clients))
+        return web.Response(status=status, body=body, content_type="application/json")
 
     async def _metrics(self, request: web.Request) -> web.StreamResponse:
         body, content_type = exposition(self.registry, request.headers.get("Accept"))
@@ -508,6 +533,13 @@ class MirrorServer:
         while True:
             await asyncio.sleep(self._markets_refresh)
             await self._refresh_markets()
+
+
+def _serve_file(file: StaticFile) -> _Handler:
+    async def serve(request: web.Request) -> web.StreamResponse:
+        return file.response()
+
+    return serve
 
 
 def _target(request: web.Request) -> Target:

@@ -26,6 +26,7 @@ class Endpoint(StrEnum):
     HEALTH = "health"
     METRICS = "metrics"
     WEBSOCKET = "websocket"
+    UI = "ui"
     OTHER = "other"
 
 
