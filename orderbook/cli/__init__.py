@@ -29,7 +29,10 @@ from ..errors import OrderBookError, UnknownSymbol, UsageError, VenueUnavailable
 from .serve import add_serve_command
 from .venue import add_venue_command
 from ..record.recorder import Recording
-from ..live.replicator import DEPTH_STREAMS, Replicator
+from ..live.replicator import Replicator
+from .options import replicator_options
+from ..sync.status import Status
+from ..protocol.streams import DEPTH_STREAMS
 from ..live.transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_REST_URL, DEFAULT_WS_URL
 from ..protocol.markets import Market, MarketCatalog
 from ..testing.venue import DEFAULT_SYMBOLS, Faults, OrderFlow, SimulatedVenue
@@ -135,9 +138,7 @@ def _check_demo_symbols(symbols: list[str]) -> None:
 
 
 async def _run(args: argparse.Namespace) -> None:
-    async with Replicator(args.symbols, rest_url=args.rest_url, ws_url=args.ws_url,
-                          depth_stream=args.depth_stream,
-                          connect_timeout=args.connect_timeout) as replicator:
+    async with Replicator(args.symbols, **replicator_options(args)) as replicator:
         await show(replicator, source=args.ws_url, levels=args.levels, duration=args.duration)
         _connected_once(replicator, args.duration)
 
@@ -159,8 +160,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 async def _record(args: argparse.Namespace) -> None:
     if os.path.exists(args.output) and not args.force:
         raise UsageError(f"{args.output} exists (--force to replace it)")
-    recording = Recording(args.output, args.symbols, rest_url=args.rest_url, ws_url=args.ws_url,
-                          depth_stream=args.depth_stream, connect_timeout=args.connect_timeout)
+    recording = Recording(args.output, args.symbols, **replicator_options(args))
     try:
         async with recording:
             await recording.run(args.duration)
@@ -168,7 +168,7 @@ async def _record(args: argparse.Namespace) -> None:
     finally:
         if recording.final:
             recorder = recording.recorder
-            print(f"recorded {recorder.frames} frames and {recorder.responses} depth responses "
+            print(f"recorded {recorder.messages} frames and {recorder.responses} depth responses "
                   f"to {recording.path} in {recording.seconds:.1f} s")
             _print_books(recording.final["symbols"])
 
@@ -192,7 +192,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         machine = result.machines[args.symbol]
         book, counters = machine.book, machine.counters
         view = SymbolView(
-            args.symbol, machine.state.value, book.last_update_id, book.asks(args.levels),
+            args.symbol, Status(machine.state.value), book.last_update_id, book.asks(args.levels),
             book.bids(args.levels), book.spread(), book.mid(), None, counters.frames_applied,
             counters.gaps, counters.resyncs, counters.bad_frames,
         )

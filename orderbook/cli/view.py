@@ -35,9 +35,7 @@ from typing import TextIO
 
 from ..core.ladder import Level
 from ..protocol.decimals import decimal_str
-from ..errors import UsageError
 from ..live.replicator import Replicator
-from ..serve.health import status_of
 from ..sync.status import Status
 
 __all__ = [
@@ -78,7 +76,7 @@ class SymbolView:
     """
 
     symbol: str
-    status: str
+    status: Status
     last_update_id: int | None
     asks: Sequence[Level]
     bids: Sequence[Level]
@@ -232,14 +230,10 @@ def _ms(value: float | None) -> str:
     return f"{value:.1f} ms" if abs(value) < 100 else f"{value:.0f} ms"
 
 
-def _status_style(status: str) -> str:
-    try:
-        kind = status_of(status)
-    except UsageError:  # not a replicator status: shown as a warning
-        kind = Status.RESYNCING
-    if kind is Status.SYNCED:
+def _status_style(status: Status) -> str:
+    if status == Status.SYNCED:
         return _GREEN
-    return _ALERT if kind is Status.ERROR else _YELLOW
+    return _ALERT if status == Status.ERROR else _YELLOW
 
 
 def _panel(view: SymbolView, levels: int, unicode: bool) -> list[_Line]:

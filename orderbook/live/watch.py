@@ -10,7 +10,7 @@
             ...
 
 Each call runs its own :class:`~orderbook.live.replicator.Replicator` (built
-from ``**options``: ``rest_url``, ``ws_url``, ``depth_stream``...), started
+from ``**options``: ``rest_url``, ``ws_url``, ``sync``, ``connection``...), started
 at the first iteration and closed when the iteration ends: on ``break`` (as
 soon as the iterator is dropped: an asyncio async generator is finalized by
 the event loop), on :meth:`BookWatch.aclose`, on leaving ``async with``, or on
@@ -40,7 +40,7 @@ Bad arguments raise :class:`~orderbook.errors.UsageError` at the call; what
 :meth:`Replicator.start` raises (:class:`~orderbook.errors.UnknownSymbol`
 with close matches, :class:`~orderbook.errors.VenueUnavailable`...) comes out
 of the first iteration, and a replicator that fails later (a WebSocket that
-never connects within ``connect_timeout``) raises its
+never connects within ``Connection.connect_timeout``) raises its
 :attr:`~orderbook.live.replicator.Replicator.failure` from the iteration.
 """
 
@@ -135,7 +135,7 @@ def watch_order_book(symbol: str, *, limit: int | None = None, copy: bool = True
     ``limit``: levels per side in each yielded copy (``None``: all); ``copy``:
     yield independent copies (default) or the live replica (see the module
     docstring); ``options``: :class:`Replicator` keyword arguments
-    (``rest_url``, ``ws_url``, ``depth_stream``, ``connect_timeout``...).
+    (``rest_url``, ``ws_url``, ``sync=EngineOptions(...)``, ``connection=Connection(...)``...).
     Raises :class:`UsageError` for bad arguments now; the venue's errors come
     out of the iteration.
     """

@@ -34,7 +34,9 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from ..live.replicator import Percentiles, Replicator, ReplicatorStats
+from ..live.replicator import Replicator
+from ..live.stats import ReplicatorStats
+from ..sync.samples import Percentiles
 from ..sync.status import Status
 from .health import status_of
 from .histogram import Histogram

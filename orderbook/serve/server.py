@@ -50,7 +50,8 @@ from prometheus_client.registry import CollectorRegistry
 from .metrics import FamiliesCollector, exposition
 from ..protocol.streams import DEPTH_LIMITS, StreamKind, now_us, parse_stream
 from ..protocol.subscribe import ErrorCode, ErrorReply, Method, parse_request
-from ..live.replicator import Replicator, UpdateStream
+from ..live.consumers import UpdateStream
+from ..live.replicator import Replicator
 from ..sync.status import Status
 from .connections import ConnectionTracker
 from .health import health_body

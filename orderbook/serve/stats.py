@@ -11,7 +11,7 @@ from prometheus_client.metrics_core import Metric
 
 from .histogram import Histogram
 from .metrics import family, histogram_family, replicator_families
-from ..live.replicator import ReplicatorStats
+from ..live.stats import ReplicatorStats
 from .publisher import Publisher, PublishTimes
 
 __all__ = ["CloseReason", "Endpoint", "MirrorStats", "mirror_families"]

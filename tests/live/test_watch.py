@@ -13,6 +13,7 @@ import pytest
 
 from orderbook import (
     BookWatch,
+    Connection,
     OrderBook,
     UnknownSymbol,
     UsageError,
@@ -152,7 +153,7 @@ def test_errors_are_raised_clearly() -> None:
         (lambda: watch_order_book("all"), "watch_order_books"),
         (lambda: watch_order_book("SOL_USDC", limit=0), "limit must be"),
         (lambda: watch_order_book("SOL_USDC", limit=5, copy=False), "limit applies to copies"),
-        (lambda: watch_order_book("SOL_USDC", depth_stream="nope"), "depth_stream"),
+        (lambda: watch_order_book("SOL_USDC", sync="depth"), "sync must be a EngineOptions"),
         (lambda: watch_order_book("SOL_USDC", tap=object()), "no tap"),
         (lambda: watch_order_books("SOL_USDC"), "list of symbols"),
         (lambda: watch_order_books([]), "non-empty list"),
@@ -170,7 +171,8 @@ def test_errors_are_raised_clearly() -> None:
                 async for _ in watch_order_book("SOL_USDT", **urls(venue)):
                     pass
             # the WebSocket never connects: the failure comes out of the iteration
-            dead = {"rest_url": venue.rest_url, "ws_url": "ws://127.0.0.1:9/", "connect_timeout": 0.5}
+            dead = {"rest_url": venue.rest_url, "ws_url": "ws://127.0.0.1:9/",
+                    "connection": Connection(connect_timeout=0.5)}
             with pytest.raises(VenueUnavailable):
                 async for _ in watch_order_book("SOL_USDC", **dead):
                     pass

@@ -9,7 +9,7 @@ the exposition still says the same.
 from __future__ import annotations
 
 from orderbook.core.book import OrderBook
-from orderbook.live.replicator import (
+from orderbook import (
     AuditStats,
     ConnectionStats,
     ConsumerStats,
