@@ -36,11 +36,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
 from ..core.book import OrderBook
 from ..errors import TransportError, UsageError
@@ -59,7 +58,8 @@ from .forward import ApiCode, ApiError, Target, parse_target, query_value
 from .limits import MirrorLimits
 from .publisher import Frame, Publisher
 from .stats import CloseReason, Endpoint, MirrorStats, mirror_families
-from .ui import UI_PATH, StaticFile, load_ui, wants_page
+from .ui import UI_PATH, load_ui, wants_page
+from .http import Handler, HttpLog, checked_target, error_response, relay, serve_file
 from .upstream import Answer, Upstream
 from .websocket import WsClient
 
@@ -73,27 +73,7 @@ _LIMITS = {str(n): n for n in DEPTH_LIMITS}
 _STARTING = ApiError(503, ApiCode.SERVICE_UNAVAILABLE,
                      "the mirror is starting: its replicator is connecting upstream", retry_after=1)
 _MARKETS = "/api/v1/markets"
-_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class _HttpLog(logging.Logger):
-    """aiohttp's server logger: a request it cannot parse is the peer's fault --
-    counted and logged at DEBUG in one line, never with a traceback."""
-
-    def __init__(self, stats: MirrorStats) -> None:
-        super().__init__("orderbook.serve.http")
-        self.parent = log
-        self._stats = stats
-
-    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
-        exc = exc_info if isinstance(exc_info, BaseException) else None
-        text = str(msg) % args if args else str(msg)
-        if isinstance(exc, HttpProcessingError):
-            self._stats.bad_http += 1
-            self.debug("%s: %s", text, exc)
-        else:
-            self._stats.internal_errors += 1
-            self.warning("%s: %r", text, exc)
+_Handler = Handler
 
 
 class MirrorServer:
@@ -141,7 +121,7 @@ class MirrorServer:
             "/api/v1/depth": self._counted(Endpoint.DEPTH, self._depth),
             "/health": self._counted(Endpoint.HEALTH, self._health),
             "/metrics": self._counted(Endpoint.METRICS, self._metrics),
-            **{path: self._counted(Endpoint.UI, _serve_file(file)) for path, file in load_ui().items()},
+            **{path: self._counted(Endpoint.UI, serve_file(file)) for path, file in load_ui().items()},
         }
         """The local endpoints by path (routed for GET and HEAD)."""
 
@@ -230,7 +210,7 @@ class MirrorServer:
             app, handle_signals=False, access_log=None, shutdown_timeout=lim.close_timeout,
             keepalive_timeout=lim.keepalive_timeout, lingering_time=lim.close_timeout,
             max_line_size=lim.max_line, max_field_size=lim.max_line, max_headers=lim.max_headers,
-            logger=_HttpLog(self.stats))
+            logger=HttpLog(self.stats))
         await self._runner.setup()
         assert self._runner.server is not None
 
@@ -352,12 +332,12 @@ class MirrorServer:
         if not ws.can_prepare(request):
             if wants_page(request):  # a browser: the live page
                 return web.Response(status=303, headers={"Location": UI_PATH})
-            return _error(ApiError(426, ApiCode.INVALID_CLIENT_REQUEST,
+            return error_response(ApiError(426, ApiCode.INVALID_CLIENT_REQUEST,
                                    "this path is the WebSocket API: send an Upgrade request"))
         if self._closing:
-            return _error(ApiError(503, ApiCode.SERVICE_UNAVAILABLE, "the mirror is shutting down"))
+            return error_response(ApiError(503, ApiCode.SERVICE_UNAVAILABLE, "the mirror is shutting down"))
         if not self._attached:
-            return _error(_STARTING)
+            return error_response(_STARTING)
         transport = request.transport
         task = asyncio.current_task()
         assert task is not None and transport is not None
@@ -443,12 +423,12 @@ class MirrorServer:
 
     def _refuse(self, error: ApiError, endpoint: Endpoint = Endpoint.OTHER) -> web.Response:
         self.stats.http[endpoint.value, error.status] += 1
-        return _error(error)
+        return error_response(error)
 
     async def _other(self, request: web.Request) -> web.StreamResponse:
         """Every target the router did not place: local endpoints by their
         normalized path, allowlisted forwards, else 404; wrong methods 405."""
-        target = _target(request)
+        target = checked_target(request)
         local = self._local
         if target.path not in local and not target.forwardable:
             return self._refuse(ApiError(404, ApiCode.NOT_FOUND, "Unknown endpoint"))
@@ -476,25 +456,25 @@ class MirrorServer:
         if markets and not target.query and answer.status == 200 and request.method == "GET":
             self._markets = answer.body
         self.stats.http[endpoint.value, answer.status] += 1
-        return _relay(answer)
+        return relay(answer)
 
     async def _depth(self, request: web.Request) -> web.StreamResponse:
         """The depth body at one update id; nothing here yields to the event loop."""
         if not self._attached:
-            return _error(_STARTING)
-        target = _target(request)
+            return error_response(_STARTING)
+        target = checked_target(request)
         symbol = query_value(target, "symbol")
         if symbol is None:
-            return _error(ApiError(400, ApiCode.INVALID_CLIENT_REQUEST, "symbol is required"))
+            return error_response(ApiError(400, ApiCode.INVALID_CLIENT_REQUEST, "symbol is required"))
         if not self._publisher.knows(symbol):
-            return _error(ApiError(400, ApiCode.INVALID_SYMBOL,
+            return error_response(ApiError(400, ApiCode.INVALID_SYMBOL,
                                    f"Invalid symbol: {symbol[:64]} is not replicated by this mirror"))
         limit = _LIMITS.get(query_value(target, "limit") or "1000")
         if limit is None:
-            return _error(ApiError(400, ApiCode.INVALID_CLIENT_REQUEST,
+            return error_response(ApiError(400, ApiCode.INVALID_CLIENT_REQUEST,
                                    f"limit must be one of {list(DEPTH_LIMITS)}"))
         if not self.ready(symbol):
-            return _error(ApiError(503, ApiCode.SERVICE_UNAVAILABLE,
+            return error_response(ApiError(503, ApiCode.SERVICE_UNAVAILABLE,
                                    f"{symbol} is {self.replicator.status(symbol)} on this mirror; "
                                    "retry shortly", retry_after=1))
         body = self._publisher.depth_body(symbol, limit, now_us())
@@ -534,32 +514,3 @@ class MirrorServer:
         while True:
             await asyncio.sleep(self._markets_refresh)
             await self._refresh_markets()
-
-
-def _serve_file(file: StaticFile) -> _Handler:
-    async def serve(request: web.Request) -> web.StreamResponse:
-        return file.response()
-
-    return serve
-
-
-def _target(request: web.Request) -> Target:
-    """The request's checked target (the middleware refused any other).  O(len)."""
-    target = parse_target(request.raw_path)
-    assert isinstance(target, Target)
-    return target
-
-
-def _error(error: ApiError) -> web.Response:
-    response = web.Response(status=error.status, body=error.body(), content_type="application/json")
-    if error.retry_after is not None:
-        response.headers["Retry-After"] = str(error.retry_after)
-    return response
-
-
-def _relay(answer: Answer) -> web.Response:
-    response = web.Response(status=answer.status, body=answer.body,
-                            headers={"Content-Type": answer.content_type})
-    if answer.retry_after is not None:
-        response.headers["Retry-After"] = str(answer.retry_after)
-    return response

@@ -3,7 +3,8 @@
 ``orderbook/serve/static/`` holds the page (plain HTML, CSS and JavaScript
 with a canvas depth chart: no library, nothing from another origin).  The
 JavaScript keeps each book exactly, from ``/api/v1/depth`` and the mirror's
-own WebSocket, as any Backpack client does (see the comment atop ``ui.js``).
+own WebSocket, as any Backpack client does: ``book.js`` (the book, no I/O),
+``chart.js`` (the depth chart), ``ui.js`` (the app; see the comment atop it).
 
 Every file is read once, when the mirror starts, and served from memory with
 strict headers: a ``Content-Security-Policy`` allowing this origin only (no
@@ -39,6 +40,8 @@ HEADERS = {
 
 _FILES = {
     UI_PATH: ("ui.html", "text/html; charset=utf-8"),
+    f"{UI_PATH}/book.js": ("book.js", "text/javascript; charset=utf-8"),
+    f"{UI_PATH}/chart.js": ("chart.js", "text/javascript; charset=utf-8"),
     f"{UI_PATH}/ui.js": ("ui.js", "text/javascript; charset=utf-8"),
     f"{UI_PATH}/ui.css": ("ui.css", "text/css; charset=utf-8"),
     f"{UI_PATH}/favicon.svg": ("favicon.svg", "image/svg+xml"),

@@ -212,6 +212,8 @@ def test_the_page_is_served_with_strict_headers_and_ships_as_package_data() -> N
                 async with MirrorServer(up, port=0) as mirror:
                     async with httpx.AsyncClient(base_url=mirror.url) as http:
                         for path, kind in (("/ui", "text/html"), ("/ui/ui.js", "text/javascript"),
+                                           ("/ui/book.js", "text/javascript"),
+                                           ("/ui/chart.js", "text/javascript"),
                                            ("/ui/ui.css", "text/css"), ("/ui/favicon.svg", "image/svg+xml")):
                             response = await http.get(path)
                             assert response.status_code == 200, path
@@ -234,7 +236,7 @@ def test_the_page_is_served_with_strict_headers_and_ships_as_package_data() -> N
     assert files["/ui/ui.js"].body.startswith(b"// The mirror's live page")
     config = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert "serve/static/*" in config["tool"]["setuptools"]["package-data"]["orderbook"]
-    for name in ("ui.html", "ui.js", "ui.css", "favicon.svg"):
+    for name in ("ui.html", "book.js", "chart.js", "ui.js", "ui.css", "favicon.svg"):
         tracked = subprocess.run(["git", "ls-files", "--error-unmatch", f"orderbook/serve/static/{name}"],
                                  cwd=REPO, capture_output=True)
         assert tracked.returncode == 0, f"{name} is not committed"
