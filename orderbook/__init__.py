@@ -69,7 +69,8 @@ from .sync.policy import (
 from .core.analysis import compare_books
 from .live.config import Budget, Connection, Markets
 from .live.consumers import ConsumerStats, QueuePolicy, UpdateStream
-from .live.replicator import Replicator, Tap
+from .live.replicator import Replicator
+from .live.tap import Tap
 from .live.stats import (
     AuditStats,
     ConnectionStats,

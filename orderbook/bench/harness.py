@@ -63,6 +63,7 @@ __all__ = [
     "machine_info",
     "make_snapshot",
     "make_workload",
+    "reference_apply",
     "run_benchmarks",
 ]
 
@@ -428,6 +429,27 @@ class _Gap(Exception):
     pass
 
 
+def reference_apply(bids: SortedDict, asks: SortedDict, data: dict[str, Any], last: int) -> int:
+    """The reference style's step: check ``U == last + 1``, apply each level
+    as a ``Decimal`` (zero pops it) and return the new ``u``."""
+    if data["U"] != last + 1:
+        raise _Gap(data["U"], last)
+    D = Decimal
+    for p, q in data["b"]:
+        price, qty = D(p), D(q)
+        if qty:
+            bids[price] = qty
+        else:
+            bids.pop(price, None)
+    for p, q in data["a"]:
+        price, qty = D(p), D(q)
+        if qty:
+            asks[price] = qty
+        else:
+            asks.pop(price, None)
+    return int(data["u"])
+
+
 class ReferenceStyle:
     """The design of the venue's reference book in Python: ``orjson.loads``,
     ``Decimal`` price and quantity, one ``SortedDict`` per side keyed by the
@@ -444,10 +466,11 @@ class ReferenceStyle:
         self.last = int(body["lastUpdateId"])
 
     def run(self, frames: Sequence[bytes]) -> None:
-        loads, D = orjson.loads, Decimal
+        loads = orjson.loads
         bids, asks = self.bids, self.asks
         last = self.last
-        for raw in frames:
+        D = Decimal
+        for raw in frames:  # inline, as a reference implementation would be written
             data = loads(raw)["data"]
             if data["U"] != last + 1:
                 raise _Gap(data["U"], last)
@@ -464,12 +487,12 @@ class ReferenceStyle:
                 else:
                     asks.pop(price, None)
             last = data["u"]
-            bid = bids.peekitem(-1) if bids else None
-            ask = asks.peekitem(0) if asks else None
+            bids.peekitem(-1) if bids else None
+            asks.peekitem(0) if asks else None
         self.last = last
 
     def trace(self, frames: Sequence[bytes]) -> tuple[list[int], list[Any]]:
-        loads, D = orjson.loads, Decimal
+        loads = orjson.loads
         bids, asks = self.bids, self.asks
         last = self.last
         clock = time.perf_counter_ns
@@ -477,22 +500,7 @@ class ReferenceStyle:
         touches: list[Any] = []
         for raw in frames:
             start = clock()
-            data = loads(raw)["data"]
-            if data["U"] != last + 1:
-                raise _Gap(data["U"], last)
-            for p, q in data["b"]:
-                price, qty = D(p), D(q)
-                if qty:
-                    bids[price] = qty
-                else:
-                    bids.pop(price, None)
-            for p, q in data["a"]:
-                price, qty = D(p), D(q)
-                if qty:
-                    asks[price] = qty
-                else:
-                    asks.pop(price, None)
-            last = data["u"]
+            last = reference_apply(bids, asks, loads(raw)["data"], last)
             bid = bids.peekitem(-1) if bids else None
             ask = asks.peekitem(0) if asks else None
             latencies.append(clock() - start)

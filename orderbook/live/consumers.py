@@ -5,7 +5,7 @@ callback) has its own :class:`ConsumerQueue` with one of two policies:
 
 * ``"conflate"`` (default): a dirty set -- at most one pending update per
   symbol; a newer change of a pending symbol is folded into it in O(1)
-  (:class:`~orderbook.sync.updates.PendingUpdate`).  The queue is bounded by
+  (:class:`~orderbook.sync.updates.BookUpdate`).  The queue is bounded by
   the number of symbols and no level is lost (see
   :mod:`orderbook.sync.updates` for exactly what a consumer sees).
 * ``"drop_oldest"``: a FIFO of at most ``maxsize`` updates, one per symbol per
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Literal
 from ..errors import OrderBookError, UsageError
 from ..protocol.streams import now_us
 from ..sync.samples import Samples
-from ..sync.updates import BookUpdate, PendingUpdate, UpdateKind
+from ..sync.updates import BookUpdate, UpdateKind
 
 if TYPE_CHECKING:
     from .replicator import Replicator
@@ -75,13 +75,13 @@ class ConsumerQueue:
         self._maxsize = maxsize
         self._counts = counts
         self._latency = latency
-        self._pending: dict[str, PendingUpdate] = {}
-        self._fifo: deque[PendingUpdate] = deque()
+        self._pending: dict[str, BookUpdate] = {}
+        self._fifo: deque[BookUpdate] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._dirty = False
         self.closed = False
 
-    def push(self, update: PendingUpdate) -> None:
+    def push(self, update: BookUpdate) -> None:
         """Queue ``update`` (owned by this queue from now on); the consumer is
         woken by the next :meth:`wake`."""
         if self._conflate:
@@ -119,9 +119,9 @@ class ConsumerQueue:
                 return None
             if self._pending:
                 symbol = next(iter(self._pending))
-                return self._delivered(self._pending.pop(symbol).freeze())
+                return self._delivered(self._pending.pop(symbol))
             if self._fifo:
-                return self._delivered(self._fifo.popleft().freeze())
+                return self._delivered(self._fifo.popleft())
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
             self._waiter = None

@@ -41,7 +41,7 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any
 
 from ..core.book import OrderBook
 from ..errors import OrderBookError, RateLimited, UnknownSymbol, UsageError, VenueUnavailable
@@ -52,8 +52,10 @@ from ..sync.policy import TokenBucket
 from ..sync.status import Status
 from ..sync.symbol import BookInvalidated, SyncState
 from ..sync.track import Track
-from ..sync.updates import BookUpdate, PendingUpdate, UpdateKind
+from ..sync.updates import BookUpdate, UpdateKind
 from .config import Budget, Connection, Markets
+from .markets import MarketsWatch
+from .tap import Tap
 from .consumers import ConsumerQueue, ConsumerStats, DeliveryLatency, QueuePolicy, UpdateStream
 from .stats import (
     ConnectionStats,
@@ -65,42 +67,9 @@ from .stats import (
 )
 from .transport import DEFAULT_REST_URL, DEFAULT_WS_URL, RestClient, StreamConnection, check_rest_url, check_ws_url
 
-__all__ = ["Replicator", "Tap"]
+__all__ = ["Replicator"]
 
 log = logging.getLogger("orderbook.replicator")
-
-
-class Tap(Protocol):
-    """An observer of every input the replicator gives its engine, in order,
-    with the same times (e.g. :class:`orderbook.record.recorder.Recorder`):
-    what it records replays through the same engine to the same books,
-    statuses and counters.  Its methods run on the receive path and must
-    return quickly; an exception propagates to the caller."""
-
-    def connected(self, now: int) -> None:
-        """A WebSocket connection opened."""
-
-    def subscribed(self, streams: Sequence[str], now: int) -> None:
-        """``streams`` were subscribed on it."""
-
-    def frames(self, frames: Sequence[str | bytes], now: int) -> None:
-        """One socket read's messages, exactly as received."""
-
-    def snapshot(self, fetch: FetchSnapshot, body: bytes, now: int) -> None:
-        """The 200 answer to ``fetch``."""
-
-    def snapshot_failed(self, fetch: FetchSnapshot, error: str, retry_after: float | None,
-                        now: int) -> None:
-        """``fetch`` failed (after the REST retries)."""
-
-    def disconnected(self, reason: str, now: int) -> None:
-        """The connection dropped: every book is void from here on."""
-
-    def tick(self, now: int) -> None:
-        """The engine's timer fired."""
-
-    def failed(self, detail: str, now: int) -> None:
-        """The replicator failed for good."""
 
 
 class Replicator:
@@ -150,8 +119,8 @@ class Replicator:
         self._tap = tap
         self._bucket = TokenBucket.for_budget(budget.requests_per_minute, budget.burst)
         self._engine: Engine | None = None
-        self._catalog = MarketCatalog(())
         self._rest: RestClient | None = None
+        self._markets: MarketsWatch | None = None
         self._conn: StreamConnection | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._fetches: asyncio.Queue[FetchSnapshot] = asyncio.Queue()
@@ -161,7 +130,6 @@ class Replicator:
         self._sync_waiters: list[asyncio.Future[None]] = []
         self._consumer_stats = ConsumerStats()
         self._delivery = DeliveryLatency()
-        self._markets_refreshes = 0
         self._running = False
         self._closed = False
         self._failure: OrderBookError | None = None
@@ -192,14 +160,15 @@ class Replicator:
         self._rest = RestClient(self.rest_url, bucket=self._bucket, retry=conn.rest_retry,
                                 timeout=conn.rest_timeout,
                                 max_connections=self.budget.snapshot_concurrency + 2)
+        self._markets = MarketsWatch(self._rest, lambda: self.symbols)
         try:
-            await self._refresh_markets()
+            await self._markets.refresh()
             if self._requested is None:
-                names = self._catalog.replicable(spot=self.markets.spot, perp=self.markets.perp)
+                names = self._markets.catalog.replicable(spot=self.markets.spot, perp=self.markets.perp)
                 if not names:
                     raise UsageError("the venue lists no market to replicate")
             else:
-                names = self._catalog.validate(self._requested)
+                names = self._markets.catalog.validate(self._requested)
         except BaseException:
             await self._rest.aclose()
             self._rest = None
@@ -219,7 +188,7 @@ class Replicator:
         self._tasks.append(stream)
         self._tasks += [spawn(self._snapshot_worker(), name=f"orderbook-snapshots-{i}")
                         for i in range(self.budget.snapshot_concurrency)]
-        self._tasks.append(spawn(self._markets_loop(), name="orderbook-markets"))
+        self._tasks.append(spawn(self._markets.follow(self.markets.refresh), name="orderbook-markets"))
         log.info("replicating %d symbols from %s (%s)", len(names), self.ws_url,
                  self.options.depth_stream)
 
@@ -269,7 +238,7 @@ class Replicator:
 
     def market(self, symbol: str) -> Market | None:
         """The venue's latest reference data for ``symbol`` (``None`` if delisted)."""
-        return self._catalog.get(symbol)
+        return self._markets.catalog.get(symbol) if self._markets is not None else None
 
     async def wait_synced(self, symbol: str | None = None, timeout: float | None = None) -> None:
         """Wait until ``symbol`` (or every symbol) is synced.
@@ -343,7 +312,7 @@ class Replicator:
             t.name: symbol_stats(t, now, self._why(t)) for t in engine.tracks()
         }
         connection = ConnectionStats(budget_per_minute=self.budget.requests_per_minute,
-                                     markets_refreshes=self._markets_refreshes)
+                                     markets_refreshes=self._markets.refreshes if self._markets else 0)
         if engine is not None:
             c = engine.counters
             connection.frames, connection.unattributed_bad_frames = c.frames, c.unattributed_bad_frames
@@ -434,21 +403,21 @@ class Replicator:
         frames = action.frames
         for index, consumer in enumerate(self._consumers):
             if frames is None:
-                update = PendingUpdate(action.symbol, UpdateKind.SNAPSHOT, None, book.last_update_id,
-                                       bid, ask, book.timestamp, None, action.received_us, None, [])
+                update = BookUpdate(action.symbol, UpdateKind.SNAPSHOT, None, book.last_update_id,
+                                    bid, ask, book.timestamp, None, action.received_us)
             else:
                 last = frames[-1]
-                update = PendingUpdate(action.symbol, UpdateKind.DELTA, frames[0].first_id,
-                                       last.last_id, bid, ask, last.engine_time, last.event_time,
-                                       action.received_us, None, frames if index == 0 else list(frames))
+                update = BookUpdate(action.symbol, UpdateKind.DELTA, frames[0].first_id,
+                                    last.last_id, bid, ask, last.engine_time, last.event_time,
+                                    action.received_us, 1, None, frames if index == 0 else list(frames))
             consumer.push(update)
 
     def _deliver_invalidated(self, action: BookInvalidated) -> None:
         reason = f"{action.reason}: {action.detail}" if action.detail else str(action.reason)
         now = now_us()
         for consumer in self._consumers:
-            consumer.push(PendingUpdate(action.symbol, UpdateKind.INVALIDATED, None, None, None, None,
-                                        None, None, now, reason, []))
+            consumer.push(BookUpdate(action.symbol, UpdateKind.INVALIDATED, None, None, None, None,
+                                     None, None, now, 1, reason))
 
     def _wake_waiters(self) -> None:
         waiters, self._sync_waiters = self._sync_waiters, []
@@ -593,28 +562,3 @@ class Replicator:
             ).close_matches(symbol)
             raise UnknownSymbol(symbol, matches)
         return found
-
-    # ---- reference data
-    async def _refresh_markets(self) -> None:
-        assert self._rest is not None
-        markets, skipped = await self._rest.fetch_markets()
-        old = self._catalog
-        self._catalog = MarketCatalog(markets)
-        self._markets_refreshes += 1
-        if skipped:
-            log.warning("markets: %d unusable entries skipped", skipped)
-        for name in self.symbols:
-            before, after = old.get(name), self._catalog.get(name)
-            if after is None:
-                log.warning("%s: no longer listed by the venue", name)
-            elif before is not None and before.order_book_state != after.order_book_state:
-                log.warning("%s: order book state %s -> %s", name, before.order_book_state,
-                            after.order_book_state)
-
-    async def _markets_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.markets.refresh)
-            try:
-                await self._refresh_markets()
-            except OrderBookError as exc:
-                log.warning("markets refresh failed (keeping the previous list): %s", exc)
