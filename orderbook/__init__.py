@@ -15,7 +15,7 @@ present); :func:`implementation` says whether they are in use, and
 """
 
 from ._native import implementation
-from .core.book import OrderBook
+from .core.book import OrderBook, Side, SideName
 from .core.ladder import Ladder, Level
 from .protocol.decimals import decimal_str
 from .record.capture import CaptureWriter, ReplayResult, read_capture, replay_capture
@@ -79,10 +79,11 @@ from .live.stats import (
     ReplicatorStats,
     SymbolStats,
 )
+from .live.watch import BookWatch, watch_order_book, watch_order_books
 from .sync.samples import Percentiles
 from .sync.updates import BookUpdate
 from .live.transport import RestClient, RestStats, StreamConnection, StreamHandler
-from .serve.metrics import MetricsWriter, write_replicator_stats
+from .serve.metrics import ReplicatorCollector
 from .serve import MirrorLimits, MirrorServer, MirrorStats
 
 from .sync.status import Reason, Status
@@ -127,6 +128,8 @@ __all__ = [
     "Level",
     "MalformedMessage",
     "OrderBook",
+    "Side",
+    "SideName",
     "OrderBookError",
     "RateLimited",
     "ReplayResult",
@@ -186,9 +189,11 @@ __all__ = [
     "is_retryable",
     "parse_markets",
     "parse_retry_after",
-    "MetricsWriter",
     "MirrorLimits",
     "MirrorServer",
     "MirrorStats",
-    "write_replicator_stats",
+    "ReplicatorCollector",
+    "BookWatch",
+    "watch_order_book",
+    "watch_order_books",
 ]

@@ -3,10 +3,11 @@
 Commands: ``demo`` (the simulated venue in-process and the live view, offline),
 ``run`` (the live view of real books), ``record`` (a live session to a capture
 file), ``replay`` (a capture through the sync engine), ``bench`` (the benchmark
-harness) and ``serve`` (the local mirror, :mod:`orderbook.serve`).  Every
-command has ``--help``; ``--log-level`` and ``--log-json`` are accepted before
-or after the command name.  Long-running commands stop cleanly on SIGINT or
-SIGTERM (exit status 0) or after ``--duration`` seconds.
+harness), ``serve`` (the local mirror, :mod:`orderbook.serve`) and ``venue``
+(the simulated venue alone, :mod:`orderbook.cli.venue`).  Every command has
+``--help``; ``--log-level`` and ``--log-json`` are accepted before or after the
+command name.  Long-running commands stop cleanly on SIGINT (exit status 130)
+or SIGTERM (0), or after ``--duration`` seconds (0).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import asyncio
 import difflib
 import logging
 import os
-import signal
 import sys
 from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
@@ -27,13 +27,16 @@ import orjson
 from ..record.capture import replay_capture
 from ..errors import OrderBookError, UnknownSymbol, UsageError, VenueUnavailable
 from .serve import add_serve_command
+from .venue import add_venue_command
 from ..record.recorder import Recording
 from ..live.replicator import Replicator
 from .options import replicator_options
 from ..sync.status import Status
 from ..protocol.streams import DEPTH_STREAMS
 from ..live.transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_REST_URL, DEFAULT_WS_URL
-from ..testing.venue import Faults, OrderFlow, SimulatedVenue
+from ..protocol.markets import Market, MarketCatalog
+from ..testing.venue import DEFAULT_SYMBOLS, Faults, OrderFlow, SimulatedVenue
+from .signals import INTERRUPTED, StopSignals
 from .view import SymbolView, render_symbol, show
 
 __all__ = ["JsonFormatter", "build_parser", "main", "setup_logging"]
@@ -90,36 +93,23 @@ def setup_logging(level: str = "INFO", json: bool = False) -> None:
 
 # ------------------------------------------------------------------- commands
 def _run_until_signalled(command: Coroutine[Any, Any, None]) -> int:
-    """Run an async command until it returns or SIGINT/SIGTERM cancels it.
-
-    Cancelling unwinds every ``async with`` (the terminal is restored, files
-    closed, connections shut) and the exit status is 0.  A second signal
-    during that cleanup gets the default behaviour (stop at once).
-    """
+    """Run an async command until it returns (0) or SIGINT/SIGTERM cancels it
+    (130 after Ctrl-C, 0 after SIGTERM; see :mod:`orderbook.cli.signals`)."""
+    signals = StopSignals()
 
     async def guarded() -> None:
         task = asyncio.current_task()
         assert task is not None
-        loop = asyncio.get_running_loop()
-        signals = (signal.SIGINT, signal.SIGTERM)
-
-        def interrupt() -> None:
-            for signum in signals:
-                loop.remove_signal_handler(signum)
-            task.cancel()
-
-        for signum in signals:
-            try:
-                loop.add_signal_handler(signum, interrupt)
-            except NotImplementedError:  # Windows: Ctrl-C raises KeyboardInterrupt, see main()
-                break
+        signals.install(task.cancel)
         try:
             await command
         except asyncio.CancelledError:
+            if signals.received is None:
+                raise
             log.info("interrupted: stopped cleanly")
 
     asyncio.run(guarded())
-    return 0
+    return signals.exit_status
 
 
 async def _demo(args: argparse.Namespace) -> None:
@@ -133,9 +123,18 @@ async def _demo(args: argparse.Namespace) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    if len(set(args.symbols)) != len(args.symbols):
-        raise UsageError("each symbol may be given once")
+    _check_demo_symbols(args.symbols)
     return _run_until_signalled(_demo(args))
+
+
+def _check_demo_symbols(symbols: list[str]) -> None:
+    """As ``run`` does against the venue's list: the simulated venue lists
+    :data:`DEFAULT_SYMBOLS`; anything else is an :class:`UnknownSymbol` with
+    the close matches (exit status 2)."""
+    if len(set(symbols)) != len(symbols):
+        raise UsageError("each symbol may be given once")
+    listed = MarketCatalog(Market(s, "", "", "", "Open", True, None, None) for s in DEFAULT_SYMBOLS)
+    listed.validate(symbols or DEMO_SYMBOLS)
 
 
 async def _run(args: argparse.Namespace) -> None:
@@ -212,10 +211,15 @@ def _print_books(symbols: dict[str, Any]) -> None:
         bid = " x ".join(book["bids"][0]) if book["bids"] else "-"
         ask = " x ".join(book["asks"][0]) if book["asks"] else "-"
         print(
-            f"{symbol:<{width}} {book['status']:<9} {str(book['last_update_id']):>12} {bid:>24} "
+            f"{symbol:<{width}} {book['status']:<9} {_shown(book['last_update_id']):>12} {bid:>24} "
             f"{ask:>24} {len(book['bids']):>5} {len(book['asks']):>5} {book['frames_applied']:>7} "
             f"{book['frames_dropped']:>7} {book['gaps']:>4} {book['resyncs']:>7} {book['bad_frames']:>3}"
         )
+
+
+def _shown(value: object) -> str:
+    """A table cell: ``-`` for a missing value (never ``None``)."""
+    return "-" if value is None else str(value)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -281,7 +285,8 @@ def _add_commands(commands: Any) -> None:
         description="Start a simulated Backpack venue on loopback, replicate its books and show "
                     "them live. Needs no network.")
     demo.add_argument("symbols", nargs="*", metavar="SYMBOL",
-                      help=f"markets to simulate (default: {' '.join(DEMO_SYMBOLS)})")
+                      help=f"markets to simulate, among {', '.join(DEFAULT_SYMBOLS)} "
+                           f"(default: {' '.join(DEMO_SYMBOLS)})")
     demo.add_argument("--rate", type=_positive(float), default=200.0,
                       help="venue updates per second, all symbols together (default: %(default)s)")
     demo.add_argument("--drop-rate", type=float, default=0.0, metavar="P",
@@ -352,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-ccxt", action="store_true", help="leave ccxt out even if installed")
     bench.set_defaults(handler=_cmd_bench)
     add_serve_command(commands)
+    add_venue_command(commands)
     for command in {id(p): p for p in commands.choices.values()}.values():
         _add_logging_options(command, defaults=False)
     return parser
@@ -367,5 +373,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"orderbook: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # before a command took over the signals
-        return 0
+        return INTERRUPTED
 
