@@ -6,7 +6,7 @@ Layers, data flowing one way (frame -> parse -> sync decides -> book applies
 * :mod:`orderbook.core.book`  -- :class:`OrderBook`, exact price ladders, no I/O;
 * :mod:`orderbook.protocol.wire`  -- venue bytes/dicts -> typed events;
 * :mod:`orderbook.sync.symbol`  -- :class:`SymbolSync`, the sequencing state machine;
-* :mod:`orderbook.record.capture` -- reading, writing and replaying recorded sessions.
+* :mod:`orderbook.record` -- the capture format, replay through the engine, export.
 
 The hot path (reading a depth frame, applying it, top-N views) has optional
 C fast paths (``orderbook._speedups``, built at install when a compiler is
@@ -18,7 +18,8 @@ from ._native import implementation
 from .core.book import OrderBook
 from .core.ladder import Ladder, Level
 from .protocol.decimals import decimal_str
-from .record.capture import CaptureWriter, ReplayResult, read_capture, replay_capture
+from .record.format import CaptureWriter, read_capture
+from .record.replay import ReplayResult, replay_capture
 from .errors import (
     CrossedBook,
     IntegrityError,

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from ..record.capture import replay_capture
+from ..record.replay import replay_capture
 from ..errors import OrderBookError, UnknownSymbol, UsageError, VenueUnavailable
 from .serve import add_serve_command
 from ..record.recorder import Recording

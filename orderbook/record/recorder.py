@@ -3,11 +3,13 @@
 A :class:`Recorder` is a :class:`~orderbook.live.replicator.Tap`: the replicator
 shows it every WebSocket message and every REST response, before parsing and
 in the order its sync machines consume them, and the recorder appends each
-frame and each ``/api/v1/depth`` response to a
-:class:`~orderbook.record.capture.CaptureWriter` (``shared/docs/capture-format.md``).
-Replaying the file with :func:`~orderbook.record.capture.replay_capture` therefore
-feeds the same machines the same inputs in the same order: the books end
-exactly as the live replica's did, gaps and resyncs included.
+frame (its text exactly as received) and each ``/api/v1/depth`` response (its
+body exactly as received too) to a :class:`~orderbook.record.format.CaptureWriter`,
+in capture format version 2 (``shared/docs/capture-format.md``).  The header
+line names this package, the venue URLs, the streams and the replicator's
+options.  Replaying the file with :func:`~orderbook.record.replay.replay_capture`
+therefore feeds the same machines the same inputs in the same order: the books
+end exactly as the live replica's did, gaps and resyncs included.
 
 :class:`Recording` runs a :class:`~orderbook.live.replicator.Replicator` with a
 recorder attached, flushes the file periodically and closes it cleanly::
@@ -34,12 +36,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import orjson
-
-from ..protocol.decimals import decimal_str
-from .capture import CaptureWriter
 from ..errors import UsageError
 from ..live.replicator import Replicator
+from ..protocol.decimals import decimal_str
+from ..protocol.streams import depth_stream, now_us, ticker_stream
+from .format import CaptureHeader, CaptureWriter
 
 __all__ = ["Recorder", "Recording", "final_state"]
 
@@ -47,15 +48,6 @@ log = logging.getLogger("orderbook.recorder")
 
 DEPTH_PATH = "/api/v1/depth"
 _UNREPLAYABLE = ("prune", "book_ticker", "audit_interval")
-
-
-def _decoded(raw: str | bytes) -> Any:
-    """The JSON value of ``raw``, or ``raw`` as text when it is not JSON (a
-    malformed message is recorded as received and replays as malformed)."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
 
 
 class Recorder:
@@ -87,7 +79,7 @@ class Recorder:
         """Record one WebSocket message (see :class:`~orderbook.live.replicator.Tap`)."""
         if self.error is None and not self.stopped:
             try:
-                self.writer.write_ws(received_us, _decoded(raw))
+                self.writer.write_ws(received_us, raw)
             except OSError as exc:
                 self._failed(exc)
                 return
@@ -101,8 +93,7 @@ class Recorder:
         limit = params.get("limit")
         try:
             self.writer.write_rest(received_us, params.get("symbol", ""),
-                                   int(limit) if limit is not None else None, status,
-                                   _decoded(body))
+                                   int(limit) if limit is not None else None, status, body)
         except OSError as exc:
             self._failed(exc)
             return
@@ -159,11 +150,12 @@ class Recording:
         self._replicator: Replicator | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._started = 0.0
+        self._opened_us = 0
         self.seconds = 0.0
         """How long the recording ran (set when it ends)."""
         self.final: dict[str, Any] = {}
         """The live books when the recording ended, in the shape of
-        :meth:`ReplayResult.to_json() <orderbook.record.capture.ReplayResult.to_json>`
+        :meth:`ReplayResult.to_json() <orderbook.record.replay.ReplayResult.to_json>`
         (``{"symbols": {...}}``) except that ``status`` is the replicator's
         (``"resyncing"`` where replay says ``"waiting"``)."""
 
@@ -182,20 +174,44 @@ class Recording:
         return self._recorder
 
     async def __aenter__(self) -> Recording:
-        writer = CaptureWriter(self.path)
+        self._opened_us = now_us()
+        writer = CaptureWriter(self.path, self._header)  # the header once the symbols are known
         self._recorder = Recorder(writer)
-        self._replicator = Replicator(self._symbols, tap=self._recorder, **self._options)
         try:
+            self._replicator = Replicator(self._symbols, tap=self._recorder, **self._options)
             await self._replicator.start()
         except BaseException:
-            await self._replicator.close()
-            writer.close()
+            if self._replicator is not None:
+                await self._replicator.close()
+            writer.abandon()
             self.path.unlink(missing_ok=True)  # nothing was recorded
             raise
         self._started = time.monotonic()
         self._flusher = asyncio.create_task(self._flush_loop(), name="orderbook-record-flush")
         log.info("recording %s to %s", ", ".join(self._replicator.symbols), self.path)
         return self
+
+    def _header(self) -> CaptureHeader:
+        """The header line, made when the first event is written (the
+        replicator has validated its symbols by then): this package, the
+        venue, the streams and the options (JSON values; others as text)."""
+        replicator = self.replicator
+        symbols = replicator.symbols
+        streams: list[str] = []
+        for symbol in symbols:
+            streams.append(depth_stream(symbol, replicator.depth_stream))
+            if replicator.book_ticker:
+                streams.append(ticker_stream(symbol))
+        asked = self._symbols if isinstance(self._symbols, str) else list(self._symbols)
+        options: dict[str, Any] = {
+            "symbols": asked, "depth_stream": replicator.depth_stream,
+            "snapshot_limit": replicator.snapshot_limit, "book_ticker": replicator.book_ticker}
+        for name, value in self._options.items():
+            if name not in ("rest_url", "ws_url") and name not in options:
+                plain = isinstance(value, (bool, int, float, str, type(None)))
+                options[name] = value if plain else repr(value)
+        return CaptureHeader(rest_url=replicator.rest_url, ws_url=replicator.ws_url,
+                             streams=tuple(streams), options=options, ts=self._opened_us)
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
@@ -239,7 +255,7 @@ class Recording:
 
 def final_state(replicator: Replicator) -> dict[str, Any]:
     """The replicator's books and sync counters now, shaped like
-    :meth:`~orderbook.record.capture.ReplayResult.to_json` (with the replicator's
+    :meth:`~orderbook.record.replay.ReplayResult.to_json` (with the replicator's
     status).  O(levels)."""
     stats = replicator.stats().symbols
     symbols = {}
