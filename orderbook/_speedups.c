@@ -1707,6 +1707,85 @@ crossed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyBool_FromLong(bid >= ask);
 }
 
+/* --------------------------------------------------------- write_levels */
+
+/* value as 16 little-endian bytes (two's complement). */
+static inline void
+put_i128(unsigned char *at, i128 value)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(at, &value, 16);
+#else
+    for (int b = 0; b < 16; b++) {
+        at[b] = (unsigned char)(value & 0xff);
+        value >>= 8;
+    }
+#endif
+}
+
+/* The best n levels of one side into `at` (32 bytes each: price, quantity,
+ * both at max_decimals).  Returns how many were written; raises *decimals
+ * to the most quantity decimals seen. */
+static Py_ssize_t
+write_side(LadderObject *lad, Py_ssize_t n, unsigned char *at, int *decimals)
+{
+    i128 price_factor = lad->sign * pow10_table[max_decimals - lad->scale];
+    Py_ssize_t rank = 0;
+    for (Py_ssize_t c = 0; c < lad->count && rank < n; c++) {
+        Chunk *chunk = lad->chunks[c];
+        for (int i = 0; i < chunk->n && rank < n; i++, rank++) {
+            Slot *slot = &chunk->slots[i];
+            put_i128(at + 32 * rank, chunk->keys[i] * price_factor);
+            put_i128(at + 32 * rank + 16, slot_qty(slot) * pow10_table[max_decimals - slot->qty_dec]);
+            if (slot->qty_dec > *decimals)
+                *decimals = slot->qty_dec;
+        }
+    }
+    return rank;
+}
+
+/* write_levels(bids, asks, n, out, offset) -> (bids, asks, price scale,
+ * quantity decimals): the best n levels of each side as fixed-point
+ * integers (value * 10**max_decimals, 16 bytes little-endian: the storage of
+ * an Arrow decimal128 at that scale) into the writable buffer `out` from
+ * byte `offset`: n bid (price, quantity) pairs, then n ask pairs, 64 * n
+ * bytes in all, zero where a side has fewer levels.  O(n). */
+static PyObject *
+write_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5 || !PyObject_TypeCheck(args[0], &LadderType) ||
+        !PyObject_TypeCheck(args[1], &LadderType)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "write_levels(bids: Ladder, asks: Ladder, n: int, out: buffer, offset: int)");
+        return NULL;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(args[2]);
+    Py_ssize_t offset = PyLong_AsSsize_t(args[4]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (n < 0 || offset < 0) {
+        PyErr_SetString(usage_error, "n and offset must be >= 0");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[3], &view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0)
+        return NULL;
+    if (n > (PY_SSIZE_T_MAX - offset) / 64 || offset + 64 * n > view.len) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(usage_error, "out is too small for n levels per side from offset");
+        return NULL;
+    }
+    LadderObject *bids = (LadderObject *)args[0], *asks = (LadderObject *)args[1];
+    unsigned char *row = (unsigned char *)view.buf + offset;
+    memset(row, 0, 64 * n);
+    int decimals = 0;
+    Py_ssize_t nb = write_side(bids, n, row, &decimals);
+    Py_ssize_t na = write_side(asks, n, row + 32 * n, &decimals);
+    PyBuffer_Release(&view);
+    int scale = bids->scale > asks->scale ? bids->scale : asks->scale;
+    return Py_BuildValue("(nnii)", nb, na, scale, decimals);
+}
+
 /* ---------------------------------------------------------------- module */
 
 static PyObject *
@@ -1746,6 +1825,9 @@ static PyMethodDef module_methods[] = {
      "apply_levels(bids, asks, event) -> bool: validate, then apply a frame's levels."},
     {"crossed", (PyCFunction)(void (*)(void))crossed, METH_FASTCALL,
      "crossed(bids, asks) -> bool: best bid >= best ask."},
+    {"write_levels", (PyCFunction)(void (*)(void))write_levels, METH_FASTCALL,
+     "write_levels(bids, asks, n, out, offset) -> (bids, asks, price scale, quantity decimals): "
+     "the best n levels of each side as 128-bit fixed-point integers into out."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -416,6 +416,50 @@ def py_crossed(bids: Ladder, asks: Ladder) -> bool:
     return -bid * int(10 ** (scale - bids.scale)) >= ask * int(10 ** (scale - asks.scale))
 
 
+def _fixed_side(ladder: Ladder, n: int, out: bytearray | memoryview, at: int) -> tuple[int, int]:
+    """The best ``n`` levels of ``ladder`` into ``out`` from ``at`` (see
+    :func:`py_write_levels`); returns (levels written, most quantity decimals)."""
+    keys = ladder._live_keys(n)
+    price_factor = ladder.sign * 10 ** (MAX_DECIMALS - ladder.scale)
+    decimals = 0
+    for rank, key in enumerate(keys):
+        stored = ladder._levels[key]
+        if type(stored) is str:
+            whole, _dot, fraction = stored.partition(".")
+            digits, places = int(whole + fraction), len(fraction)
+        else:  # a level tuple: its quantity Decimal keeps the spelling's exponent
+            _sign, figures, exponent = stored[1].as_tuple()  # type: ignore[union-attr]
+            digits = int("".join(map(str, figures)))
+            places = -exponent if exponent < 0 else 0  # type: ignore[operator]
+            if exponent > 0:  # type: ignore[operator]
+                digits *= 10**exponent  # type: ignore[operator]
+        decimals = max(decimals, places)
+        start = at + 32 * rank
+        out[start:start + 16] = (key * price_factor).to_bytes(16, "little", signed=True)
+        out[start + 16:start + 32] = (digits * 10 ** (MAX_DECIMALS - places)).to_bytes(
+            16, "little", signed=True)
+    return len(keys), decimals
+
+
+def py_write_levels(bids: Ladder, asks: Ladder, n: int, out: bytearray | memoryview,
+                    offset: int) -> tuple[int, int, int, int]:
+    """Write the best ``n`` levels of each side into ``out`` from byte
+    ``offset`` as fixed-point integers: each price and quantity times
+    ``10**MAX_DECIMALS``, 16 bytes little-endian (the storage of an Arrow
+    ``decimal128`` at that scale); ``n`` bid ``(price, quantity)`` pairs then
+    ``n`` ask pairs, ``64 * n`` bytes, zero where a side has fewer levels.
+    Returns ``(bids written, asks written, price scale, most quantity
+    decimals)``.  Raises :class:`UsageError` when ``out`` is too small.  O(n)."""
+    if n < 0 or offset < 0:
+        raise UsageError("n and offset must be >= 0")
+    if offset + 64 * n > len(out):
+        raise UsageError("out is too small for n levels per side from offset")
+    out[offset:offset + 64 * n] = bytes(64 * n)
+    written_bids, bid_decimals = _fixed_side(bids, n, out, offset)
+    written_asks, ask_decimals = _fixed_side(asks, n, out, offset + 32 * n)
+    return written_bids, written_asks, max(bids.scale, asks.scale), max(bid_decimals, ask_decimals)
+
+
 PyLadder = Ladder
 """The pure-Python ladder, whichever implementation is in use."""
 
@@ -423,6 +467,9 @@ apply_levels: Callable[[Any, Any, Any], bool]
 """``apply_levels(bids, asks, event)``: the implementation in use (see :func:`py_apply_levels`)."""
 crossed: Callable[[Any, Any], bool]
 """``crossed(bids, asks)``: the implementation in use (see :func:`py_crossed`)."""
+write_levels: Callable[[Any, Any, int, Any, int], tuple[int, int, int, int]]
+"""``write_levels(bids, asks, n, out, offset)``: the implementation in use (see
+:func:`py_write_levels`)."""
 
 if speedups is not None:
     speedups.configure(Decimal, level_error, UsageError, IntegrityError, MAX_INTEGER_DIGITS,
@@ -430,6 +477,8 @@ if speedups is not None:
     Ladder = speedups.Ladder  # type: ignore[misc] # noqa: F811
     apply_levels = speedups.apply_levels
     crossed = speedups.crossed
+    write_levels = speedups.write_levels
 else:
     apply_levels = py_apply_levels
     crossed = py_crossed
+    write_levels = py_write_levels
