@@ -68,6 +68,7 @@ __all__ = [
     "event_from_json",
     "read_capture",
     "read_events",
+    "read_header",
     "upgrade_capture",
 ]
 
@@ -230,15 +231,20 @@ def _ws_event(obj: dict[str, Any], ts: int, line: int | None) -> WsEvent | BadEv
 class CaptureReader:
     """The events of one capture file, read once, in file order.
 
-    Iterating yields :data:`CaptureEvent` values (see :func:`read_events`).
+    Iterating yields :data:`CaptureEvent` values (see :func:`read_events`);
+    :meth:`objects` the lines as JSON objects, :meth:`lines_of` as bytes.
     While it runs, :attr:`lines` is the number of lines read and
     :meth:`position` the bytes of the file consumed so far (compressed bytes
     for gzip), against :attr:`size`: enough for a progress bar.  Raises
     :class:`UsageError` at construction for a missing file.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, on_stream: Callable[[str], None] | None = None) -> None:
         self.path = Path(path)
+        self.on_stream = on_stream
+        """Told each stream name a version 1 frame carries, the first time, before
+        the frame's event is yielded (replay learns the symbols this way)."""
+        self._streams: set[str] = set()
         if not self.path.is_file():
             raise UsageError(f"capture file not found: {self.path}")
         self.size = self.path.stat().st_size
@@ -271,6 +277,12 @@ class CaptureReader:
                 if type(raw) is str and type(ts) is int and 0 <= ts <= _MAX_TS and "raw_base64" not in obj:
                     yield WsEvent(ts, raw)
                     continue
+                frame = obj.get("frame")
+                if self.on_stream is not None and raw is None and type(frame) is dict:
+                    stream = frame.get("stream")
+                    if type(stream) is str and stream not in self._streams:
+                        self._streams.add(stream)
+                        self.on_stream(stream)
             event = event_from_json(obj, number)
             if event is None:
                 continue
@@ -283,7 +295,22 @@ class CaptureReader:
         :func:`read_capture` for the errors)."""
         path = self.path
         loads = orjson.loads
-        with open(path, "rb") as raw:
+        for number, line in self.lines_of():
+            try:
+                obj = loads(line)
+            except orjson.JSONDecodeError as exc:
+                if not line.strip():
+                    continue
+                raise _bad_line(path, number, line, exc) from exc
+            if type(obj) is not dict:
+                raise MalformedMessage(f"{path}:{number}: event is not a JSON object")
+            yield number, obj
+
+    def lines_of(self) -> Iterator[tuple[int, bytes]]:
+        """``(line number, line)`` for every line, as bytes; a truncated or
+        corrupt gzip stream raises :class:`MalformedMessage` naming the last
+        line read whole (decompression runs ahead, so the damage lies after it)."""
+        with open(self.path, "rb") as raw:
             self._file = raw
             compressed = raw.read(2) == _GZIP_MAGIC
             raw.seek(0)
@@ -293,21 +320,12 @@ class CaptureReader:
             try:
                 for line in source:
                     number += 1
-                    try:
-                        obj = loads(line)
-                    except orjson.JSONDecodeError as exc:
-                        if not line.strip():
-                            continue
-                        raise _bad_line(path, number, line, exc) from exc
-                    if type(obj) is not dict:
-                        raise MalformedMessage(f"{path}:{number}: event is not a JSON object")
                     self.lines = number
-                    yield number, obj
+                    yield number, line
             except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
                 raise MalformedMessage(
-                    f"{path}: truncated or corrupt gzip data after line {number} ({exc})") from exc
+                    f"{self.path}: truncated or corrupt gzip data after line {number} ({exc})") from exc
             finally:
-                self.lines = number
                 if compressed:
                     source.close()
 
@@ -318,6 +336,14 @@ def _bad_line(path: Path, number: int, line: bytes, exc: Exception) -> Malformed
     except UnicodeDecodeError as bad:
         return MalformedMessage(f"{path}:{number}: not UTF-8 text ({bad.reason})")
     return MalformedMessage(f"{path}:{number}: invalid JSON: {exc}")
+
+
+def read_header(path: str | Path) -> CaptureHeader | None:
+    """The header of a version 2 capture (its first line), ``None`` for a
+    version 1 file.  Reads one line; errors as :func:`read_capture`."""
+    for number, obj in CaptureReader(path).objects():
+        return CaptureHeader.from_json(obj) if obj.get("kind") == "header" else None
+    return None
 
 
 def read_events(path: str | Path) -> Iterator[CaptureEvent]:

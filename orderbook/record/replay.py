@@ -53,6 +53,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from ..errors import MalformedMessage, UsageError, shown
 from ..protocol.decimals import decimal_str
 from ..protocol.streams import DEPTH_LIMITS, DEPTH_STREAMS, StreamKind, parse_stream
@@ -67,6 +69,7 @@ from .format import (
     CaptureHeader,
     CaptureReader,
     DisconnectEvent,
+    read_header,
     RestEvent,
     WsEvent,
     event_from_json,
@@ -116,22 +119,7 @@ def survey(source: str | Path | Iterable[CaptureEvent]) -> Survey:
     other file is read once (O(events), about the cost of reading it).
     """
     if isinstance(source, (str, Path)):
-        reader = CaptureReader(source)
-        found = Survey()
-        for number, obj in reader.objects():
-            if number == 1 and obj.get("kind") == "header":
-                found.header = CaptureHeader.from_json(obj)
-                if _header_symbols(found.header, found):
-                    return found
-            elif obj.get("kind") == "ws" and "raw" not in obj:  # version 1: the stream is at hand
-                frame = obj.get("frame")
-                if type(frame) is dict:
-                    _note_stream(frame.get("stream"), found)
-            else:
-                event = event_from_json(obj) if obj.get("kind") in ("ws", "rest") else None
-                if event is not None:
-                    _note_event(event, found)
-        return found
+        return _survey_file(CaptureReader(source))
     found = Survey()
     for event in source:
         if type(event) is CaptureHeader:
@@ -141,6 +129,50 @@ def survey(source: str | Path | Iterable[CaptureEvent]) -> Survey:
                     return found
         else:
             _note_event(event, found)
+    return found
+
+
+_V1_FRAME = b',"kind":"ws","frame":{"stream":"'
+"""After ``{"ts":<digits>``, the start of a version 1 ``ws`` line as orjson
+writes it (our v1 recorder, the real captures): the frame's stream is read
+without decoding the line.  Found right after the line's first key, it can
+only be the top-level keys."""
+
+
+def _survey_file(reader: CaptureReader) -> Survey:
+    found = Survey()
+    loads = orjson.loads
+    marker, skip = _V1_FRAME, len(_V1_FRAME)
+    streams: set[bytes] = set()
+    for number, line in reader.lines_of():
+        at = line.find(marker, 7, 64)
+        if at > 0 and line.startswith(b'{"ts":') and line[6:at].isdigit():  # ~0.3 µs
+            end = line.find(b'"', at + skip)
+            stream = line[at + skip:end]
+            if end > 0 and b"\\" not in stream:
+                if stream not in streams:
+                    streams.add(stream)
+                    _note_stream(stream.decode("utf-8", "replace"), found)
+                continue
+        try:
+            obj = loads(line)
+        except orjson.JSONDecodeError:
+            continue  # blank or corrupt: the replay itself reports it with its number
+        if type(obj) is not dict:
+            continue
+        kind = obj.get("kind")
+        if number == 1 and kind == "header":
+            found.header = CaptureHeader.from_json(obj)
+            if _header_symbols(found.header, found):
+                return found
+        elif kind == "ws" and "raw" not in obj:  # version 1 in another layout
+            frame = obj.get("frame")
+            if type(frame) is dict:
+                _note_stream(frame.get("stream"), found)
+        elif kind in ("ws", "rest"):
+            event = event_from_json(obj)
+            if event is not None:
+                _note_event(event, found)
     return found
 
 
@@ -290,6 +322,9 @@ class Replay:
         self.observer = observer
         self.stopped = False
         """True once an event beyond ``at_time`` ended the replay."""
+        self.learn: Callable[[str, int | None], None] | None = None
+        """Told the symbol and request limit of every depth response before it
+        is fed (a replay learning its symbols as it goes)."""
         self._connected = False
         self._tickets: dict[str, deque[int]] = {name: deque() for name in names}
         self._deadline: int | None = None
@@ -374,7 +409,11 @@ class Replay:
         """A REST response: the answer to its symbol's outstanding request."""
         self._event(event.ts)
         symbol = _depth_symbol(event)
-        if symbol is None or self.engine is None:
+        if symbol is None:
+            return
+        if self.learn is not None:
+            self.learn(symbol, _limit(event.query))  # may restart the replay
+        if self.engine is None:
             return
         tickets = self._tickets.get(symbol)
         if tickets is None:
@@ -462,6 +501,11 @@ class Replay:
 
 
 # ----------------------------------------------------------------- the call
+class _Restart(Exception):
+    """The file named a symbol (or a request limit) the engine was not built
+    with: replay again from the start, knowing it."""
+
+
 def replay_capture(
     source: str | Path | Iterable[CaptureEvent | dict[str, Any]], *,
     at: int | None = None, at_time: int | None = None, symbols: Iterable[str] | None = None,
@@ -472,25 +516,88 @@ def replay_capture(
 
     ``at`` / ``at_time`` stop the books early (see the module docstring);
     ``symbols`` limits the replay to those (default: every symbol of the
-    file, see :func:`survey`); ``options`` replaces :func:`replay_options`.
-    A path raises :class:`MalformedMessage` when the file is not a capture
-    (see :mod:`orderbook.record.format`) or holds no ``rest``, ``ws`` or
+    file); ``options`` replaces :func:`replay_options`.  A path raises
+    :class:`MalformedMessage` when the file is not a capture (see
+    :mod:`orderbook.record.format`) or holds no ``rest``, ``ws`` or
     ``disconnect`` event, :class:`UsageError` when it does not exist.
-    Cost: O(events); a file without a header listing its streams is read
-    twice (see :func:`survey`).
+
+    Cost: O(events), one pass over a file whose header lists its streams.
+    A version 1 file learns its symbols as it goes: a symbol (or the first
+    request's limit) the engine lacks restarts the replay from the start
+    with it -- in practice within the first events, so about one pass.
+    Any other file, and a version 1 file with an ``observer``, is surveyed
+    first (:func:`survey`, a second pass).
     """
-    if isinstance(source, (str, Path)):
-        found = survey(source)
-        events: Iterable[CaptureEvent] = CaptureReader(source)
-    else:
+    allowed = list(symbols) if symbols is not None else None
+    if not isinstance(source, (str, Path)):
         listed = list(events_of(source))
-        found = survey(listed)
-        events = listed
-    names = list(symbols) if symbols is not None else found.symbols
-    replay = Replay(names, options if options is not None else replay_options(found),
+        return _replay(listed, _narrowed(survey(listed), allowed), options, at, at_time, observer)
+    header = read_header(source)
+    found = Survey(header=header)
+    if header is not None and _header_symbols(header, found):
+        return _checked(source, *_replay_file(source, _narrowed(found, allowed), options, at,
+                                              at_time, observer))
+    if header is not None or observer is not None:
+        return _checked(source, *_replay_file(source, _narrowed(survey(source), allowed), options,
+                                              at, at_time, observer))
+    while True:  # version 1: learn the symbols on the way
+        try:
+            return _checked(source, *_replay_file(source, found, options, at, at_time, None,
+                                                  learn=allowed or True))
+        except _Restart:
+            continue
+
+
+def _narrowed(found: Survey, allowed: list[str] | None) -> Survey:
+    """``found`` replicating only the symbols ``allowed`` (all when ``None``)."""
+    if allowed is not None:
+        found.symbols = [s for s in found.symbols if s in allowed]
+    return found
+
+
+def _replay(events: Iterable[CaptureEvent], found: Survey, options: EngineOptions | None,
+            at: int | None, at_time: int | None, observer: Observer | None) -> ReplayResult:
+    replay = Replay(found.symbols, options if options is not None else replay_options(found),
                     at=at, at_time=at_time, observer=observer, header=found.header)
-    result = replay.run(events)
-    if not result.events and not replay.stopped and isinstance(source, (str, Path)):
+    return replay.run(events)
+
+
+def _replay_file(path: str | Path, found: Survey, options: EngineOptions | None, at: int | None,
+                 at_time: int | None, observer: Observer | None,
+                 learn: list[str] | bool = False) -> tuple[ReplayResult, bool]:
+    """One pass over the file; with ``learn``, new symbols (those listed, or
+    any when True) and the first request limit update ``found`` and raise
+    :class:`_Restart`."""
+    replay = Replay(found.symbols, options if options is not None else replay_options(found),
+                    at=at, at_time=at_time, observer=observer, header=found.header)
+    reader = CaptureReader(path)
+    if learn:
+        def on_stream(stream: str) -> None:
+            name = parse_stream(stream)
+            if name is not None and name.kind is StreamKind.DEPTH:
+                _learn(name.symbol, None, found, learn, options)
+
+        reader.on_stream = on_stream
+        replay.learn = lambda symbol, limit: _learn(symbol, limit, found, learn, options)
+    result = replay.run(reader)
+    return result, replay.stopped
+
+
+def _learn(symbol: str, limit: int | None, found: Survey, learn: list[str] | bool,
+           options: EngineOptions | None) -> None:
+    if symbol not in found.symbols and (learn is True or symbol in learn):  # type: ignore[operator]
+        found.symbols.append(symbol)
+        if limit is not None and found.limit is None:
+            found.limit = limit
+        raise _Restart(symbol)
+    if limit is not None and found.limit is None:
+        found.limit = limit
+        if options is None and limit != DEFAULT_SNAPSHOT_LIMIT:
+            raise _Restart(limit)
+
+
+def _checked(source: str | Path, result: ReplayResult, stopped: bool) -> ReplayResult:
+    if not result.events and not stopped:
         raise MalformedMessage(
             f"{source}: no capture events (an empty file, or not a capture: expected JSON lines "
             "of kind 'rest', 'ws' or 'disconnect')")
