@@ -199,18 +199,25 @@ class OrderBook:
         are rounded.  Cost: O(log n + n)."""
         return _side_array(self.bids(n), n), _side_array(self.asks(n), n)
 
-    def write_levels(self, n: int, out: bytearray | memoryview, offset: int = 0) -> tuple[int, int, int, int]:
+    def write_levels(self, n: int, out: bytearray | memoryview, offset: int = 0,
+                     price_scale: int = 18, quantity_scale: int = 18) -> tuple[int, int, int, int]:
         """Write the best ``n`` bids and ``n`` asks into ``out`` from byte
         ``offset`` as exact fixed-point integers, for columnar exports: each
-        price and quantity times ``10**18`` (the value bound's most decimals),
-        16 bytes little-endian -- the storage of an Arrow ``decimal128`` of
-        scale 18.  Layout: ``n`` bid ``(price, quantity)`` pairs, best first,
-        then ``n`` ask pairs; ``64 * n`` bytes, zero where a side has fewer
-        levels.  Returns ``(bids written, asks written, price scale, most
-        quantity decimals among them)`` (the price scale is the book's number
-        of price decimals).  Raises :class:`UsageError` when ``out`` is too
-        small.  Cost: O(n), ~0.1 µs for n = 10 with the C module."""
-        return write_levels(self._bids, self._asks, n, out, offset)
+        price times ``10**price_scale``, each quantity times
+        ``10**quantity_scale``, 16 bytes little-endian -- the storage of Arrow
+        ``decimal128`` values of those scales.  Layout: ``n`` bid ``(price,
+        quantity)`` pairs, best first, then ``n`` ask pairs; ``64 * n`` bytes,
+        zero where a side has fewer levels.
+
+        Returns ``(bids, asks, price scale needed, quantity scale needed)``:
+        the levels of each side (at most ``n``), the book's number of price
+        decimals and the most decimals one of those quantities is spelled
+        with.  When a scale given is smaller than needed, nothing is written
+        (ask again with larger ones); the default 18, the value bound's most
+        decimals, always fits.  Raises :class:`UsageError` for a negative
+        size, a scale outside 0..18 or an ``out`` too small.  Cost: O(n),
+        ~0.15 µs for n = 10 with the C module."""
+        return write_levels(self._bids, self._asks, n, out, offset, price_scale, quantity_scale)
 
     def cumulative_quantity(self, side: Literal["bid", "ask"], price: Decimal | str) -> Decimal:
         """Total quantity on ``side`` at prices as good as ``price`` or better

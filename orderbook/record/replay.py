@@ -322,6 +322,9 @@ class Replay:
         self.observer = observer
         self.stopped = False
         """True once an event beyond ``at_time`` ended the replay."""
+        self.clock: Callable[[int], None] | None = None
+        """Told the receive time of every event before it is fed (a sampler
+        on a time grid); set, the replay goes event by event."""
         self.learn: Callable[[str, int | None], None] | None = None
         """Told the symbol and request limit of every depth response before it
         is fed (a replay learning its symbols as it goes)."""
@@ -337,11 +340,14 @@ class Replay:
     def run(self, events: Iterable[CaptureEvent]) -> ReplayResult:
         """Feed every event (consecutive frames in batches, see the module
         docstring) until the end or ``at_time``; return the result."""
-        if self.engine is None or self.observer is not None or self.at is not None:
+        if self.engine is None or self.at is not None:
+            step = self.step
             for event in events:
-                if not self.step(event):
+                if not step(event):
                     break
             return self.result
+        if self.observer is not None or self.clock is not None:
+            return self._run_each(events)
         batch: list[str | bytes] = []
         now = 0
         at_time = self.at_time
@@ -380,13 +386,49 @@ class Replay:
             self._seen(now)
         return result
 
+    def _run_each(self, events: Iterable[CaptureEvent]) -> ReplayResult:
+        """:meth:`run` frame by frame, for an observer or a clock: what
+        :meth:`step` does, with the common frame inlined."""
+        engine, observer, clock, at_time = self.engine, self.observer, self.clock, self.at_time
+        assert engine is not None
+        receive, handlers, result = engine.receive, self._handlers, self.result
+        latest: int | None = None
+        for event in events:
+            kind = type(event)
+            if kind is WsEvent or kind is RestEvent or kind is DisconnectEvent:
+                ts: int = event.ts  # type: ignore[union-attr, assignment]
+                if at_time is not None and ts > at_time:
+                    self.stopped = True
+                    break
+                if clock is not None:
+                    clock(ts)
+                deadline = self._deadline
+                if kind is WsEvent and self._connected and (deadline is None or ts < deadline):
+                    result.events += 1
+                    if latest is None or ts > latest:
+                        latest = ts
+                    actions = receive(event.raw, ts)  # type: ignore[union-attr]
+                    if observer is not None:
+                        observer(engine, actions, ts)
+                    for action in actions:
+                        if type(action) is not BookUpdated:
+                            self._carry_out(actions, ts)
+                            break
+                    continue
+            handlers[kind](event)
+        if latest is not None:
+            self._seen(latest)
+        return result
+
     def step(self, event: CaptureEvent) -> bool:
-        """Feed one event; False (and nothing fed) when it lies beyond
-        ``at_time``, which ends the replay."""
+        """Feed one event (telling :attr:`clock` its time first); False (and
+        nothing fed) when it lies beyond ``at_time``, which ends the replay."""
         if type(event) is WsEvent or type(event) is RestEvent or type(event) is DisconnectEvent:
             if self.at_time is not None and event.ts > self.at_time:
                 self.stopped = True
                 return False
+            if self.clock is not None:
+                self.clock(event.ts)
         self._handlers[type(event)](event)
         return True
 

@@ -548,11 +548,18 @@ def native_event(bids: Any, asks: Any, parsed: bool) -> Any:
     return speedups.DepthEvent(SYMBOL, 3, 3, 1, 2, bids, asks)
 
 
-def fixed(write: Any, pair: Any, n: int = 8) -> tuple[Any, bytes]:
-    """``write_levels`` of a ladder pair: its result and the bytes written
-    (past dirty bytes included, so that a missed zero shows)."""
+def fixed(write: Any, pair: Any, n: int = 8) -> list[tuple[Any, bytes]]:
+    """``write_levels`` of a ladder pair at the scales it needs, at too small
+    ones and at 18: its results and the bytes written (past dirty bytes
+    included, so that a missed zero shows)."""
     out = bytearray(b"\xff" * (64 * n + 16))
-    return write(pair[0], pair[1], n, out, 16), bytes(out)
+    results = [(write(pair[0], pair[1], n, out, 16, 18, 18), bytes(out))]
+    _bids, _asks, price_scale, qty_scale = results[0][0]
+    for scales in ((price_scale, qty_scale), (max(price_scale - 1, 0), qty_scale),
+                   (price_scale, max(qty_scale - 1, 0))):
+        out = bytearray(b"\xff" * (64 * n + 16))
+        results.append((write(pair[0], pair[1], n, out, 16, *scales), bytes(out)))
+    return results
 
 
 @needs_native

@@ -19,9 +19,10 @@ SNAPSHOT = {"lastUpdateId": 10, "bids": [["100.5", "2.000"], ["100.25", ".5"], [
             "asks": [["101", "3"], ["101.125", "0.00100"]]}
 
 
-def decode(out: bytes, offset: int, n: int) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
-    values = [Decimal(f"{int.from_bytes(out[i:i + 16], 'little', signed=True)}E-18")
-              for i in range(offset, offset + 64 * n, 16)]
+def decode(out: bytes, offset: int, n: int, price_scale: int = 18, qty_scale: int = 18,
+           ) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
+    values = [Decimal(f"{int.from_bytes(out[i:i + 16], 'little', signed=True)}E-{scale}")
+              for i, scale in zip(range(offset, offset + 64 * n, 16), [price_scale, qty_scale] * 2 * n)]
     pairs = list(zip(values[0::2], values[1::2]))
     return pairs[:n], pairs[n:]
 
@@ -50,8 +51,19 @@ def test_write_levels_is_the_book_exactly(implementation: str, n: int, monkeypat
     assert out[:8] == b"\xee" * 8
     assert decode(bytes(out), 8, n) == expected(book, n)
     bids, asks = book.bids(n), book.asks(n)
-    decimals = max((-q.as_tuple().exponent for _, q in bids + asks), default=0)  # type: ignore[operator]
-    assert result == (len(bids), len(asks), 4, max(decimals, 0))
+    decimals = max([0, *(-q.as_tuple().exponent for _, q in bids + asks)])  # type: ignore[operator]
+    assert result == (len(bids), len(asks), 4, decimals)
+    # at the scales needed, and a little more: the same values
+    for price_scale, qty_scale in ((4, decimals), (6, decimals + 2)):
+        out = bytearray(b"\xee" * (8 + 64 * n))
+        assert book.write_levels(n, out, 8, price_scale, qty_scale) == result
+        assert decode(bytes(out), 8, n, price_scale, qty_scale) == expected(book, n)
+    # one decimal short: nothing written, the scales needed returned
+    for price_scale, qty_scale in ((3, decimals), (4, decimals - 1)):
+        if n and qty_scale >= 0:
+            out = bytearray(b"\xee" * (8 + 64 * n))
+            assert book.write_levels(n, out, 8, price_scale, qty_scale) == result
+            assert out == b"\xee" * (8 + 64 * n)
 
 
 def test_write_levels_refuses_a_small_buffer_and_negative_sizes() -> None:
@@ -64,6 +76,8 @@ def test_write_levels_refuses_a_small_buffer_and_negative_sizes() -> None:
             write(2, bytearray(128), 1)
         with pytest.raises(UsageError, match=">= 0"):
             write(-1, bytearray(128), 0)
+    with pytest.raises(UsageError, match="0..18"):
+        book.write_levels(1, bytearray(64), 0, 19, 2)
 
 
 def test_write_levels_at_the_value_bound() -> None:
