@@ -81,10 +81,13 @@ def write_captures(frames: int, seed: int, directory: Path) -> tuple[Path, Path]
 
 
 def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
-    """(CPU seconds, wall seconds, stdout) of one run of ``command``."""
+    """(CPU seconds, wall seconds, stdout) of one run of ``command`` (from the
+    checkout that ``env``'s ``PYTHONPATH`` names, else from this one: ``-m``
+    puts the working directory first on the path)."""
+    cwd = env["PYTHONPATH"] if env and "PYTHONPATH" in env else REPO
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:

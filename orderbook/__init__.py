@@ -21,8 +21,20 @@ from ._native import implementation
 from .core.book import OrderBook
 from .core.ladder import Ladder, Level
 from .protocol.decimals import decimal_str
-from .record.format import CaptureWriter, read_capture
+from .record.format import (
+    BadEvent,
+    CaptureEvent,
+    CaptureHeader,
+    CaptureWriter,
+    DisconnectEvent,
+    RestEvent,
+    WsEvent,
+    read_capture,
+    read_events,
+    upgrade_capture,
+)
 from .record.replay import ReplayResult, replay_capture
+from .record.export import export_parquet, export_table
 from .errors import (
     CrossedBook,
     IntegrityError,
@@ -148,7 +160,17 @@ __all__ = [
     "BookChanged",
     "BookInvalidated",
     "BookTickerEvent",
+    "BadEvent",
+    "CaptureEvent",
+    "CaptureHeader",
     "CaptureWriter",
+    "DisconnectEvent",
+    "RestEvent",
+    "WsEvent",
+    "export_parquet",
+    "export_table",
+    "read_events",
+    "upgrade_capture",
     "CrossedBook",
     "DepthEvent",
     "IntegrityError",

@@ -102,7 +102,8 @@ class ExportProgress:
 class ExportResult:
     """What :func:`export_parquet` wrote: ``rows``, the ``symbols``, the
     decimal ``price_scale`` / ``quantity_scale`` (``None`` with floats),
-    the ``events`` replayed and the ``seconds`` it took."""
+    the ``events`` replayed, the ``seconds`` it took and the ``rewrites``
+    (times the file was rewritten in wider decimal types)."""
 
     path: Path
     rows: int
@@ -111,6 +112,7 @@ class ExportResult:
     quantity_scale: int | None
     events: int
     seconds: float
+    rewrites: int = 0
 
 
 def parse_interval(text: str) -> int:
@@ -120,7 +122,7 @@ def parse_interval(text: str) -> int:
              ("h", 3_600_000_000))
     for unit, factor in units:
         number = text.strip().removesuffix(unit)
-        if number != text.strip() and number:
+        if number != text.strip() and number.replace(".", "", 1).isdigit():
             try:
                 value = Decimal(number)
             except ArithmeticError:
@@ -173,7 +175,9 @@ class _Sampler:
         levels (:meth:`sample` for a book that changed, with the common case
         -- a synced book, the same scales -- inlined, its names bound)."""
         syncs, n, row_bytes, view, previous = self.syncs, self.n, self.row_bytes, self.view, self._previous
-        buffer, synced, sample = self.buffer, SyncState.SYNCED, self.sample
+        buffer, synced, sample, index = self.buffer, SyncState.SYNCED, self.sample, self.index
+        books = {symbol: sync.book for symbol, sync in syncs.items()}
+        writers = {symbol: book.write_levels for symbol, book in books.items()}
 
         def observe(engine: Engine, actions: list[EngineAction], now: int) -> None:
             for action in actions:
@@ -182,29 +186,29 @@ class _Sampler:
                         sample(action.symbol, now)
                     continue
                 symbol = action.symbol
-                sync = syncs[symbol]
-                if sync.state is not synced:
+                if syncs[symbol].state is not synced:
                     sample(symbol, now)
                     continue
-                at = self.count * row_bytes
-                book = sync.book
-                _bids, _asks, price_scale, quantity_scale = book.write_levels(
-                    n, buffer, at, self.price_scale, self.quantity_scale)
-                if price_scale > self.price_scale or quantity_scale > self.quantity_scale:
+                count = self.count
+                at = count * row_bytes
+                price_scale, quantity_scale = self.price_scale, self.quantity_scale
+                result = writers[symbol](n, buffer, at, price_scale, quantity_scale)
+                if result[2] > price_scale or result[3] > quantity_scale:
                     sample(symbol, now)  # a larger scale: the general path
                     continue
                 row = bytes(view[at:at + row_bytes])
                 if row == previous.get(symbol):
                     continue
                 previous[symbol] = row
+                book = books[symbol]
                 engine_time = book.timestamp
                 self.receive.append(now)
                 self.engine_time.append(-1 if engine_time is None else engine_time)
                 self.update_id.append(book.last_update_id)  # type: ignore[arg-type]
-                self.symbol.append(self.index[symbol])
-                self.count += 1
+                self.symbol.append(index[symbol])
+                self.count = count + 1
                 self.rows += 1
-                if self.count == self.capacity:
+                if count + 1 == self.capacity:
                     self.flush()
 
         return observe
@@ -359,16 +363,20 @@ def export_table(capture: str | Path, *, symbol: str | None = None, levels: int 
 def export_parquet(capture: str | Path, output: str | Path, *, symbol: str | None = None,
                    levels: int = 10, every: int | None = None, as_float: bool = False,
                    progress: Callable[[ExportProgress], None] | None = None,
-                   compression: str = "zstd") -> ExportResult:
+                   compression: str = "zstd", row_group_rows: int = ROW_GROUP_ROWS) -> ExportResult:
     """Write the sampled books of ``capture`` (as :func:`export_table`) to the
     Parquet file ``output`` (replaced if it exists, only once complete).
 
-    Streams: memory stays at about one row group (:data:`ROW_GROUP_ROWS`
-    rows) whatever the capture's length; decimals of precision 18 are
-    stored as Parquet INT64.  Cost: one replay plus ~2 µs per row.
+    Streams: memory stays at about one row group (``row_group_rows`` rows)
+    whatever the capture's length; decimals of precision 18 are stored as
+    Parquet INT64; ``compression`` is any pyarrow codec.  Returns an
+    :class:`ExportResult`; raises as :func:`export_table`.  Cost: one replay
+    plus ~2 µs per row.
     """
     pa = _arrow()
-    sink = ParquetSink(pa, Path(output), compression)
+    if row_group_rows < 1:
+        raise UsageError(f"row_group_rows must be >= 1, got {row_group_rows}")
+    sink = ParquetSink(pa, Path(output), compression, row_group_rows)
     try:
         plan = _plan(pa, capture, symbol, levels, every, as_float, progress, sink.add)
         _run(plan)
@@ -379,4 +387,4 @@ def export_parquet(capture: str | Path, output: str | Path, *, symbol: str | Non
     schema = sink.schema
     price_scale, quantity_scale = _scales(schema, as_float)
     return ExportResult(Path(output), plan.sampler.rows, plan.symbols, price_scale, quantity_scale,
-                        plan.events, time.perf_counter() - plan.started)
+                        plan.events, time.perf_counter() - plan.started, sink.rewrites)
