@@ -152,19 +152,27 @@ def main(argv: list[str] | None = None) -> int:
         cpu["export"], wall["export"] = [], []
         rows, own = 0, []
         names = list(runs) + ["export"]
+        # the runs compared go back to back, in alternating order, so that a
+        # burst of load on the shared machine hits both: ratios are per pair
+        pairs = [("orderbook replay --json, format 2", "reference style, format 2"),
+                 ("orderbook replay --json, format 1", "reference style, format 1")]
+        if args.baseline is not None:
+            pairs.append(("orderbook replay --json, format 1", "baseline replay --json, format 1"))
+        ratios: dict[tuple[str, str], list[float]] = {pair: [] for pair in pairs}
         for repetition in range(args.repeat):
-            order = names[repetition % len(names):] + names[:repetition % len(names)]
-            for name in order:
-                if name.startswith("baseline") and "format 2" in name:
-                    continue
-                if name == "export":
-                    seconds, elapsed, out = timed(export)
-                    rows = int(out.split()[1].replace(",", ""))
-                    own.append(float(out.split(" in ")[1].split()[0]))
-                else:
+            for pair in pairs:
+                measured = {}
+                for name in (pair if repetition % 2 == 0 else pair[::-1]):
                     seconds, elapsed, _ = timed(*runs[name])
-                cpu[name].append(seconds)
-                wall[name].append(elapsed)
+                    measured[name] = seconds
+                    cpu[name].append(seconds)
+                    wall[name].append(elapsed)
+                ratios[pair].append(measured[pair[1]] / measured[pair[0]])
+            seconds, elapsed, out = timed(export)
+            rows = int(out.split()[1].replace(",", ""))
+            own.append(float(out.split(" in ")[1].split()[0]))
+            cpu["export"].append(seconds)
+            wall["export"].append(elapsed)
             print(f"[{time.perf_counter() - started:6.1f} s] repetition {repetition + 1} done",
                   file=sys.stderr, flush=True)
     lines = [f"Command: `{shlex.join(['.venv/bin/python', 'benchmarks/replay.py', *(argv or sys.argv[1:])])}` "
@@ -174,17 +182,17 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         if cpu[name]:
             lines.append(f"| {name} | {summary(cpu[name])} | {summary(wall[name])} |")
-    ours2 = statistics.median(cpu["orderbook replay --json, format 2"])
-    ref2 = statistics.median(cpu["reference style, format 2"])
-    ours1 = statistics.median(cpu["orderbook replay --json, format 1"])
-    ref1 = statistics.median(cpu["reference style, format 1"])
-    lines += ["", f"- format 2: orderbook is **{ref2 / ours2:.2f}x** the reference style "
-                  f"(CPU, whole job; {statistics.median(wall['reference style, format 2']) / statistics.median(wall['orderbook replay --json, format 2']):.2f}x wall)",
-              f"- format 1: orderbook is {ref1 / ours1:.2f}x the reference style"]
-    if args.baseline is not None and cpu.get("baseline replay --json, format 1"):
-        base1 = statistics.median(cpu["baseline replay --json, format 1"])
-        lines.append(f"- format 1: orderbook takes {ours1 / base1:.2f}x the CPU of the baseline checkout "
-                     f"({base1:.3f} s)")
+    def ratio(pair: tuple[str, str]) -> str:
+        values = ratios[pair]
+        return f"{statistics.median(values):.2f}x (per pair: {min(values):.2f}-{max(values):.2f})"
+
+    lines += ["", "Ratios: CPU time of the second run over the first, per repetition (the two ran back "
+                  "to back), median and range:", "",
+              f"- format 2: orderbook is **{ratio(pairs[0])}** the speed of the reference style",
+              f"- format 1: orderbook is {ratio(pairs[1])} the speed of the reference style"]
+    if args.baseline is not None:
+        lines.append(f"- format 1: orderbook is {ratio(pairs[2])} the speed of the baseline checkout "
+                     "(the code before format 2)")
     export_cpu = statistics.median(cpu["export"])
     lines.append(f"- export --levels 10 --on-change: {rows:,} rows, **{rows / export_cpu:,.0f} rows/s** "
                  f"(whole job, CPU), {rows / statistics.median(own):,.0f} rows/s by the command's own "

@@ -29,10 +29,9 @@ from .record.format import (
     DisconnectEvent,
     RestEvent,
     WsEvent,
-    read_capture,
-    read_events,
-    upgrade_capture,
 )
+from .record.reader import read_capture, read_events
+from .record.upgrade import upgrade_capture
 from .record.replay import ReplayResult, replay_capture
 from .record.export import export_parquet, export_table
 from .errors import (

@@ -80,7 +80,7 @@ def _progress(args: argparse.Namespace) -> ProgressBar:
 
 
 def _cmd_upgrade(args: argparse.Namespace) -> int:
-    from ..record.format import upgrade_capture
+    from ..record.upgrade import upgrade_capture
 
     _refuse_existing(args.output, args.force)
     bar = _progress(args)

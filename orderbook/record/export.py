@@ -53,7 +53,7 @@ from ..errors import UnknownSymbol, UsageError
 from ..sync.engine import BookUpdated, Engine, EngineAction
 from ..sync.symbol import BookInvalidated, SyncState
 from .arrow import ROW_GROUP_ROWS, LevelRows, ParquetSink, TableSink, empty_schema, level_batch
-from .format import CaptureReader
+from .reader import CaptureReader
 from .replay import Replay, replay_options, survey
 
 if TYPE_CHECKING:
@@ -286,11 +286,12 @@ def _plan(pa: ModuleType, capture: str | Path, symbol: str | None, levels: int, 
         if symbol not in found.symbols:
             raise UnknownSymbol(symbol, difflib.get_close_matches(symbol, found.symbols))
         found.symbols = [symbol]
+    reader = CaptureReader(capture)
     replay = Replay(found.symbols, replay_options(found), header=found.header)
     sampler = _Sampler(pa, replay.engine, found.symbols, levels, every is None, as_float, sink)
     if every is None:
         replay.observer = sampler.observer()
-    return _Plan(found.symbols, replay, sampler, CaptureReader(capture), every, progress)
+    return _Plan(found.symbols, replay, sampler, reader, every, progress)
 
 
 def _run(plan: _Plan) -> None:

@@ -1,6 +1,7 @@
 """Replay: a capture fed to the same :class:`~orderbook.sync.engine.Engine` as live.
 
-The events of a capture (:mod:`orderbook.record.format`), in file order and
+The events of a capture (:mod:`orderbook.record.format`, read by
+:mod:`orderbook.record.reader`), in file order and
 with their recorded times as the engine's ``now``, become engine inputs, one
 function per event kind (:class:`Replay`)::
 
@@ -24,13 +25,16 @@ never give up.  A version 2 header supplies the engine's ``snapshot_limit``,
 ``depth_stream``, ``book_ticker`` and ``max_buffer``; otherwise the first
 recorded request's ``limit`` is used (1000 if none is valid).  The symbols
 are the header's streams' or, without them, every symbol a depth frame or a
-depth response of the file names (found by a first pass over the file).
+depth response of the file names (:mod:`orderbook.record.survey`; a version
+1 file learns them as it goes, see :func:`replay_capture`).
 
 Consecutive ``ws`` events are fed as one batch (up to :data:`BATCH` frames,
 never across an engine deadline or another event; ``now`` the last one's
 time): the books and counters are the same as frame by frame, and a replay
-runs ~25% faster.  :meth:`Replay.step` feeds one event at a time, for callers
-that look at the books after every event (the export).
+runs ~25% faster.  With an observer (told the engine's actions after every
+input) or a clock (told every event's time first) it goes frame by frame,
+for callers that look at the books after every change (the export);
+:meth:`Replay.step` feeds one event.
 
 Time travel: ``at`` stops each symbol at its last update id ``<= at`` (frames
 and snapshots beyond it are not fed; an aggregated frame spanning ``at``
@@ -48,32 +52,35 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from ..errors import MalformedMessage, UsageError, shown
 from ..protocol.decimals import decimal_str
-from ..protocol.streams import DEPTH_LIMITS, DEPTH_STREAMS, StreamKind, parse_stream
+from ..protocol.streams import StreamKind, parse_stream
 from ..protocol.wire import DepthEvent, parse_frame, parse_snapshot
 from ..sync.engine import BookUpdated, Engine, EngineAction, EngineOptions, FetchSnapshot, Subscribe
-from ..sync.policy import Backoff, SnapshotRetryPolicy
 from ..sync.symbol import SymbolSync
 from .format import (
-    DEPTH_PATH,
     BadEvent,
     CaptureEvent,
     CaptureHeader,
-    CaptureReader,
     DisconnectEvent,
-    read_header,
     RestEvent,
     WsEvent,
-    event_from_json,
-    events_of,
+)
+from .reader import CaptureReader, events_of, read_header
+from .survey import (
+    DEFAULT_SNAPSHOT_LIMIT,
+    FOLLOW_THE_FILE,
+    Survey,
+    depth_symbol,
+    header_symbols,
+    replay_options,
+    request_limit,
+    survey,
 )
 
 __all__ = [
@@ -90,160 +97,7 @@ __all__ = [
 
 BATCH = 256
 """Most consecutive frames :meth:`Replay.run` feeds the engine at once."""
-DEFAULT_SNAPSHOT_LIMIT = 1000
-
-FOLLOW_THE_FILE = SnapshotRetryPolicy(
-    backoff=Backoff(initial=1e-7, maximum=1e-7, factor=1.0, jitter=0.0),
-    max_streak=2**31, min_new_frames=0, max_frame_wait=0.0)
-"""The replay's snapshot retry policy: ask again at once, never give up, so
-that every recorded response finds its symbol's request outstanding."""
-
-
-# -------------------------------------------------------------------- survey
-@dataclass(slots=True)
-class Survey:
-    """What a replay needs to know before the first event: the ``symbols``
-    (in order of appearance), the ``header`` of a version 2 file and the
-    first ``limit`` a depth request of the file used (``None`` if none is
-    one of the venue's)."""
-
-    symbols: list[str] = field(default_factory=list)
-    header: CaptureHeader | None = None
-    limit: int | None = None
-
-
-def survey(source: str | Path | Iterable[CaptureEvent]) -> Survey:
-    """The :class:`Survey` of a capture file or of typed events.
-
-    A version 2 file whose header lists streams is not read further; any
-    other file is read once (O(events), about the cost of reading it).
-    """
-    if isinstance(source, (str, Path)):
-        return _survey_file(CaptureReader(source))
-    found = Survey()
-    for event in source:
-        if type(event) is CaptureHeader:
-            if found.header is None:
-                found.header = event
-                if _header_symbols(event, found):
-                    return found
-        else:
-            _note_event(event, found)
-    return found
-
-
-_V1_FRAME = b',"kind":"ws","frame":{"stream":"'
-"""After ``{"ts":<digits>``, the start of a version 1 ``ws`` line as orjson
-writes it (our v1 recorder, the real captures): the frame's stream is read
-without decoding the line.  Found right after the line's first key, it can
-only be the top-level keys."""
-
-
-def _survey_file(reader: CaptureReader) -> Survey:
-    found = Survey()
-    loads = orjson.loads
-    marker, skip = _V1_FRAME, len(_V1_FRAME)
-    streams: set[bytes] = set()
-    for number, line in reader.lines_of():
-        at = line.find(marker, 7, 64)
-        if at > 0 and line.startswith(b'{"ts":') and line[6:at].isdigit():  # ~0.3 µs
-            end = line.find(b'"', at + skip)
-            stream = line[at + skip:end]
-            if end > 0 and b"\\" not in stream:
-                if stream not in streams:
-                    streams.add(stream)
-                    _note_stream(stream.decode("utf-8", "replace"), found)
-                continue
-        try:
-            obj = loads(line)
-        except orjson.JSONDecodeError:
-            continue  # blank or corrupt: the replay itself reports it with its number
-        if type(obj) is not dict:
-            continue
-        kind = obj.get("kind")
-        if number == 1 and kind == "header":
-            found.header = CaptureHeader.from_json(obj)
-            if _header_symbols(found.header, found):
-                return found
-        elif kind == "ws" and "raw" not in obj:  # version 1 in another layout
-            frame = obj.get("frame")
-            if type(frame) is dict:
-                _note_stream(frame.get("stream"), found)
-        elif kind in ("ws", "rest"):
-            event = event_from_json(obj)
-            if event is not None:
-                _note_event(event, found)
-    return found
-
-
-def _header_symbols(header: CaptureHeader, found: Survey) -> bool:
-    for stream in header.streams:
-        _note_stream(stream, found)
-    limit = header.options.get("snapshot_limit")
-    if type(limit) is int and limit in DEPTH_LIMITS:
-        found.limit = limit
-    return bool(found.symbols)
-
-
-def _note_stream(stream: object, found: Survey) -> None:
-    name = parse_stream(stream)
-    if name is not None and name.kind is StreamKind.DEPTH and name.symbol not in found.symbols:
-        found.symbols.append(name.symbol)
-
-
-def _note_event(event: CaptureEvent, found: Survey) -> None:
-    if type(event) is WsEvent:
-        try:
-            parsed = parse_frame(event.raw, validate_levels=False)
-        except MalformedMessage as exc:
-            symbol = exc.symbol
-        else:
-            symbol = parsed.symbol if type(parsed) is DepthEvent else None
-        if symbol and symbol not in found.symbols:
-            found.symbols.append(symbol)
-    elif type(event) is RestEvent:
-        symbol = _depth_symbol(event)
-        if symbol is not None:
-            if symbol not in found.symbols:
-                found.symbols.append(symbol)
-            if found.limit is None:
-                found.limit = _limit(event.query)
-
-
-def _depth_symbol(event: RestEvent) -> str | None:
-    """The symbol of a depth response, ``None`` for any other response."""
-    if event.path != DEPTH_PATH or type(event.query) is not dict:
-        return None
-    symbol = event.query.get("symbol")
-    return symbol if type(symbol) is str and symbol else None
-
-
-def _limit(query: dict[str, Any]) -> int | None:
-    text = query.get("limit")
-    if type(text) is int:
-        text = str(text)
-    if type(text) is str and text.isascii() and text.isdecimal() and int(text) in DEPTH_LIMITS:
-        return int(text)
-    return None
-
-
-def replay_options(found: Survey) -> EngineOptions:
-    """The engine options of a replay: the header's ``depth_stream``,
-    ``snapshot_limit``, ``book_ticker`` and ``max_buffer`` when valid (else
-    the first recorded limit, or 1000), and :data:`FOLLOW_THE_FILE`."""
-    options: dict[str, Any] = {"snapshot_limit": found.limit or DEFAULT_SNAPSHOT_LIMIT,
-                               "snapshot_retry": FOLLOW_THE_FILE}
-    recorded = found.header.options if found.header is not None else {}
-    if recorded.get("depth_stream") in DEPTH_STREAMS:
-        options["depth_stream"] = recorded["depth_stream"]
-    if type(recorded.get("book_ticker")) is bool:
-        options["book_ticker"] = recorded["book_ticker"]
-    buffer = recorded.get("max_buffer")
-    if type(buffer) is int and buffer >= 1:
-        options["max_buffer"] = buffer
-    return EngineOptions(**options)
-
-
+_NEVER = 2**63
 # -------------------------------------------------------------------- result
 @dataclass
 class ReplayResult:
@@ -350,27 +204,30 @@ class Replay:
             return self._run_each(events)
         batch: list[str | bytes] = []
         now = 0
-        at_time = self.at_time
+        limit = self.at_time if self.at_time is not None else _NEVER
         handlers = self._handlers
         result = self.result
+        fed = 0
+        open_until = self._open_until()
         for event in events:
-            if type(event) is WsEvent:
-                ts = event.ts
-                if at_time is not None and ts > at_time:
+            kind = type(event)
+            if kind is WsEvent:
+                ts: int = event.ts  # type: ignore[union-attr, assignment]
+                if ts > limit:
                     self.stopped = True
                     break
-                deadline = self._deadline
-                if self._connected and (deadline is None or ts < deadline):
-                    if len(batch) >= BATCH:
-                        self._receive(batch, now)
-                        batch = []
-                    batch.append(event.raw)
+                if len(batch) >= BATCH:
+                    self._receive(batch, now)
+                    batch = []
+                    open_until = self._open_until()
+                if ts < open_until:  # connected, and before the engine's next deadline
+                    batch.append(event.raw)  # type: ignore[union-attr]
                     now = ts
-                    result.events += 1
+                    fed += 1
                     continue
-            elif type(event) is RestEvent or type(event) is DisconnectEvent:
-                ts = event.ts
-                if at_time is not None and ts > at_time:
+            elif kind is RestEvent or kind is DisconnectEvent:
+                ts = event.ts  # type: ignore[union-attr, assignment]
+                if ts > limit:
                     self.stopped = True
                     break
             else:
@@ -378,13 +235,22 @@ class Replay:
             if batch:
                 self._receive(batch, now)
                 batch = []
-            handlers[type(event)](event)
+            handlers[kind](event)
+            open_until = self._open_until()
             now = ts
         if batch:
             self._receive(batch, now)
+        result.events += fed
         if result.events:
             self._seen(now)
         return result
+
+    def _open_until(self) -> int:
+        """Frames received before this time (µs) may join a batch: the
+        engine's next deadline while connected, never (-1) while not."""
+        if not self._connected:
+            return -1
+        return self._deadline if self._deadline is not None else _NEVER
 
     def _run_each(self, events: Iterable[CaptureEvent]) -> ReplayResult:
         """:meth:`run` frame by frame, for an observer or a clock: what
@@ -450,11 +316,11 @@ class Replay:
     def rest(self, event: RestEvent) -> None:
         """A REST response: the answer to its symbol's outstanding request."""
         self._event(event.ts)
-        symbol = _depth_symbol(event)
+        symbol = depth_symbol(event)
         if symbol is None:
             return
         if self.learn is not None:
-            self.learn(symbol, _limit(event.query))  # may restart the replay
+            self.learn(symbol, request_limit(event.query))  # may restart the replay
         if self.engine is None:
             return
         tickets = self._tickets.get(symbol)
@@ -560,7 +426,7 @@ def replay_capture(
     ``symbols`` limits the replay to those (default: every symbol of the
     file); ``options`` replaces :func:`replay_options`.  A path raises
     :class:`MalformedMessage` when the file is not a capture (see
-    :mod:`orderbook.record.format`) or holds no ``rest``, ``ws`` or
+    :mod:`orderbook.record.reader`) or holds no ``rest``, ``ws`` or
     ``disconnect`` event, :class:`UsageError` when it does not exist.
 
     Cost: O(events), one pass over a file whose header lists its streams.
@@ -576,7 +442,7 @@ def replay_capture(
         return _replay(listed, _narrowed(survey(listed), allowed), options, at, at_time, observer)
     header = read_header(source)
     found = Survey(header=header)
-    if header is not None and _header_symbols(header, found):
+    if header is not None and header_symbols(header, found):
         return _checked(source, *_replay_file(source, _narrowed(found, allowed), options, at,
                                               at_time, observer))
     if header is not None or observer is not None:

@@ -13,7 +13,7 @@ import pytest
 
 from orderbook.cli import OFFLINE, _command_of, build_parser
 from orderbook.cli.capture import ProgressBar
-from orderbook.record.format import read_capture, read_header
+from orderbook.record.reader import read_header
 from orderbook.record.replay import replay_capture
 from paths import FIXTURES, REPO
 

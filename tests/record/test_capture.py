@@ -28,7 +28,8 @@ from orderbook import (
     replay_capture,
 )
 from orderbook.protocol.decimals import decimal_str
-from orderbook.record.format import CaptureHeader, CaptureWriter, WsEvent, read_events
+from orderbook.record.format import CaptureHeader, CaptureWriter, WsEvent
+from orderbook.record.reader import read_events
 from orderbook.sync.engine import Engine
 from orderbook.protocol.streams import parse_stream
 from orderbook.protocol.wire import BookTickerEvent, DepthEvent, StreamReply, parse_message, parse_snapshot

@@ -24,7 +24,9 @@ pq = pytest.importorskip("pyarrow.parquet")
 
 from orderbook import UnknownSymbol, UsageError  # noqa: E402
 from orderbook.record.export import export_parquet, export_table, parse_interval  # noqa: E402
-from orderbook.record.format import CaptureWriter, read_capture, upgrade_capture  # noqa: E402
+from orderbook.record.format import CaptureWriter  # noqa: E402
+from orderbook.record.reader import read_capture  # noqa: E402
+from orderbook.record.upgrade import upgrade_capture  # noqa: E402
 from orderbook.record.replay import replay_capture  # noqa: E402
 from paths import CAPTURES, FIXTURES, REPO  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""orderbook.record.format: the capture format, versions 1 and 2, and upgrading.
+"""orderbook.record.format, .reader and .upgrade: the capture format, versions 1 and 2.
 
 Reading and writing round trips, typed events of both versions, unusable
 fields as BadEvent (never an exception), corrupt lines named by number, the
@@ -19,24 +19,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import orderbook.record.format as format_module
+import orderbook.record.reader as reader_module
 from orderbook import MalformedMessage, UsageError, __version__
 from orderbook._native import speedups
 from orderbook.record.format import (
     FORMAT_VERSION,
     BadEvent,
     CaptureHeader,
-    CaptureReader,
     CaptureWriter,
     DisconnectEvent,
     RestEvent,
     WsEvent,
     event_from_json,
-    read_capture,
-    read_events,
-    read_header,
-    upgrade_capture,
 )
+from orderbook.record.reader import CaptureReader, read_capture, read_events, read_header
+from orderbook.record.upgrade import upgrade_capture
 from orderbook.record.replay import replay_capture
 from paths import CAPTURES, FIXTURES
 
@@ -246,7 +243,7 @@ def test_the_reader_gives_the_same_events_with_and_without_the_c_line_reader(
     path = tmp_path / "v2.jsonl"
     upgrade_capture(REAL[0], path)
     with_c = list(read_events(path))
-    monkeypatch.setattr(format_module, "_ws_line", None)
+    monkeypatch.setattr(reader_module, "_ws_line", None)
     assert list(read_events(path)) == with_c
     assert sum(type(e) is WsEvent for e in with_c) > 200
 

@@ -21,7 +21,8 @@ from loopback import Proxy, mismatches, wait_caught_up
 
 from orderbook import __version__
 
-from orderbook.record.format import CaptureHeader, read_capture, read_events
+from orderbook.record.format import CaptureHeader
+from orderbook.record.reader import read_capture, read_events
 from orderbook.record.replay import replay_capture
 from orderbook.errors import UnknownSymbol, UsageError
 from orderbook.record.recorder import Recording

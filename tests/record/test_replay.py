@@ -17,7 +17,9 @@ import orjson
 import pytest
 
 from orderbook import UsageError
-from orderbook.record.format import CaptureWriter, read_capture, read_events, upgrade_capture
+from orderbook.record.format import CaptureWriter
+from orderbook.record.reader import read_capture, read_events
+from orderbook.record.upgrade import upgrade_capture
 from orderbook.record.replay import BATCH, Replay, parse_time, replay_capture, replay_options, survey
 from orderbook.sync.engine import Engine, EngineAction
 from paths import CAPTURES, FIXTURES
