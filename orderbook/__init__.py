@@ -81,15 +81,20 @@ from .sync.policy import (
     is_retryable,
     parse_retry_after,
 )
+from .core.analysis import compare_books
+from .live.tap import Tap
+from .sync.samples import Percentiles
+from .sync.updates import BookUpdate
 
 # The asyncio layers (and the network libraries under them) load on first
 # use of one of their names, so that `import orderbook` and the commands that
 # need no network (replay, export) start in a tenth of the time.
 _LAZY = {
-    "orderbook.live.replicator": (
-        "AuditStats", "BookUpdate", "ConnectionStats", "ConsumerStats", "LatencyStats",
-        "NotSynced", "Percentiles", "Replicator", "ReplicatorStats", "SymbolStats",
-        "UpdateStream", "compare_books"),
+    "orderbook.live.config": ("Budget", "Connection", "Markets"),
+    "orderbook.live.consumers": ("ConsumerStats", "QueuePolicy", "UpdateStream"),
+    "orderbook.live.replicator": ("Replicator",),
+    "orderbook.live.stats": ("AuditStats", "ConnectionStats", "LatencyStats", "NotSynced",
+                             "ReplicatorStats", "SymbolStats"),
     "orderbook.live.transport": ("RestClient", "RestStats", "StreamConnection", "StreamHandler"),
     "orderbook.serve.metrics": ("MetricsWriter", "write_replicator_stats"),
     "orderbook.serve": ("MirrorLimits", "MirrorServer", "MirrorStats"),
@@ -97,19 +102,16 @@ _LAZY = {
 _LAZY_FROM = {name: module for module, names in _LAZY.items() for name in names}
 
 if TYPE_CHECKING:
-    from .live.replicator import (
+    from .live.config import Budget, Connection, Markets
+    from .live.consumers import ConsumerStats, QueuePolicy, UpdateStream
+    from .live.replicator import Replicator
+    from .live.stats import (
         AuditStats,
-        BookUpdate,
         ConnectionStats,
-        ConsumerStats,
         LatencyStats,
         NotSynced,
-        Percentiles,
-        Replicator,
         ReplicatorStats,
         SymbolStats,
-        UpdateStream,
-        compare_books,
     )
     from .live.transport import RestClient, RestStats, StreamConnection, StreamHandler
     from .serve.metrics import MetricsWriter, write_replicator_stats
@@ -206,6 +208,11 @@ __all__ = [
     "replay_capture",
     "AuditStats",
     "Backoff",
+    "Budget",
+    "Connection",
+    "Markets",
+    "QueuePolicy",
+    "Tap",
     "BookUpdate",
     "ConnectionStats",
     "ConsumerStats",

@@ -147,11 +147,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace) -> None:
     from ..live.replicator import Replicator
+    from .options import replicator_options
     from .view import show
 
-    async with Replicator(args.symbols, rest_url=args.rest_url, ws_url=args.ws_url,
-                          depth_stream=args.depth_stream,
-                          connect_timeout=args.connect_timeout) as replicator:
+    async with Replicator(args.symbols, **replicator_options(args)) as replicator:
         await show(replicator, source=args.ws_url, levels=args.levels, duration=args.duration)
         _connected_once(replicator, args.duration)
 
@@ -172,11 +171,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 async def _record(args: argparse.Namespace) -> None:
     from ..record.recorder import Recording
+    from .options import replicator_options
 
     if os.path.exists(args.output) and not args.force:
         raise UsageError(f"{args.output} exists (--force to replace it)")
-    recording = Recording(args.output, args.symbols, rest_url=args.rest_url, ws_url=args.ws_url,
-                          depth_stream=args.depth_stream, connect_timeout=args.connect_timeout)
+    recording = Recording(args.output, args.symbols, **replicator_options(args))
     try:
         async with recording:
             await recording.run(args.duration)
@@ -184,7 +183,7 @@ async def _record(args: argparse.Namespace) -> None:
     finally:
         if recording.final:
             recorder = recording.recorder
-            print(f"recorded {recorder.frames} frames and {recorder.responses} depth responses "
+            print(f"recorded {recorder.messages} frames and {recorder.responses} depth responses "
                   f"to {recording.path} in {recording.seconds:.1f} s")
             _print_books(recording.final["symbols"])
 
@@ -213,8 +212,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
         machine = result.machines[args.symbol]
         book, counters = machine.book, machine.counters
+        assert result.engine is not None  # it replicates the symbol
         view = SymbolView(
-            args.symbol, machine.state.value, book.last_update_id, book.asks(args.levels),
+            args.symbol, result.engine.status(args.symbol), book.last_update_id, book.asks(args.levels),
             book.bids(args.levels), book.spread(), book.mid(), None, counters.frames_applied,
             counters.gaps, counters.resyncs, counters.bad_frames,
         )
@@ -243,6 +243,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from ..bench.harness import run_benchmarks  # the harness is only loaded for this command
 
     print(run_benchmarks(args.frames, args.repeat, args.seed, include_ccxt=not args.no_ccxt,
+                         books=args.books,
                          progress=log.info))
     return 0
 
@@ -377,6 +378,9 @@ def build_parser(offline_only: bool = False) -> argparse.ArgumentParser:
     bench.add_argument("--repeat", type=_positive(int), default=3,
                        help="timed repetitions, at least 3 (default: %(default)s)")
     bench.add_argument("--seed", type=int, default=20_240_611, help="workload seed (default: %(default)s)")
+    bench.add_argument("--books", type=_positive(int), default=100, metavar="N",
+                       help="also spread the frames over N books, interleaved (1: skip; "
+                            "default: %(default)s)")
     bench.add_argument("--no-ccxt", action="store_true", help="leave ccxt out even if installed")
     bench.set_defaults(handler=_cmd_bench)
     if not offline_only:

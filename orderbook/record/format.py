@@ -263,13 +263,14 @@ class CaptureWriter:
                          "raw_base64": base64.b64encode(raw).decode("ascii")})
 
     def write_rest(self, ts: int, symbol: str, limit: int | None, status: int,
-                   body: bytes | str) -> None:
+                   body: bytes | str, **extra: Any) -> None:
         """Record a ``GET /api/v1/depth`` response received at ``ts`` (µs):
         ``body`` as received, stored parsed (``body``, its text when it is not
-        JSON) and, when it is UTF-8, exactly (``raw_body``)."""
+        JSON) and, when it is UTF-8, exactly (``raw_body``); ``extra`` fields
+        (JSON values, e.g. the ``ticket`` of the request) are added as given."""
         query = {"symbol": symbol} if limit is None else {"symbol": symbol, "limit": str(limit)}
         event: dict[str, Any] = {"ts": ts, "kind": "rest", "method": "GET", "path": DEPTH_PATH,
-                                 "query": query, "status": status}
+                                 "query": query, "status": status, **extra}
         try:
             text = body if isinstance(body, str) else body.decode("utf-8")
         except UnicodeDecodeError:
@@ -286,9 +287,9 @@ class CaptureWriter:
         """Record that the WebSocket connection dropped at ``ts`` (µs)."""
         self._event({"ts": ts, "kind": "disconnect", "reason": reason})
 
-    def write_json(self, event: dict[str, Any]) -> None:
-        """Write one event given as its JSON object, as is (for tools that
-        copy events, like :func:`upgrade_capture`)."""
+    def write_event(self, event: dict[str, Any]) -> None:
+        """Write one event given as its JSON object (``ts``, ``kind``, ...), as
+        is: another kind of event, or a copy (:func:`~orderbook.record.upgrade.upgrade_capture`)."""
         self._event(event)
 
     def _event(self, event: dict[str, Any]) -> None:

@@ -1,15 +1,21 @@
-"""``orderbook record``: a live session written as a capture file.
+"""``orderbook record``: a live session written as a capture file (format version 2).
 
-A :class:`Recorder` is a :class:`~orderbook.live.replicator.Tap`: the replicator
-shows it every WebSocket message and every REST response, before parsing and
-in the order its sync machines consume them, and the recorder appends each
-frame (its text exactly as received) and each ``/api/v1/depth`` response (its
-body exactly as received too) to a :class:`~orderbook.record.format.CaptureWriter`,
-in capture format version 2 (``shared/docs/capture-format.md``).  The header
-line names this package, the venue URLs, the streams and the replicator's
-options.  Replaying the file with :func:`~orderbook.record.replay.replay_capture`
-therefore feeds the same machines the same inputs in the same order: the books
-end exactly as the live replica's did, gaps and resyncs included.
+A :class:`Recorder` is a :class:`~orderbook.live.tap.Tap`: the replicator
+shows it every input it gives its engine, in order and with the same times
+-- every WebSocket message (recorded as its text, exactly as received), every
+depth answer (its body exactly as received, with the ticket of the request
+it answers) and failure, every connect, subscription, disconnect and timer
+tick -- and the recorder appends each to a
+:class:`~orderbook.record.format.CaptureWriter` (``shared/docs/capture-format.md``).
+The header line, written with the first event, names this package, the
+venue URLs, the streams subscribed and the engine's options (its retry
+jitter's seed among them).  Replaying the file with
+:func:`~orderbook.record.replay.replay_capture` feeds the same engine the
+same frames and snapshots in the same order: the books end exactly as the
+live replica's did, gaps and resyncs included.  The events of kinds other
+than ``ws``, ``rest`` and ``disconnect`` (``connect``, ``subscribed``,
+``tick``, ``rest_error``, ``failed``) are extensions a reader may ignore
+(the format says so of unknown kinds).
 
 :class:`Recording` runs a :class:`~orderbook.live.replicator.Replicator` with a
 recorder attached, flushes the file periodically and closes it cleanly::
@@ -22,9 +28,9 @@ A dropped connection is recorded as a ``disconnect`` event, on which replay
 voids every book as the live replica did.  One case stays approximate: a
 snapshot requested before a disconnect and answered after it is discarded
 live but is in the file, so replay may apply it and then find it stale; the
-books still end equal, a ``stale snapshot`` count may differ.  Replicator
-options that change books outside the frame/snapshot path (``prune``,
-``book_ticker``, ``audit_interval``) are refused: replay could not follow.
+books still end equal, a ``stale snapshot`` count may differ.  Engine
+options that change books outside the frame/snapshot path (``prune_every``,
+``book_ticker``, ``audit_every``) are refused: replay could not follow yet.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -39,30 +47,31 @@ from typing import Any
 from ..errors import UsageError
 from ..live.replicator import Replicator
 from ..protocol.decimals import decimal_str
-from ..protocol.streams import depth_stream, now_us, ticker_stream
-from .format import CaptureHeader, CaptureWriter
+from ..protocol.streams import now_us
+from ..sync.engine import FetchSnapshot
+from .format import DEPTH_PATH, CaptureHeader, CaptureWriter
 
 __all__ = ["Recorder", "Recording", "final_state"]
 
 log = logging.getLogger("orderbook.recorder")
 
-DEPTH_PATH = "/api/v1/depth"
-_UNREPLAYABLE = ("prune", "book_ticker", "audit_interval")
+_UNREPLAYABLE = ("prune_every", "book_ticker", "audit_every")
 
 
 class Recorder:
-    """A :class:`~orderbook.live.replicator.Tap` appending what it is shown to ``writer``.
+    """A :class:`~orderbook.live.replicator.Tap` appending every engine input to ``writer``.
 
-    Records every WebSocket message and every depth response (any status:
-    replay skips failed ones as the live replicator does); other REST
-    responses (the market list) are not part of a capture.  A write error
-    stops the recording (``error`` holds it) without disturbing the replica.
-    O(message size) per call.
+    Records every WebSocket message, every depth answer (with the ticket of
+    the request it answers) and failure, every connect, subscription,
+    disconnect and timer tick, with their times: replaying the file through
+    an :class:`~orderbook.sync.engine.Engine` repeats the live session.  A
+    write error stops the recording (``error`` holds it) without disturbing
+    the replica.  O(message size) per call.
     """
 
     def __init__(self, writer: CaptureWriter) -> None:
         self.writer = writer
-        self.frames = 0
+        self.messages = 0
         """WebSocket messages recorded."""
         self.responses = 0
         """Depth responses recorded."""
@@ -75,37 +84,70 @@ class Recorder:
         """Record nothing more (the file stays open until the writer is closed)."""
         self.stopped = True
 
-    def ws(self, raw: str | bytes, received_us: int) -> None:
-        """Record one WebSocket message (see :class:`~orderbook.live.replicator.Tap`)."""
-        if self.error is None and not self.stopped:
+    def _record(self, event: dict[str, Any]) -> bool:
+        if self.error is not None or self.stopped:
+            return False
+        try:
+            self.writer.write_event(event)
+        except OSError as exc:
+            self._failed(exc)
+            return False
+        return True
+
+    def _live(self) -> bool:
+        return self.error is None and not self.stopped
+
+    def connected(self, now: int) -> None:
+        """Record that a connection opened."""
+        self._record({"ts": now, "kind": "connect"})
+
+    def subscribed(self, streams: Sequence[str], now: int) -> None:
+        """Record a subscription."""
+        self._record({"ts": now, "kind": "subscribed", "streams": list(streams)})
+
+    def frames(self, frames: Sequence[str | bytes], now: int) -> None:
+        """Record one socket read's messages, each its text exactly as received."""
+        for raw in frames:
+            if not self._live():
+                return
             try:
-                self.writer.write_ws(received_us, raw)
+                self.writer.write_ws(now, raw)
             except OSError as exc:
                 self._failed(exc)
                 return
-            self.frames += 1
+            self.messages += 1
 
-    def rest(self, path: str, params: dict[str, str] | None, status: int, body: bytes,
-             received_us: int) -> None:
-        """Record one depth response (see :class:`~orderbook.live.replicator.Tap`)."""
-        if path != DEPTH_PATH or not params or self.error is not None or self.stopped:
+    def snapshot(self, fetch: FetchSnapshot, body: bytes, now: int) -> None:
+        """Record the answer to ``fetch`` (its body exactly as received)."""
+        if not self._live():
             return
-        limit = params.get("limit")
         try:
-            self.writer.write_rest(received_us, params.get("symbol", ""),
-                                   int(limit) if limit is not None else None, status, body)
+            self.writer.write_rest(now, fetch.symbol, fetch.limit, 200, body,
+                                   ticket=fetch.ticket, purpose=str(fetch.purpose))
         except OSError as exc:
             self._failed(exc)
             return
         self.responses += 1
 
-    def disconnected(self, reason: str, received_us: int) -> None:
-        """Record a lost connection (see :class:`~orderbook.live.replicator.Tap`)."""
-        if self.error is None and not self.stopped:
-            try:
-                self.writer.write_disconnect(received_us, reason)
-            except OSError as exc:
-                self._failed(exc)
+    def snapshot_failed(self, fetch: FetchSnapshot, error: str, retry_after: float | None,
+                        now: int) -> None:
+        """Record that ``fetch`` failed."""
+        self._record({"ts": now, "kind": "rest_error", "path": DEPTH_PATH,
+                      "query": {"symbol": fetch.symbol, "limit": str(fetch.limit)},
+                      "ticket": fetch.ticket, "purpose": str(fetch.purpose), "error": error,
+                      "retry_after": retry_after})
+
+    def disconnected(self, reason: str, now: int) -> None:
+        """Record a lost connection."""
+        self._record({"ts": now, "kind": "disconnect", "reason": reason})
+
+    def tick(self, now: int) -> None:
+        """Record a timer tick of the engine."""
+        self._record({"ts": now, "kind": "tick"})
+
+    def failed(self, detail: str, now: int) -> None:
+        """Record that the replicator failed for good."""
+        self._record({"ts": now, "kind": "failed", "detail": detail})
 
     def flush(self) -> None:
         """Push what was recorded to the file (see :meth:`CaptureWriter.flush`)."""
@@ -135,7 +177,8 @@ class Recording:
 
     def __init__(self, path: str | Path, symbols: list[str] | str, *,
                  flush_interval: float = 1.0, **options: Any) -> None:
-        refused = [name for name in _UNREPLAYABLE if options.get(name)]
+        sync = options.get("sync")
+        refused = [name for name in _UNREPLAYABLE if getattr(sync, name, None)]
         if refused:
             raise UsageError(f"a recording cannot use {', '.join(refused)}: replay would differ")
         if "tap" in options:
@@ -192,26 +235,20 @@ class Recording:
         return self
 
     def _header(self) -> CaptureHeader:
-        """The header line, made when the first event is written (the
-        replicator has validated its symbols by then): this package, the
-        venue, the streams and the options (JSON values; others as text)."""
+        """The header line, made when the first event is written (the engine
+        knows its streams by then): this package, the venue, the streams and
+        the engine's options (JSON values; others as text)."""
         replicator = self.replicator
-        symbols = replicator.symbols
-        streams: list[str] = []
-        for symbol in symbols:
-            streams.append(depth_stream(symbol, replicator.depth_stream))
-            if replicator.book_ticker:
-                streams.append(ticker_stream(symbol))
-        asked = self._symbols if isinstance(self._symbols, str) else list(self._symbols)
+        engine = replicator.engine
         options: dict[str, Any] = {
-            "symbols": asked, "depth_stream": replicator.depth_stream,
-            "snapshot_limit": replicator.snapshot_limit, "book_ticker": replicator.book_ticker}
-        for name, value in self._options.items():
-            if name not in ("rest_url", "ws_url") and name not in options:
-                plain = isinstance(value, (bool, int, float, str, type(None)))
-                options[name] = value if plain else repr(value)
+            "symbols": self._symbols if isinstance(self._symbols, str) else list(self._symbols)}
+        for option in fields(replicator.options):
+            value = getattr(replicator.options, option.name)
+            plain = isinstance(value, (bool, int, float, str, type(None)))
+            options[option.name] = value if plain else repr(value)
         return CaptureHeader(rest_url=replicator.rest_url, ws_url=replicator.ws_url,
-                             streams=tuple(streams), options=options, ts=self._opened_us)
+                             streams=tuple(engine.streams) if engine is not None else (),
+                             options=options, ts=self._opened_us)
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
@@ -227,7 +264,7 @@ class Recording:
         except OSError as error:
             recorder.error = recorder.error or error
         self.seconds = time.monotonic() - self._started
-        log.info("recorded %d frames and %d snapshots to %s in %.1f s", recorder.frames,
+        log.info("recorded %d frames and %d snapshots to %s in %.1f s", recorder.messages,
                  recorder.responses, self.path, self.seconds)
 
     async def run(self, duration: float | None = None) -> None:

@@ -80,7 +80,7 @@ def upgrade_capture(source: str | Path, destination: str | Path, *,
                     frame = obj.pop("frame")
                     obj["raw"] = frame if type(frame) is str else orjson.dumps(frame).decode()
                     frames += 1
-                writer.write_json(obj)
+                writer.write_event(obj)
             events = writer.events
     except BaseException:
         destination.unlink(missing_ok=True)

@@ -41,27 +41,41 @@ never applied (counted in ``late_snapshots``).
 
 from __future__ import annotations
 
-import heapq
 import logging
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Union
 
-from ..core.analysis import compare_books
 from ..core.book import OrderBook
 from ..errors import MalformedMessage, OrderBookError, UnknownSymbol, UsageError
-from ..protocol.streams import DEPTH_LIMITS, DEPTH_STREAMS, depth_stream, ticker_stream
+from ..protocol.streams import depth_stream, ticker_stream
 from ..protocol.wire import BookTickerEvent, DepthEvent, Snapshot, StreamReply, parse_frame, parse_snapshot
-from .policy import SnapshotRetryPolicy
-from .retry import RetrySchedule, plan_retry
+from .actions import (
+    BookUpdated,
+    EngineAction,
+    EngineCounters,
+    EngineOptions,
+    FetchSnapshot,
+    Purpose,
+    StatusChanged,
+    Subscribe,
+)
+from .audit import (
+    audit_frame,
+    audit_snapshot,
+    begin_audit,
+    end_audit,
+    next_to_audit,
+    ticker_disagreement,
+)
+from .retry import plan_retry
+from .timers import Timer, Timers
 from .samples import Samples
 from .status import Reason, Status
 from .symbol import BookChanged, BookInvalidated, RequestSnapshot, SymbolSync, SyncState
 from .track import Track
 
-__all__ = [
+__all__ = [  # the engine, and (from .actions) what it takes and returns
     "BookUpdated",
     "Engine",
     "EngineAction",
@@ -75,127 +89,6 @@ __all__ = [
 
 log = logging.getLogger("orderbook.engine")
 _US = 1_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class EngineOptions:
-    """What the engine replicates and how it checks it.
-
-    * ``depth_stream``: one of :data:`~orderbook.protocol.streams.DEPTH_STREAMS`;
-    * ``snapshot_limit``: levels per side of each snapshot (a venue limit);
-    * ``book_ticker``: also subscribe ``bookTicker.<s>`` and compare the touch
-      whenever a ticker carries the book's update id (a mismatch resyncs);
-    * ``audit_every``: seconds between audits (``None``: off).  An audit
-      fetches one synced symbol's snapshot (round robin), brings a shadow book
-      to the replica's update id with the same frames and compares; a
-      divergence resyncs.  ``audit_timeout``: seconds the shadow may take to
-      reach the replica before the audit is skipped;
-    * ``stale_after``: seconds without a frame before a synced symbol on a live
-      connection is flagged stale (health only);
-    * ``prune_every``: seconds between prunes of levels beyond each
-      snapshot's window (``None``: never);
-    * ``max_buffer``: frames held per symbol while waiting for a snapshot;
-    * ``snapshot_retry``: when to fetch again after stale or failed snapshots;
-    * ``seed``: seeds the jitter of retries (``None``: random), recorded so a
-      replay takes the same decisions.
-    """
-
-    depth_stream: str = "depth"
-    snapshot_limit: int = 1000
-    book_ticker: bool = False
-    audit_every: float | None = None
-    audit_timeout: float = 5.0
-    stale_after: float = 30.0
-    prune_every: float | None = None
-    max_buffer: int = 10_000
-    snapshot_retry: SnapshotRetryPolicy = SnapshotRetryPolicy()
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.depth_stream not in DEPTH_STREAMS:
-            raise UsageError(f"depth_stream must be one of {DEPTH_STREAMS}, got {self.depth_stream!r}")
-        if self.snapshot_limit not in DEPTH_LIMITS:
-            raise UsageError(f"snapshot_limit must be one of {DEPTH_LIMITS}, got {self.snapshot_limit}")
-        for name in ("audit_every", "prune_every"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise UsageError(f"{name} must be > 0 seconds or None, got {value}")
-        if not self.stale_after > 0 or not self.audit_timeout > 0:
-            raise UsageError("stale_after and audit_timeout must be > 0 seconds")
-        if self.max_buffer < 1:
-            raise UsageError(f"max_buffer must be >= 1, got {self.max_buffer}")
-
-
-class Purpose(StrEnum):
-    """Why a snapshot is fetched."""
-
-    SYNC = "sync"
-    """To (re)build the book."""
-    AUDIT = "audit"
-    """To check a synced book against the venue."""
-
-
-@dataclass(frozen=True, slots=True)
-class Subscribe:
-    """Subscribe ``streams`` on the connection just opened, then report them
-    with :meth:`Engine.subscribed`."""
-
-    streams: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class FetchSnapshot:
-    """Fetch ``GET /api/v1/depth?symbol=&limit=`` now (through the REST
-    budget) and answer with :meth:`Engine.snapshot` or
-    :meth:`Engine.snapshot_failed`, quoting ``ticket``."""
-
-    symbol: str
-    limit: int
-    ticket: int
-    purpose: Purpose
-
-
-@dataclass(slots=True)
-class BookUpdated:
-    """``symbol``'s book changed during one input.  ``frames``: the depth
-    frames applied, in order (``None`` when a snapshot rebuilt the book, so
-    readers re-read it); ``received_us``: the input's time."""
-
-    symbol: str
-    frames: list[DepthEvent] | None
-    received_us: int
-
-
-@dataclass(frozen=True, slots=True)
-class StatusChanged:
-    """``symbol``'s :class:`~orderbook.sync.status.Status` changed; while not
-    synced ``reason`` says why and ``detail`` in words (never parsed)."""
-
-    symbol: str
-    status: Status
-    reason: Reason | None
-    detail: str
-
-
-EngineAction = Union[Subscribe, FetchSnapshot, BookUpdated, BookInvalidated, StatusChanged]
-"""What an :class:`Engine` input returns for the driver to carry out, in order."""
-
-
-@dataclass(slots=True)
-class EngineCounters:
-    """Counters of the whole engine, only ever increased."""
-
-    frames: int = 0
-    unattributed_bad_frames: int = 0
-    stream_errors: int = 0
-    late_snapshots: int = 0
-    internal_errors: int = 0
-    connects: int = 0
-    disconnects: int = 0
-    audits_started: int = 0
-    audits_passed: int = 0
-    audit_divergences: int = 0
-    audits_skipped: int = 0
 
 
 @dataclass(slots=True)
@@ -216,7 +109,17 @@ class Engine:
     """Replicate ``symbols`` (see the module docstring for the protocol).
 
     Cost per depth frame when synced: one parse and one
-    :meth:`~orderbook.core.book.OrderBook.apply_delta`, plus O(1) routing.
+    :meth:`~orderbook.core.book.OrderBook.apply_delta`, plus O(1) routing,
+    with nothing allocated beyond the parsed frame.
+
+    One class of about 450 lines, on purpose: it is the transition table of
+    the whole protocol (each input method is a row, each private method a
+    cell), and splitting it would scatter one state across classes.  What is
+    not a transition lives beside it: the options and actions
+    (:mod:`~orderbook.sync.actions`), per-symbol state
+    (:mod:`~orderbook.sync.track`), retry plans (:mod:`~orderbook.sync.retry`),
+    deadlines (:mod:`~orderbook.sync.timers`) and the checks
+    (:mod:`~orderbook.sync.audit`).
     """
 
     def __init__(self, symbols: Iterable[str], options: EngineOptions = EngineOptions()) -> None:
@@ -239,8 +142,7 @@ class Engine:
         self._connection = 0
         self._tickets: dict[int, _Ticket] = {}
         self._next_ticket = 1
-        self._retries: list[tuple[int, int, str]] = []  # heap of (deadline, tie, symbol)
-        self._tie = 0
+        self._timers = Timers(self._timer_alive)
         self._housekeeping_at: int | None = None
         self._audit_at: int | None = None
         self._audit_cursor = 0
@@ -277,18 +179,16 @@ class Engine:
         """``symbol``'s status.  O(1)."""
         return self.track(symbol).status()
 
+    def wants(self, ticket: int) -> bool:
+        """Whether an answer to ``ticket`` would still be used (it is not from
+        an earlier connection, nor answered already).  O(1)."""
+        return ticket in self._tickets
+
     def deadline(self) -> int | None:
         """The time (µs) by which :meth:`tick` must be called next, ``None`` if
         nothing is scheduled.  O(1) amortised."""
-        retries = self._retries
-        while retries and self._retry_entry_dead(retries[0]):
-            heapq.heappop(retries)
-        candidates = [t for t in (self._housekeeping_at, self._audit_at, self._prune_at) if t is not None]
-        if retries:
-            candidates.append(retries[0][0])
-        for track in self._tracks.values():
-            if track.audit_deadline is not None:
-                candidates.append(track.audit_deadline)
+        candidates = [t for t in (self._housekeeping_at, self._audit_at, self._prune_at,
+                                  self._timers.next()) if t is not None]
         return min(candidates) if candidates else None
 
     # ------------------------------------------------------------- inputs
@@ -333,6 +233,7 @@ class Engine:
         changed: dict[str, BookUpdated] = {}
         self.counters.frames += len(frames)
         tracks = self._tracks
+        newest: DepthEvent | None = None
         for raw in frames:
             try:
                 event = parse_frame(raw, validate_levels=False)
@@ -343,8 +244,27 @@ class Engine:
                 track = tracks.get(event.symbol)
                 if track is None:
                     continue
+                newest = event
+                track.frames += 1
+                track.last_frame_us = now
                 try:
-                    self._depth(track, event, now, changed, out)
+                    actions = track.sync.apply_frame(event)
+                    if actions is None:  # applied, nothing else happened: the hot path
+                        update = changed.get(track.name)
+                        if update is None:
+                            changed[track.name] = BookUpdated(track.name, [event], now)
+                        elif update.frames is not None:
+                            update.frames.append(event)
+                        else:  # a snapshot rebuilt the book earlier in this input
+                            self._flush(track, changed, out)
+                            changed[track.name] = BookUpdated(track.name, [event], now)
+                    elif actions:
+                        self._flush(track, changed, out)
+                        before = track.status()
+                        self._carry_out(track, actions, now, out)
+                        self._status_check(track, before, out)
+                    if track.watched:
+                        self._watch(track, event, now, changed, out)
                 except Exception:  # a bug: keep the feed alive and make it loud
                     self.counters.internal_errors += 1
                     log.exception("%s: internal error while handling a frame", track.name)
@@ -352,20 +272,22 @@ class Engine:
                 track = tracks.get(event.symbol)
                 if track is not None:
                     track.ticker = event
+                    track.watch()
                     self._flush(track, changed, out)
                     self._check_ticker(track, now, out)
             elif type(event) is StreamReply and event.error is not None:
                 self._refused(event, raw, now, changed, out)
+        if newest is not None:  # one latency sample per input: the freshest frame
+            self.latency.engine_to_receive.add(now - newest.engine_time)
         out.extend(changed.values())
         return out
 
     def snapshot(self, ticket: int, body: bytes | str | object, now: int) -> list[EngineAction]:
         """The body of the answer to ``FetchSnapshot(ticket)`` (raw JSON, the
         decoded object, or a parsed :class:`~orderbook.protocol.wire.Snapshot`)."""
-        entry = self._tickets.pop(ticket, None)
         out: list[EngineAction] = []
-        if entry is None or entry.connection != self._connection:
-            self.counters.late_snapshots += 1
+        entry = self._answered(ticket)
+        if entry is None:
             return out
         track = self._tracks[entry.symbol]
         try:
@@ -373,7 +295,7 @@ class Engine:
                 body if not isinstance(body, (bytes, str)) else _loads(body), track.name)
         except MalformedMessage as exc:
             if entry.purpose is Purpose.AUDIT:
-                self._end_audit(track, skipped=True, why=f"unusable audit snapshot: {exc}")
+                self._end_audit(track, why=f"unusable audit snapshot: {exc}")
                 return out
             log.warning("%s: unusable snapshot: %s", track.name, exc)
             before = track.status()
@@ -403,14 +325,13 @@ class Engine:
                         retry_after: float | None = None) -> list[EngineAction]:
         """``FetchSnapshot(ticket)`` could not be answered (``error``; the
         venue's ``Retry-After`` seconds if it gave one)."""
-        entry = self._tickets.pop(ticket, None)
         out: list[EngineAction] = []
-        if entry is None or entry.connection != self._connection:
-            self.counters.late_snapshots += 1
+        entry = self._answered(ticket)
+        if entry is None:
             return out
         track = self._tracks[entry.symbol]
         if entry.purpose is Purpose.AUDIT:
-            self._end_audit(track, skipped=True, why=f"audit snapshot failed: {error}")
+            self._end_audit(track, why=f"audit snapshot failed: {error}")
             return out
         log.warning("%s: snapshot request failed: %s", track.name, error)
         before = track.status()
@@ -429,7 +350,7 @@ class Engine:
         self.connected_now = False
         self.counters.disconnects += 1
         self._tickets.clear()
-        self._retries.clear()
+        self._timers.clear()
         for track in self._tracks.values():
             before = track.status()
             track.subscribed = False
@@ -458,11 +379,11 @@ class Engine:
     def tick(self, now: int) -> list[EngineAction]:
         """Time passed: release due retries, run housekeeping, audits and prunes."""
         out: list[EngineAction] = []
-        retries = self._retries
-        while retries and retries[0][0] <= now:
-            _, _, name = heapq.heappop(retries)
+        for _, name, kind in self._timers.due(now):
             track = self._tracks[name]
-            if track.retry is not None and track.retry.due(now, track.frames):
+            if kind is Timer.AUDIT:
+                self._end_audit(track, why="the replica never reached the audit snapshot's update id")
+            elif track.retry is not None and track.retry.due(now, track.frames):
                 self._release(track, now, out)
         if self._housekeeping_at is not None and now >= self._housekeeping_at:
             self._housekeeping_at = now + self._housekeeping_period()
@@ -473,10 +394,6 @@ class Engine:
             for track in self._tracks.values():
                 if track.sync.state is SyncState.SYNCED:
                     track.sync.book.prune()
-        for track in self._tracks.values():
-            if track.audit_deadline is not None and now >= track.audit_deadline:
-                self._end_audit(track, skipped=True,
-                                why="the replica never reached the audit snapshot's update id")
         if self._audit_at is not None and now >= self._audit_at:
             assert self.options.audit_every is not None
             self._audit_at = now + int(self.options.audit_every * _US)
@@ -484,36 +401,28 @@ class Engine:
         return out
 
     # ----------------------------------------------------------- internals
-    def _depth(self, track: Track, event: DepthEvent, now: int, changed: dict[str, BookUpdated],
+    def _watch(self, track: Track, event: DepthEvent, now: int, changed: dict[str, BookUpdated],
                out: list[EngineAction]) -> None:
-        track.frames += 1
-        track.last_frame_us = now
-        self.latency.engine_to_receive.add(now - event.engine_time)
+        """After a frame of a symbol with something to watch (a stale flag, a
+        retry waiting for frames, a ticker to compare, an audit's shadow)."""
         if track.stale:
             track.stale = False
             log.info("%s: frames again after a stale period", track.name)
-        actions = track.sync.receive_frame(event)
-        if len(actions) == 1 and type(actions[0]) is BookChanged:
-            update = changed.get(track.name)
-            if update is None:
-                changed[track.name] = BookUpdated(track.name, [event], now)
-            elif update.frames is not None:
-                update.frames.append(event)
-            else:  # a snapshot rebuilt the book earlier in this batch
-                del changed[track.name]
-                out.append(update)
-                changed[track.name] = BookUpdated(track.name, [event], now)
-            if track.ticker is not None:
-                self._check_ticker(track, now, out, changed)
-        elif actions:
-            self._flush(track, changed, out)
-            before = track.status()
-            self._carry_out(track, actions, now, out)
-            self._status_check(track, before, out)
+        if track.ticker is not None:
+            self._check_ticker(track, now, out, changed)
         if track.retry is not None and track.retry.due(now, track.frames):
             self._release(track, now, out)
         if track.audit is not None:
             self._audit_frame(track, event, now, out)
+        track.watch()
+
+    def _answered(self, ticket: int) -> _Ticket | None:
+        """The request ``ticket`` answers, if still wanted (else counted late)."""
+        entry = self._tickets.pop(ticket, None)
+        if entry is None or entry.connection != self._connection:
+            self.counters.late_snapshots += 1
+            return None
+        return entry
 
     def _flush(self, track: Track, changed: dict[str, BookUpdated], out: list[EngineAction]) -> None:
         """Emit ``track``'s pending change before anything else about it."""
@@ -585,6 +494,7 @@ class Engine:
                           (schedule.not_before - now) / _US, detail)
             track.error = (Reason.GAVE_UP, detail)
         track.retry = schedule
+        track.watch()
         self._schedule(track)
 
     def _schedule(self, track: Track) -> None:
@@ -594,12 +504,11 @@ class Engine:
         retry = track.retry
         assert retry is not None
         for at in sorted({retry.not_before, retry.next_deadline(track.frames)}):
-            self._tie += 1
-            heapq.heappush(self._retries, (at, self._tie, track.name))
+            self._timers.push(at, track.name, Timer.RETRY)
 
-    def _retry_entry_dead(self, entry: tuple[int, int, str]) -> bool:
-        track = self._tracks[entry[2]]
-        return track.retry is None
+    def _timer_alive(self, at: int, symbol: str, kind: Timer) -> bool:
+        track = self._tracks[symbol]
+        return track.audit_deadline == at if kind is Timer.AUDIT else track.retry is not None
 
     def _release(self, track: Track, now: int, out: list[EngineAction]) -> None:
         track.retry = None
@@ -650,22 +559,9 @@ class Engine:
     def _check_ticker(self, track: Track, now: int, out: list[EngineAction],
                       changed: dict[str, BookUpdated] | None = None) -> None:
         """Compare the touch with a bookTicker at exactly the book's update id."""
-        ticker, book = track.ticker, track.sync.book
-        if ticker is None or track.sync.state is not SyncState.SYNCED:
+        detail = ticker_disagreement(track)
+        if detail is None:
             return
-        if ticker.update_id != book.last_update_id:
-            if ticker.update_id < book.last_update_id:  # type: ignore[operator]
-                track.ticker = None  # the book moved past it: it can never match
-            return
-        track.ticker = None
-        bid, ask = book.best_bid(), book.best_ask()
-        expected_bid = (ticker.bid_price, ticker.bid_qty)
-        expected_ask = (ticker.ask_price, ticker.ask_qty)
-        if bid == expected_bid and ask == expected_ask:
-            return
-        track.ticker_mismatches += 1
-        detail = (f"bookTicker at update {ticker.update_id} disagrees: replica bid {bid} ask {ask}, "
-                  f"venue bid {expected_bid} ask {expected_ask}")
         if changed is not None:
             self._flush(track, changed, out)
         before = track.status()
@@ -674,66 +570,32 @@ class Engine:
 
     # ---- audits
     def _start_audit(self, now: int, out: list[EngineAction]) -> None:
-        tracks = list(self._tracks.values())
-        for offset in range(len(tracks)):
-            track = tracks[(self._audit_cursor + offset) % len(tracks)]
-            if (track.sync.state is SyncState.SYNCED and track.audit is None and track.subscribed
-                    and track.ticket is None):
-                self._audit_cursor = (self._audit_cursor + offset + 1) % len(tracks)
-                shadow = SymbolSync(track.name, max_buffer=self.options.max_buffer)
-                shadow.start()
-                track.audit = shadow  # from now on every frame of the symbol also feeds it
-                self.counters.audits_started += 1
-                self._fetch(track, out, Purpose.AUDIT)
-                return
+        track, self._audit_cursor = next_to_audit(list(self._tracks.values()), self._audit_cursor)
+        if track is not None:
+            begin_audit(track, self.options.max_buffer, self.counters)
+            self._fetch(track, out, Purpose.AUDIT)
 
     def _audit_snapshot(self, track: Track, snap: Snapshot, now: int, out: list[EngineAction]) -> None:
-        shadow = track.audit
-        if shadow is None:
-            self.counters.audits_skipped += 1  # the book was invalidated meanwhile
-            return
-        shadow.receive_snapshot(snap, limit=self.options.snapshot_limit)
-        track.audit_deadline = now + int(self.options.audit_timeout * _US)
-        self._audit_compare(track, now, out)
+        deadline = now + int(self.options.audit_timeout * _US)
+        self._diverged(track, audit_snapshot(track, snap, self.options.snapshot_limit, deadline,
+                                             self.counters), now, out)
+        if track.audit_deadline is not None:
+            self._timers.push(track.audit_deadline, track.name, Timer.AUDIT)
 
     def _audit_frame(self, track: Track, event: DepthEvent, now: int, out: list[EngineAction]) -> None:
-        shadow = track.audit
-        assert shadow is not None
-        was_synced = shadow.state is SyncState.SYNCED
-        shadow.receive_frame(event)
-        if was_synced and shadow.state is not SyncState.SYNCED:
-            self._end_audit(track, skipped=True, why="the shadow book lost its sequence")
-            return
-        self._audit_compare(track, now, out)
+        self._diverged(track, audit_frame(track, event, self.counters), now, out)
 
-    def _audit_compare(self, track: Track, now: int, out: list[EngineAction]) -> None:
-        shadow = track.audit
-        if shadow is None or shadow.state is not SyncState.SYNCED:
+    def _diverged(self, track: Track, detail: str | None, now: int, out: list[EngineAction]) -> None:
+        if detail is None:
             return
-        live = track.sync.book
-        if track.sync.state is not SyncState.SYNCED or shadow.book.last_update_id != live.last_update_id:
-            return
-        track.audit = None
-        track.audit_deadline = None
-        difference = compare_books(live, shadow.book)
-        if difference is None:
-            self.counters.audits_passed += 1
-            return
-        self.counters.audit_divergences += 1
-        track.audit_divergences += 1
-        detail = f"audit at update {live.last_update_id}: {difference}"
         log.error("%s: %s; resyncing", track.name, detail)
         before = track.status()
         self._carry_out(track, track.sync.invalidate(Reason.AUDIT_DIVERGENCE, detail), now, out)
         self._status_check(track, before, out)
 
-    def _end_audit(self, track: Track, *, skipped: bool, why: str) -> None:
-        if track.audit is not None or track.audit_deadline is not None:
+    def _end_audit(self, track: Track, *, why: str) -> None:
+        if end_audit(track, self.counters):
             log.info("%s: audit skipped: %s", track.name, why)
-        track.audit = None
-        track.audit_deadline = None
-        if skipped:
-            self.counters.audits_skipped += 1
 
     # ---- housekeeping
     def _housekeeping_period(self) -> int:
@@ -748,6 +610,7 @@ class Engine:
             if (track.sync.state is SyncState.SYNCED and not track.stale
                     and track.last_frame_us is not None and now - track.last_frame_us > stale_after):
                 track.stale = True
+                track.watch()
                 track.staleness_alerts += 1
                 log.warning("%s: no frame for %.1f s on a live connection", track.name,
                             (now - track.last_frame_us) / _US)

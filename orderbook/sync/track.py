@@ -25,6 +25,7 @@ class Track:
         "failures", "last_reason", "last_cause", "frames", "last_frame_us", "stale",
         "staleness_alerts", "invalidated_at", "invalidated_by_reconnect", "ticker",
         "ticker_mismatches", "audit", "audit_deadline", "audit_divergences", "snapshot_requests",
+        "watched",
     )
 
     def __init__(self, sync: SymbolSync) -> None:
@@ -55,6 +56,15 @@ class Track:
         self.audit_deadline: int | None = None
         self.audit_divergences = 0
         self.snapshot_requests = 0
+        self.watched = False
+        """True when a frame of the symbol may matter beyond the book (see
+        :meth:`watch`): the engine's hot path checks this one flag."""
+
+    def watch(self) -> None:
+        """Recompute :attr:`watched`: a stale flag to clear, a retry waiting
+        for frames, a ticker to compare or an audit shadow to feed.  O(1)."""
+        self.watched = (self.stale or self.ticker is not None or self.retry is not None
+                        or self.audit is not None)
 
     @property
     def name(self) -> str:

@@ -2,7 +2,7 @@
 
 Pure data, no I/O.  The engine reports, per input batch and per symbol, one
 change; a consumer's queue (``live/consumers.py``) keeps at most one
-:class:`PendingUpdate` per symbol -- a dirty set -- and folds newer changes
+:class:`BookUpdate` per symbol -- a dirty set -- and folds newer changes
 into it in O(1), without touching any level.  Levels are merged and turned
 into :class:`~decimal.Decimal` only when a consumer reads
 :attr:`BookUpdate.bids` / :attr:`BookUpdate.asks`.
@@ -26,7 +26,7 @@ from enum import StrEnum
 from ..core.ladder import Level
 from ..protocol.wire import DepthEvent, RawLevels
 
-__all__ = ["BookUpdate", "PendingUpdate", "UpdateKind"]
+__all__ = ["BookUpdate", "UpdateKind", "merge_levels"]
 
 COMPACT_AFTER = 256
 """Frames a pending update keeps as they came before merging their levels
@@ -60,6 +60,10 @@ class BookUpdate:
     ``bids`` / ``asks`` (exact ``(price, quantity)`` Decimals) and
     ``raw_bids`` / ``raw_asks`` (the strings as received) are computed on
     first read: O(changed levels), then cached.
+
+    While it waits in a consumer's queue, newer changes of the same symbol are
+    folded into it (:meth:`fold`, O(1)); once the consumer has taken it, it
+    never changes again.
     """
 
     __slots__ = ("symbol", "kind", "first_id", "last_id", "best_bid", "best_ask", "engine_time",
@@ -69,7 +73,7 @@ class BookUpdate:
         self, symbol: str, kind: UpdateKind, first_id: int | None, last_id: int | None,
         best_bid: Level | None, best_ask: Level | None, engine_time: int | None,
         event_time: int | None, received_us: int, merged: int = 1, reason: str | None = None,
-        frames: tuple[DepthEvent, ...] = (), raw: tuple[_RawMap, _RawMap] | None = None,
+        frames: list[DepthEvent] | None = None,
     ) -> None:
         self.symbol = symbol
         self.kind = kind
@@ -82,14 +86,37 @@ class BookUpdate:
         self.received_us = received_us
         self.merged = merged
         self.reason = reason
-        self._frames = frames
-        self._raw = raw
+        self._frames: list[DepthEvent] = frames if frames is not None else []
+        self._raw: tuple[_RawMap, _RawMap] | None = None
         self._levels: tuple[tuple[Level, ...], tuple[Level, ...]] | None = None
 
+    def fold(self, newer: BookUpdate) -> None:
+        """Fold ``newer`` (the same symbol, later; not yet delivered) in: a
+        delta extends a pending delta (or leaves a pending snapshot a
+        snapshot); a snapshot or an invalidation replaces what is pending.
+        O(1) amortised: frames are kept as they came, merged every
+        :data:`COMPACT_AFTER` frames and on first read."""
+        self.merged += newer.merged
+        if newer.kind is UpdateKind.DELTA and self.kind is not UpdateKind.INVALIDATED:
+            if self.kind is UpdateKind.DELTA:
+                self._frames.extend(newer._frames)
+                if len(self._frames) > COMPACT_AFTER:
+                    self._raw = merge_levels(self._frames, self._raw)
+                    self._frames = []
+        else:
+            self.kind, self.first_id, self.reason = newer.kind, newer.first_id, newer.reason
+            self._frames, self._raw = newer._frames, newer._raw
+        self.last_id = newer.last_id
+        self.best_bid, self.best_ask = newer.best_bid, newer.best_ask
+        self.engine_time, self.event_time = newer.engine_time, newer.event_time
+        self.received_us = newer.received_us
+
     def _merged_raw(self) -> tuple[_RawMap, _RawMap]:
-        if self._raw is None:
-            self._raw = merge_levels(self._frames)
-            self._frames = ()
+        if self.kind is not UpdateKind.DELTA:
+            return {}, {}
+        if self._frames or self._raw is None:
+            self._raw = merge_levels(self._frames, self._raw)
+            self._frames = []
         return self._raw
 
     @property
@@ -124,10 +151,11 @@ class BookUpdate:
                 f"merged={self.merged})")
 
 
-def merge_levels(frames: tuple[DepthEvent, ...] | list[DepthEvent],
+def merge_levels(frames: list[DepthEvent],
                  into: tuple[_RawMap, _RawMap] | None = None) -> tuple[_RawMap, _RawMap]:
     """The levels of ``frames``, in order, last one winning per price (prices
-    compared exactly, so ``"1.50"`` and ``"1.5"`` are one level).  O(levels)."""
+    compared exactly, so ``"1.50"`` and ``"1.5"`` are one level), folded onto
+    ``into`` if given.  O(levels)."""
     bids, asks = into if into is not None else ({}, {})
     for frame in frames:
         _fold(bids, frame.bids)
@@ -138,64 +166,3 @@ def merge_levels(frames: tuple[DepthEvent, ...] | list[DepthEvent],
 def _fold(into: _RawMap, levels: RawLevels) -> None:
     for price, qty in levels:
         into[Decimal(price)] = (price, qty)
-
-
-class PendingUpdate:
-    """A consumer's not yet delivered update of one symbol (mutable, O(1) to fold).
-
-    Created from the engine's change, it absorbs newer changes of the same
-    symbol with :meth:`fold` and becomes a :class:`BookUpdate` with
-    :meth:`freeze` when the consumer takes it.
-    """
-
-    __slots__ = ("symbol", "kind", "first_id", "last_id", "best_bid", "best_ask", "engine_time",
-                 "event_time", "received_us", "merged", "reason", "frames", "raw")
-
-    def __init__(self, symbol: str, kind: UpdateKind, first_id: int | None, last_id: int | None,
-                 best_bid: Level | None, best_ask: Level | None, engine_time: int | None,
-                 event_time: int | None, received_us: int, reason: str | None,
-                 frames: list[DepthEvent]) -> None:
-        self.symbol = symbol
-        self.kind = kind
-        self.first_id = first_id
-        self.last_id = last_id
-        self.best_bid = best_bid
-        self.best_ask = best_ask
-        self.engine_time = engine_time
-        self.event_time = event_time
-        self.received_us = received_us
-        self.merged = 1
-        self.reason = reason
-        self.frames = frames
-        self.raw: tuple[_RawMap, _RawMap] | None = None
-
-    def fold(self, newer: PendingUpdate) -> None:
-        """Fold ``newer`` (the same symbol, later) in: a delta extends a
-        pending delta (or leaves a pending snapshot a snapshot); a snapshot or
-        an invalidation replaces what is pending.  O(1) amortised."""
-        self.merged += newer.merged
-        if newer.kind is UpdateKind.DELTA and self.kind is not UpdateKind.INVALIDATED:
-            if self.kind is UpdateKind.DELTA:
-                self.frames.extend(newer.frames)
-                if len(self.frames) > COMPACT_AFTER:
-                    self.raw = merge_levels(self.frames, self.raw)
-                    self.frames = []
-        else:
-            self.kind, self.first_id, self.reason = newer.kind, newer.first_id, newer.reason
-            self.frames, self.raw = newer.frames, None
-        self.last_id = newer.last_id
-        self.best_bid, self.best_ask = newer.best_bid, newer.best_ask
-        self.engine_time, self.event_time = newer.engine_time, newer.event_time
-        self.received_us = newer.received_us
-
-    def freeze(self) -> BookUpdate:
-        """The update the consumer receives.  O(1): levels are merged on read."""
-        raw = self.raw
-        if raw is not None and self.frames:
-            raw = merge_levels(self.frames, raw)
-        frames = () if raw is not None else tuple(self.frames)
-        if self.kind is not UpdateKind.DELTA:
-            frames, raw = (), None
-        return BookUpdate(self.symbol, self.kind, self.first_id, self.last_id, self.best_bid,
-                          self.best_ask, self.engine_time, self.event_time, self.received_us,
-                          self.merged, self.reason, frames, raw)

@@ -1,4 +1,4 @@
-"""orderbook.record.capture: reading, writing and replaying recorded sessions.
+"""Replaying recorded sessions: the fixture and the real captures (format version 1), through the engine.
 
 The replay tests on the real captures in ../shared/data/captures check the facts
 stated in that folder's README; they skip when the folder is absent.

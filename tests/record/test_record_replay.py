@@ -20,10 +20,10 @@ import pytest
 from loopback import Proxy, mismatches, wait_caught_up
 
 from orderbook import __version__
-
 from orderbook.record.format import CaptureHeader
 from orderbook.record.reader import read_capture, read_events
 from orderbook.record.replay import replay_capture
+from orderbook.sync.engine import EngineOptions
 from orderbook.errors import UnknownSymbol, UsageError
 from orderbook.record.recorder import Recording
 from orderbook.testing.venue import DEFAULT_SYMBOLS, Faults, OrderFlow, SimulatedVenue
@@ -82,7 +82,7 @@ def test_replay_of_a_recorded_session_gives_the_live_books(name: str, tmp_path: 
     path = tmp_path / "session.jsonl.gz"
     recording = record_session(path, CASES[name])
     recorder = recording.recorder
-    assert recorder.error is None and recorder.frames > 0 and recorder.responses >= len(SYMBOLS)
+    assert recorder.error is None and recorder.messages > 0 and recorder.responses >= len(SYMBOLS)
 
     result = replay_capture(path)
     assert result.header is not None and result.header.format == 2  # recorded in version 2
@@ -109,10 +109,13 @@ def test_the_file_is_a_version_2_capture_of_frames_and_depth_responses(tmp_path:
     assert header["ws_url"] == recording.replicator.ws_url
     assert header["streams"] == [f"depth.{s}" for s in recording.replicator.symbols]
     assert header["options"]["symbols"] == SYMBOLS and header["options"]["snapshot_limit"] == 1000
+    assert header["options"]["seed"] == recording.replicator.options.seed  # the retry jitter's
     assert type(header["ts"]) is int and header["ts"] <= events[0]["ts"]
     kinds = {event["kind"] for event in events}  # no disconnect: the recorder stopped first
-    assert kinds == {"ws", "rest"}
-    assert len(events) == recording.recorder.frames + recording.recorder.responses
+    assert {"connect", "subscribed", "ws", "rest"} <= kinds <= {"connect", "subscribed", "ws", "rest",
+                                                               "tick"}
+    counted = [e for e in events if e["kind"] in ("ws", "rest")]
+    assert len(counted) == recording.recorder.messages + recording.recorder.responses
     rest = [e for e in events if e["kind"] == "rest"]
     assert {e["query"]["symbol"] for e in rest} == set(SYMBOLS)
     assert all(e["path"] == "/api/v1/depth" and e["query"]["limit"] == "1000" for e in rest)
@@ -121,6 +124,7 @@ def test_the_file_is_a_version_2_capture_of_frames_and_depth_responses(tmp_path:
     times = [e["ts"] for e in events]
     assert times == sorted(times)
     assert all(type(e["raw"]) is str and "frame" not in e for e in events if e["kind"] == "ws")
+    assert all(type(e["ticket"]) is int and e["purpose"] == "sync" for e in rest)  # the engine's request
     typed = list(read_events(path))
     assert type(typed[0]) is CaptureHeader and typed[0].streams == tuple(header["streams"])
 
@@ -143,7 +147,7 @@ def test_frames_are_recorded_exactly_as_the_venue_sent_them(tmp_path: Path) -> N
                 recording = Recording(path, SYMBOLS, rest_url=venue.rest_url, ws_url=proxy.url)
                 async with recording:
                     await recording.run(duration=1.0)
-                received = recording.recorder.frames
+                received = recording.recorder.messages
 
         assert received > 50
         raws = [e["raw"] for e in read_capture(path) if e.get("kind") == "ws"]
@@ -191,6 +195,6 @@ def test_a_recording_that_cannot_start_leaves_no_file(tmp_path: Path) -> None:
 
 def test_options_that_replay_cannot_reproduce_are_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="prune"):
-        Recording(tmp_path / "x.jsonl", SYMBOLS, prune=True)
+        Recording(tmp_path / "x.jsonl", SYMBOLS, sync=EngineOptions(prune_every=1.0))
     with pytest.raises(UsageError, match="tap"):
         Recording(tmp_path / "x.jsonl", SYMBOLS, tap=None)
