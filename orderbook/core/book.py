@@ -23,13 +23,14 @@ from __future__ import annotations
 import warnings
 from decimal import Decimal, localcontext
 from enum import StrEnum
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-from numpy.typing import NDArray
+if TYPE_CHECKING:  # numpy is imported by to_numpy only: the hot path and replay never load it
+    import numpy as np
+    from numpy.typing import NDArray
 
 from ..errors import CrossedBook, IntegrityError, SequenceGap, UsageError, shown
-from .ladder import Ladder, Level, apply_levels, crossed
+from .ladder import Ladder, Level, apply_levels, crossed, write_levels
 from ..protocol.decimals import decimal_str, is_decimal_string
 from ..protocol.wire import DepthEvent, Snapshot, parse_snapshot
 
@@ -234,6 +235,26 @@ class OrderBook:
         are rounded.  Cost: O(log n + n)."""
         return _side_array(self.bids(n), n), _side_array(self.asks(n), n)
 
+    def write_levels(self, n: int, out: bytearray | memoryview, offset: int = 0,
+                     price_scale: int = 18, quantity_scale: int = 18) -> tuple[int, int, int, int]:
+        """Write the best ``n`` bids and ``n`` asks into ``out`` from byte
+        ``offset`` as exact fixed-point integers, for columnar exports: each
+        price times ``10**price_scale``, each quantity times
+        ``10**quantity_scale``, 16 bytes little-endian -- the storage of Arrow
+        ``decimal128`` values of those scales.  Layout: ``n`` bid ``(price,
+        quantity)`` pairs, best first, then ``n`` ask pairs; ``64 * n`` bytes,
+        zero where a side has fewer levels.
+
+        Returns ``(bids, asks, price scale needed, quantity scale needed)``:
+        the levels of each side (at most ``n``), the book's number of price
+        decimals and the most decimals one of those quantities is spelled
+        with.  When a scale given is smaller than needed, nothing is written
+        (ask again with larger ones); the default 18, the value bound's most
+        decimals, always fits.  Raises :class:`UsageError` for a negative
+        size, a scale outside 0..18 or an ``out`` too small.  Cost: O(n),
+        ~0.15 µs for n = 10 with the C module."""
+        return write_levels(self._bids, self._asks, n, out, offset, price_scale, quantity_scale)
+
     def cumulative_quantity(self, side: SideName, price: Decimal | str) -> Decimal:
         """Total quantity on ``side`` (``"bid"`` or ``"ask"``) at prices as good
         as ``price`` or better (bids >= price, asks <= price), exact.
@@ -369,6 +390,8 @@ class OrderBook:
 
 
 def _side_array(levels: list[Level], n: int) -> NDArray[np.float64]:
+    import numpy as np
+
     out = np.full((n, 2), np.nan, dtype=np.float64)
     if levels:
         out[: len(levels)] = [(float(price), float(qty)) for price, qty in levels]

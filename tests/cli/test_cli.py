@@ -234,7 +234,7 @@ def test_record_does_not_replace_a_file_unless_forced(tmp_path: Path) -> None:
     code, out, err = run_against_venue(["record", "SOL_USDC", "-o", str(path), "--duration", "1",
                                         "--force"])
     assert code == 0, err
-    assert path.read_text().startswith('{"ts":')
+    assert path.read_text().startswith('{"kind":"header","format":2,')  # a format 2 capture
 
 
 # ------------------------------------------------------ failures that speak
