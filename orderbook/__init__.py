@@ -20,6 +20,7 @@ from .core.ladder import Ladder, Level
 from .protocol.decimals import decimal_str
 from .record.capture import CaptureWriter, ReplayResult, read_capture, replay_capture
 from .errors import (
+    ConnectFailed,
     CrossedBook,
     IntegrityError,
     MalformedMessage,
@@ -32,6 +33,7 @@ from .errors import (
     UsageError,
     VenueDataError,
     VenueUnavailable,
+    WebSocketClosed,
 )
 from .sync.symbol import (
     Action,
@@ -81,6 +83,7 @@ from .live.replicator import (
     compare_books,
 )
 from .live.transport import RestClient, RestStats, StreamConnection, StreamHandler
+from .live.websocket import WebSocketSession, WebSocketTransport, resolve_transport
 from .serve.metrics import MetricsWriter, write_replicator_stats
 from .serve import MirrorLimits, MirrorServer, MirrorStats
 
@@ -97,6 +100,7 @@ __all__ = [
     "BookInvalidated",
     "BookTickerEvent",
     "CaptureWriter",
+    "ConnectFailed",
     "CrossedBook",
     "DepthEvent",
     "IntegrityError",
@@ -120,6 +124,7 @@ __all__ = [
     "UsageError",
     "VenueDataError",
     "VenueUnavailable",
+    "WebSocketClosed",
     "WireEvent",
     "__version__",
     "decimal_str",
@@ -153,11 +158,14 @@ __all__ = [
     "SymbolStats",
     "TokenBucket",
     "UpdateStream",
+    "WebSocketSession",
+    "WebSocketTransport",
     "backoff_delays",
     "compare_books",
     "is_retryable",
     "parse_markets",
     "parse_retry_after",
+    "resolve_transport",
     "MetricsWriter",
     "MirrorLimits",
     "MirrorServer",

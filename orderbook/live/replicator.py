@@ -85,8 +85,10 @@ from .transport import (
     DEFAULT_WS_URL,
     RestClient,
     StreamConnection,
+    TransportChoice,
     check_rest_url,
     check_ws_url,
+    resolve_transport,
 )
 from ..protocol.wire import BookTickerEvent, DepthEvent, RawLevels, StreamReply, parse_frame
 
@@ -586,7 +588,10 @@ class Replicator:
     * ``connect_timeout``: seconds the WebSocket may take to connect for the
       first time before the replicator fails (``None``: retry forever);
     * ``rest_timeout``, ``ws_ping_interval``; ``rng`` for jitter;
-    * ``tap``: a :class:`Tap` shown every raw frame and REST response (recording).
+    * ``tap``: a :class:`Tap` shown every raw frame and REST response (recording);
+    * ``transport``: the WebSocket client, ``"websockets"`` (default), ``"aiohttp"``
+      or a :class:`~orderbook.live.websocket.WebSocketTransport`; ``None`` reads
+      ``$ORDERBOOK_TRANSPORT`` (see :func:`~orderbook.live.websocket.resolve_transport`).
     """
 
     def __init__(
@@ -617,6 +622,7 @@ class Replicator:
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
         rng: Callable[[], float] = random.random,
         tap: Tap | None = None,
+        transport: TransportChoice = None,
     ) -> None:
         if depth_stream not in DEPTH_STREAMS:
             raise UsageError(f"depth_stream must be one of {DEPTH_STREAMS}, got {depth_stream!r}")
@@ -655,6 +661,7 @@ class Replicator:
         self._connect_timeout = connect_timeout
         self._rng = rng
         self._tap = tap
+        self._transport = resolve_transport(transport)  # a UsageError naming a bad one
 
         self._symbols: dict[str, _Symbol] = {}
         self._by_stream: dict[str, _Symbol] = {}
@@ -730,7 +737,7 @@ class Replicator:
             self.ws_url, streams, self, batch_size=self._subscribe_batch,
             backoff=self._ws_backoff, ping_interval=self._ws_ping_interval,
             ping_timeout=self._ws_ping_interval, rng=self._rng,
-            give_up_after=self._connect_timeout,
+            give_up_after=self._connect_timeout, transport=self._transport,
         )
         self._running = True
         spawn = asyncio.create_task
@@ -939,8 +946,14 @@ class Replicator:
             if sym.started:
                 self._carry_out(sym, sym.sync.connection_lost())
 
+    def on_frames(self, frames: Sequence[str | bytes], received_us: int) -> None:
+        """Transport callback: the messages of one socket read, in order."""
+        on_frame = self.on_frame
+        for raw in frames:
+            on_frame(raw, received_us)
+
     def on_frame(self, raw: str | bytes, received_us: int) -> None:
-        """Transport callback: one message, in receive order (the hot path)."""
+        """One message, in receive order (the hot path)."""
         self._connection.frames += 1
         if self._tap is not None:
             self._tap.ws(raw, received_us)
