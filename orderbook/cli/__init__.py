@@ -30,6 +30,7 @@ from .serve import add_serve_command
 from ..record.recorder import Recording
 from ..live.replicator import DEPTH_STREAMS, Replicator
 from ..live.transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_REST_URL, DEFAULT_WS_URL
+from .options import add_transport_option
 from ..testing.venue import Faults, OrderFlow, SimulatedVenue
 from .view import SymbolView, render_symbol, show
 
@@ -124,7 +125,8 @@ async def _demo(args: argparse.Namespace) -> None:
     flow = OrderFlow(symbols, seed=args.seed)
     faults = Faults(drop_rate=args.drop_rate)
     async with SimulatedVenue(flow, faults=faults, rate=args.rate, seed=args.seed) as venue:
-        async with Replicator(symbols, rest_url=venue.rest_url, ws_url=venue.ws_url) as replicator:
+        async with Replicator(symbols, rest_url=venue.rest_url, ws_url=venue.ws_url,
+                              transport=args.transport) as replicator:
             await show(replicator, source=f"simulated venue {venue.ws_url}", levels=args.levels,
                        duration=args.duration)
 
@@ -137,8 +139,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace) -> None:
     async with Replicator(args.symbols, rest_url=args.rest_url, ws_url=args.ws_url,
-                          depth_stream=args.depth_stream,
-                          connect_timeout=args.connect_timeout) as replicator:
+                          depth_stream=args.depth_stream, connect_timeout=args.connect_timeout,
+                          transport=args.transport) as replicator:
         await show(replicator, source=args.ws_url, levels=args.levels, duration=args.duration)
         _connected_once(replicator, args.duration)
 
@@ -161,7 +163,8 @@ async def _record(args: argparse.Namespace) -> None:
     if os.path.exists(args.output) and not args.force:
         raise UsageError(f"{args.output} exists (--force to replace it)")
     recording = Recording(args.output, args.symbols, rest_url=args.rest_url, ws_url=args.ws_url,
-                          depth_stream=args.depth_stream, connect_timeout=args.connect_timeout)
+                          depth_stream=args.depth_stream, connect_timeout=args.connect_timeout,
+                          transport=args.transport)
     try:
         async with recording:
             await recording.run(args.duration)
@@ -259,6 +262,7 @@ def _add_venue_options(parser: argparse.ArgumentParser) -> None:
                         help="give up (exit status 2) when the WebSocket has not connected once "
                              "within S seconds (default: %(default)s); once connected, it "
                              "reconnects forever")
+    add_transport_option(parser)
 
 
 def _add_logging_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
@@ -287,6 +291,7 @@ def _add_commands(commands: Any) -> None:
                       help="probability that the venue loses a frame, to watch resyncs "
                            "(default: %(default)s)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the simulated flow (default: %(default)s)")
+    add_transport_option(demo)
     _add_view_options(demo)
     demo.set_defaults(handler=_cmd_demo)
 

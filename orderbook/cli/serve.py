@@ -11,6 +11,7 @@ from typing import Any
 from ..errors import UsageError
 from ..protocol.streams import DEPTH_STREAMS
 from ..live.transport import DEFAULT_REST_URL, DEFAULT_WS_URL
+from .options import add_transport_option
 from ..serve.run import run_mirror
 from ..serve.server import DEFAULT_PORT
 
@@ -26,7 +27,8 @@ async def _serve_until_signalled(args: argparse.Namespace) -> None:
             break
     symbols: Sequence[str] | str = "all" if args.all else args.symbols
     await run_mirror(symbols, stop=stop, host=args.host, port=args.port, queue_size=args.queue_size,
-                     rest_url=args.rest_url, ws_url=args.ws_url, depth_stream=args.depth_stream)
+                     rest_url=args.rest_url, ws_url=args.ws_url, depth_stream=args.depth_stream,
+                     transport=args.transport)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -53,6 +55,7 @@ def add_serve_command(commands: Any) -> None:
     parser.add_argument("--ws-url", default=DEFAULT_WS_URL, help="upstream WebSocket (default: %(default)s)")
     parser.add_argument("--depth-stream", default="depth", choices=DEPTH_STREAMS,
                         help="upstream depth stream (default: %(default)s)")
+    add_transport_option(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help="port to bind, 0 for any free one (default: %(default)s)")
