@@ -492,3 +492,28 @@ def test_the_transport_option_of_the_commands(flag: str, ws_transport: str) -> N
     bad = subprocess.run([*command, "run", "SOL_USDC", "--transport", "smoke signals"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--transport" in bad.stderr and "smoke signals" in bad.stderr
+
+
+def test_every_networked_test_runs_on_each_transport(request: pytest.FixtureRequest,
+                                                      ws_transport: str) -> None:
+    """The parametrization of ``tests/conftest.py`` is in force for every test
+    collected outside the sans-I/O folders (this one included), and the code
+    under test sees the transport through the environment."""
+    from conftest import SANS_IO_TESTS, TRANSPORTS
+
+    assert os.environ[TRANSPORT_ENV] == ws_transport
+    assert resolve_transport(None).name == ws_transport
+    tests = Path(__file__).resolve().parents[1]
+    seen: dict[tuple[str, tuple[tuple[str, str], ...]], set[str]] = {}
+    for item in request.session.items:
+        folder = item.path.relative_to(tests).parts[0]
+        if folder in SANS_IO_TESTS:
+            continue
+        params = getattr(item, "callspec", None)
+        assert params is not None and "ws_transport" in params.params, item.nodeid
+        others = tuple(sorted((k, repr(v)) for k, v in params.params.items() if k != "ws_transport"))
+        seen.setdefault((item.nodeid.split("[")[0], others), set()).add(params.params["ws_transport"])
+    assert ws_transport in TRANSPORTS and seen
+    if not request.config.getoption("keyword") and not request.config.getoption("markexpr"):
+        incomplete = [test for (test, _), values in seen.items() if values != set(TRANSPORTS)]
+        assert not incomplete, incomplete[:5]  # unless -k / -m picked some of them
