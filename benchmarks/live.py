@@ -1,12 +1,13 @@
 """The live path on loopback: a venue process, one client process per contender, per transport.
 
-    .venv/bin/python benchmarks/live.py --quick       # 100 symbols x 200 frames, 3 repeats (~3 min)
-    .venv/bin/python benchmarks/live.py               # 100 symbols x 2,000 frames, 5 repeats
+    .venv/bin/python benchmarks/live.py --quick       # 100 symbols x 200 frames, 3 repeats (~1.5 min)
+    .venv/bin/python benchmarks/live.py               # 100 symbols x 2,000 frames, 5 repeats (~6 min)
     .venv/bin/python benchmarks/live.py --no-baseline --transports aiohttp --output /tmp/live.md
 
 The workload: ``symbols`` books (1,000 levels a side each), ``frames`` depth
-frames per book from :func:`orderbook.bench.harness.make_workload` (valid,
-contiguous update ids), interleaved in a seeded random order; each book's
+frames per book from :func:`orderbook.bench.workload.make_workload` (valid,
+contiguous update ids), interleaved round robin (the hot-path harness's
+many-books workload, :func:`orderbook.bench.multi.make_multi_workload`); each book's
 REST snapshot is at the id just before its first frame.  It is built once
 and cached under ``--cache`` (keyed by its parameters).
 
@@ -37,7 +38,6 @@ import hashlib
 import json
 import os
 import platform
-import random
 import shlex
 import statistics
 import subprocess
@@ -55,32 +55,29 @@ BASELINE_COMMIT = "df05cb9"
 
 # ------------------------------------------------------------------ workload
 def build_workload(symbols: int, frames: int, seed: int, cache: Path) -> Path:
-    """Write (once) frames.jsonl, snapshots.json and meta.json; return their directory."""
-    key = hashlib.sha256(f"{symbols}/{frames}/{seed}/v1".encode()).hexdigest()[:12]
+    """Write (once) frames.jsonl, snapshots.json and meta.json; return their directory.
+
+    The frames are those of the hot-path harness's many-books workload
+    (:func:`orderbook.bench.multi.make_multi_workload`: one seeded book each,
+    interleaved round robin), so both benchmarks run on the same frames."""
+    key = hashlib.sha256(f"{symbols}/{frames}/{seed}/v2".encode()).hexdigest()[:12]
     directory = cache / f"workload-{symbols}x{frames}-{key}"
     if (directory / "meta.json").exists():
         return directory
     import orjson
 
-    from orderbook.bench.harness import make_workload
+    from orderbook.bench.multi import make_multi_workload
 
-    names = [f"B{i:03d}_USDC" for i in range(symbols)]
-    books = [make_workload(frames, seed=seed + i, symbol=name) for i, name in enumerate(names)]
-    order = [i for i in range(symbols) for _ in range(frames)]
-    random.Random(seed).shuffle(order)
-    cursor = [0] * symbols
-    out = []
-    for i in order:
-        out.append(books[i].frames[cursor[i]])
-        cursor[i] += 1
-    final = {name: int(orjson.loads(book.frames[-1])["data"]["u"]) for name, book in zip(names, books)}
+    work = make_multi_workload(symbols, frames, seed)
+    final = {book.symbol: int(orjson.loads(book.frames[-1])["data"]["u"]) for book in work.books}
+    last_symbol = orjson.loads(work.frames[-1])["data"]["s"]
     directory.mkdir(parents=True, exist_ok=True)
-    directory.joinpath("frames.jsonl").write_bytes(b"\n".join(out) + b"\n")
+    directory.joinpath("frames.jsonl").write_bytes(b"\n".join(work.frames) + b"\n")
     directory.joinpath("snapshots.json").write_bytes(
-        orjson.dumps({name: book.snapshot_raw.decode() for name, book in zip(names, books)}))
-    meta = {"symbols": symbols, "frames_per_symbol": frames, "seed": seed, "frames": len(out),
-            "final": final, "last_symbol": names[order[-1]],
-            "bytes": sum(len(f) for f in out)}
+        orjson.dumps({book.symbol: book.snapshot_raw.decode() for book in work.books}))
+    meta = {"symbols": symbols, "frames_per_symbol": frames, "seed": seed,
+            "frames": len(work.frames), "final": final, "last_symbol": last_symbol,
+            "bytes": sum(len(f) for f in work.frames)}
     directory.joinpath("meta.json").write_text(json.dumps(meta))
     return directory
 
@@ -149,10 +146,11 @@ def percentile(values: list[int], fraction: float) -> float:
 def label(entry: Entry) -> str:
     contender, transport = entry
     names = {"read": "read only", "engine": "engine alone, offline (parse_frame + SymbolSync)",
+             "engine-batch": "Engine.receive alone, offline, 1,000 frames per call",
              "replicator": "Replicator, no consumer", "updates": "Replicator + one updates() consumer",
              "callback": "Replicator + one on_update callback",
              "baseline": f"baseline: Replicator at {BASELINE_COMMIT} + one updates() consumer"}
-    return f"{names[contender]} | {transport if contender != 'engine' else '-'}"
+    return f"{names[contender]} | {transport if not contender.startswith('engine') else '-'}"
 
 
 def machine() -> str:
@@ -211,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     burst: list[Entry] = [("read", t) for t in transports]
     if "websockets" in transports:
         burst.append(("read", "websockets-asyncio"))
-    burst.append(("engine", "-"))
+    burst += [("engine", "-"), ("engine-batch", "-")]
     for contender in ("replicator", "updates", "callback"):
         burst += [(contender, t) for t in transports]
     if baseline is not None:
@@ -275,13 +273,15 @@ def render(args: argparse.Namespace, meta: dict[str, Any], paced_meta: dict[str,
         lines.append(f"| {label(entry)} | {cpu[entry]:.2f} | {kernel:.0%} | {rate[entry]:,.0f} | "
                      f"{runs} |")
     lines += ["", "Ratios (same run):", ""]
-    engine = ("engine", "-")
     for transport in ("websockets", "aiohttp"):
         updates, read = ("updates", transport), ("read", transport)
-        if updates in cpu and read in cpu and engine in cpu:
-            lines.append(f"- {transport}: Replicator + updates() CPU / (read only + engine) = "
-                         f"{cpu[updates]:.2f} / ({cpu[read]:.2f} + {cpu[engine]:.2f}) = "
-                         f"**{cpu[updates] / (cpu[read] + cpu[engine]):.2f}** (target <= 1.3)")
+        for engine, what in ((("engine", "-"), "parse_frame + SymbolSync"),
+                             (("engine-batch", "-"), "Engine.receive")):
+            if updates in cpu and read in cpu and engine in cpu:
+                lines.append(
+                    f"- {transport}: Replicator + updates() CPU / (read only + engine alone, {what}) = "
+                    f"{cpu[updates]:.2f} / ({cpu[read]:.2f} + {cpu[engine]:.2f}) = "
+                    f"**{cpu[updates] / (cpu[read] + cpu[engine]):.2f}** (target <= 1.3)")
         baseline = ("baseline", "websockets")
         if updates in rate and baseline in rate:
             lines.append(f"- {transport}: Replicator + updates() frames/s vs the baseline = "

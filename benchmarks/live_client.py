@@ -12,7 +12,8 @@ update the consumer saw).
 
 Contenders (``CONTENDERS``): ``read`` (a StreamConnection and a handler that
 counts), ``engine`` (``parse_frame`` + ``SymbolSync`` over the frames in
-memory, no socket), ``replicator`` (no consumer), ``updates`` (one
+memory, no socket), ``engine-batch`` (the multi-symbol ``Engine.receive``
+offline, a socket read's worth of frames per call), ``replicator`` (no consumer), ``updates`` (one
 ``updates()`` consumer), ``callback`` (one ``on_update`` callback) and
 ``baseline`` (the ``updates`` contender on an old checkout given by
 ``--path``, with that version's own API and transport).  ``orderbook`` is
@@ -33,7 +34,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-CONTENDERS = ("read", "engine", "replicator", "updates", "callback", "baseline")
+CONTENDERS = ("read", "engine", "engine-batch", "replicator", "updates", "callback", "baseline")
+ENGINE_BATCH = 1000
+"""Frames per ``Engine.receive`` call offline: about one 256 KiB socket read of this workload."""
 
 
 class Run:
@@ -210,6 +213,35 @@ def engine(run: Run) -> int:
     return len(frames)
 
 
+def engine_batches(run: Run) -> int:
+    """The multi-symbol ``Engine`` (what the Replicator drives) offline, fed
+    :data:`ENGINE_BATCH` frames per call, the touch read of every book changed."""
+    from orderbook.sync.engine import BookUpdated, Engine, EngineOptions, FetchSnapshot
+    from orderbook.sync.symbol import SyncState
+
+    snapshots = json.loads(run.directory.joinpath("snapshots.json").read_text())
+    frames = run.directory.joinpath("frames.jsonl").read_bytes().splitlines()
+    engine = Engine(list(snapshots), EngineOptions(seed=0))
+    engine.connected(0)
+    for action in engine.subscribed(engine.streams, 0):
+        if isinstance(action, FetchSnapshot):
+            engine.snapshot(action.ticket, snapshots[action.symbol].encode(), 0)
+    receive, book = engine.receive, engine.book
+    run.start_clock()
+    for at in range(0, len(frames), ENGINE_BATCH):
+        for action in receive(frames[at:at + ENGINE_BATCH], 1):
+            if type(action) is BookUpdated:
+                b = book(action.symbol)
+                b.best_bid()
+                b.best_ask()
+    run.stop_clock()
+    for track in engine.tracks():
+        assert track.sync.state is SyncState.SYNCED
+    for symbol, last in run.final.items():
+        assert engine.book(symbol).last_update_id == last
+    return len(frames)
+
+
 # ----------------------------------------------------------------- replicator
 def _tracker(run: Run, done: asyncio.Event) -> Callable[[Any], None]:
     """A consumer body: notes when every symbol reached its final id, and the latencies."""
@@ -238,8 +270,9 @@ async def replicator(run: Run, consumer: str) -> int:
         from orderbook.replicator import Replicator  # the old flat layout
         options: dict[str, Any] = {}
     else:
+        from orderbook.live.config import Connection
         from orderbook.live.replicator import Replicator
-        options = {"transport": run.transport}
+        options = {"connection": Connection(transport=run.transport)}
     rep = Replicator(run.symbols, rest_url=run.rest_url, ws_url=run.url, **options)
     done = asyncio.Event()
     seen = _tracker(run, done)
@@ -286,6 +319,8 @@ def main() -> int:
     run = Run(args)
     if args.contender == "engine":
         frames = engine(run)
+    elif args.contender == "engine-batch":
+        frames = engine_batches(run)
     elif args.contender == "read":
         frames = asyncio.run(read_only(run))
     else:

@@ -11,9 +11,9 @@ from typing import Any
 from ..errors import UsageError
 from ..protocol.streams import DEPTH_STREAMS
 from ..live.transport import DEFAULT_REST_URL, DEFAULT_WS_URL
-from .options import add_transport_option
 from ..serve.run import run_mirror
 from ..serve.server import DEFAULT_PORT
+from .options import add_transport_option, replicator_options
 
 __all__ = ["add_serve_command"]
 
@@ -27,8 +27,7 @@ async def _serve_until_signalled(args: argparse.Namespace) -> None:
             break
     symbols: Sequence[str] | str = "all" if args.all else args.symbols
     await run_mirror(symbols, stop=stop, host=args.host, port=args.port, queue_size=args.queue_size,
-                     rest_url=args.rest_url, ws_url=args.ws_url, depth_stream=args.depth_stream,
-                     transport=args.transport)
+                     **replicator_options(args))
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

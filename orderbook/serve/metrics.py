@@ -26,7 +26,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal
 
 from ..errors import UsageError
-from ..live.replicator import Percentiles, ReplicatorStats
+from ..live.stats import ReplicatorStats
+from ..sync.samples import Percentiles
 
 __all__ = [
     "CONTENT_TYPE",

@@ -26,6 +26,7 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from orderbook.errors import ConnectFailed, UsageError, WebSocketClosed
+from orderbook.live.config import Connection
 from orderbook.live.connection import StreamConnection
 from orderbook.live.replicator import Replicator
 from orderbook.live.websocket import (
@@ -434,7 +435,7 @@ def test_transport_names_instances_and_bad_values(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(UsageError, match="'nope'"):
         Replicator(SYMBOLS)
     with pytest.raises(UsageError, match="'carrier pigeon'"):
-        Replicator(SYMBOLS, transport="carrier pigeon")
+        Connection(transport="carrier pigeon")
     with pytest.raises(UsageError, match="'nope'"):
         StreamConnection("ws://127.0.0.1:9/", [], Handler())
 
@@ -469,7 +470,7 @@ def test_a_replicator_syncs_through_the_transport_it_is_given(ws_transport: str)
         transport = Counting(resolve_transport(ws_transport))
         async with SimulatedVenue(OrderFlow(SYMBOLS, seed=2), rate=500.0) as venue:
             async with Replicator(SYMBOLS, rest_url=venue.rest_url, ws_url=venue.ws_url,
-                                  transport=transport) as rep:
+                                  connection=Connection(transport=transport)) as rep:
                 await rep.wait_synced(timeout=20)
                 await venue.disconnect_all(code=1001)
                 await until(lambda: rep.stats().connection.connects == 2)
