@@ -35,6 +35,7 @@ from .record.upgrade import upgrade_capture
 from .record.replay import ReplayResult, replay_capture
 from .record.export import export_parquet, export_table
 from .errors import (
+    ConnectFailed,
     CrossedBook,
     IntegrityError,
     MalformedMessage,
@@ -47,6 +48,7 @@ from .errors import (
     UsageError,
     VenueDataError,
     VenueUnavailable,
+    WebSocketClosed,
 )
 from .sync.symbol import (
     Action,
@@ -97,6 +99,7 @@ _LAZY = {
                              "ReplicatorStats", "SymbolStats"),
     "orderbook.live.transport": ("RestClient", "RestStats", "StreamConnection", "StreamHandler"),
     "orderbook.live.watch": ("BookWatch", "watch_order_book", "watch_order_books"),
+    "orderbook.live.websocket": ("WebSocketSession", "WebSocketTransport", "resolve_transport"),
     "orderbook.serve.metrics": ("ReplicatorCollector",),
     "orderbook.serve": ("MirrorLimits", "MirrorServer", "MirrorStats"),
 }
@@ -115,6 +118,7 @@ if TYPE_CHECKING:
         SymbolStats,
     )
     from .live.transport import RestClient, RestStats, StreamConnection, StreamHandler
+    from .live.websocket import WebSocketSession, WebSocketTransport, resolve_transport
     from .live.watch import BookWatch, watch_order_book, watch_order_books
     from .serve.metrics import ReplicatorCollector
     from .serve import MirrorLimits, MirrorServer, MirrorStats
@@ -174,6 +178,7 @@ __all__ = [
     "export_table",
     "read_events",
     "upgrade_capture",
+    "ConnectFailed",
     "CrossedBook",
     "DepthEvent",
     "IntegrityError",
@@ -197,6 +202,7 @@ __all__ = [
     "UsageError",
     "VenueDataError",
     "VenueUnavailable",
+    "WebSocketClosed",
     "WireEvent",
     "__version__",
     "decimal_str",
@@ -235,6 +241,8 @@ __all__ = [
     "SymbolStats",
     "TokenBucket",
     "UpdateStream",
+    "WebSocketSession",
+    "WebSocketTransport",
     "backoff_delays",
     "compare_books",
     "is_retryable",
@@ -246,6 +254,7 @@ __all__ = [
     "watch_order_books",
     "Side",
     "SideName",
+    "resolve_transport",
     "MirrorLimits",
     "MirrorServer",
     "MirrorStats",

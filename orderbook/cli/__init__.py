@@ -119,11 +119,14 @@ async def _demo(args: argparse.Namespace) -> None:
     from ..testing.venue import Faults, OrderFlow, SimulatedVenue
     from .view import show
 
+    from ..live.config import Connection
+
     symbols = args.symbols or list(DEMO_SYMBOLS)
     flow = OrderFlow(symbols, seed=args.seed)
     faults = Faults(drop_rate=args.drop_rate)
     async with SimulatedVenue(flow, faults=faults, rate=args.rate, seed=args.seed) as venue:
-        async with Replicator(symbols, rest_url=venue.rest_url, ws_url=venue.ws_url) as replicator:
+        async with Replicator(symbols, rest_url=venue.rest_url, ws_url=venue.ws_url,
+                              connection=Connection(transport=args.transport)) as replicator:
             await show(replicator, source=f"simulated venue {venue.ws_url}", levels=args.levels,
                        duration=args.duration)
 
@@ -288,6 +291,9 @@ def _add_venue_options(parser: argparse.ArgumentParser) -> None:
                         help="give up (exit status 2) when the WebSocket has not connected once "
                              "within S seconds (default: %(default)s); once connected, it "
                              "reconnects forever")
+    from .options import add_transport_option
+
+    add_transport_option(parser)
 
 
 def _add_logging_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
@@ -305,6 +311,7 @@ def _add_logging_options(parser: argparse.ArgumentParser, *, defaults: bool) -> 
 
 def _add_commands(commands: Any) -> None:
     from ..testing.venue import DEFAULT_SYMBOLS  # the commands that connect load the I/O layers
+    from .options import add_transport_option
 
     demo = commands.add_parser(
         "demo", help="a simulated venue in-process and the live view of its books (offline)",
@@ -319,6 +326,7 @@ def _add_commands(commands: Any) -> None:
                       help="probability that the venue loses a frame, to watch resyncs "
                            "(default: %(default)s)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the simulated flow (default: %(default)s)")
+    add_transport_option(demo)
     _add_view_options(demo)
     demo.set_defaults(handler=_cmd_demo)
 

@@ -12,7 +12,7 @@ from ..protocol.streams import DEPTH_STREAMS
 from ..live.transport import DEFAULT_REST_URL, DEFAULT_WS_URL
 from ..serve.run import run_mirror
 from ..serve.server import DEFAULT_PORT
-from .options import replicator_options
+from .options import add_transport_option, replicator_options
 from .signals import StopSignals
 
 __all__ = ["add_serve_command"]
@@ -51,6 +51,7 @@ def add_serve_command(commands: Any) -> None:
     parser.add_argument("--ws-url", default=DEFAULT_WS_URL, help="upstream WebSocket (default: %(default)s)")
     parser.add_argument("--depth-stream", default="depth", choices=DEPTH_STREAMS,
                         help="upstream depth stream (default: %(default)s)")
+    add_transport_option(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help="port to bind, 0 for any free one (default: %(default)s)")

@@ -66,6 +66,7 @@ from .stats import (
     symbol_stats,
 )
 from .transport import DEFAULT_REST_URL, DEFAULT_WS_URL, RestClient, StreamConnection, check_rest_url, check_ws_url
+from .websocket import resolve_transport
 
 __all__ = ["Replicator"]
 
@@ -117,6 +118,7 @@ class Replicator:
         self.budget = budget
         self.markets = markets
         self._tap = tap
+        self._transport = resolve_transport(connection.transport)  # $ORDERBOOK_TRANSPORT read now
         self._bucket = TokenBucket.for_budget(budget.requests_per_minute, budget.burst)
         self._engine: Engine | None = None
         self._rest: RestClient | None = None
@@ -180,6 +182,7 @@ class Replicator:
             self.ws_url, engine.streams, self, batch_size=conn.subscribe_batch,
             backoff=conn.backoff, ping_interval=conn.ping_interval,
             ping_timeout=conn.ping_interval, give_up_after=conn.connect_timeout,
+            transport=self._transport,
         )
         self._running = True
         spawn = asyncio.create_task
