@@ -89,6 +89,7 @@ from .transport import (
     check_ws_url,
 )
 from ..protocol.wire import BookTickerEvent, DepthEvent, RawLevels, StreamReply, parse_frame
+from .sink import Sink  # sinks hook (issue 14)
 
 __all__ = [
     "DEPTH_STREAMS",
@@ -586,7 +587,9 @@ class Replicator:
     * ``connect_timeout``: seconds the WebSocket may take to connect for the
       first time before the replicator fails (``None``: retry forever);
     * ``rest_timeout``, ``ws_ping_interval``; ``rng`` for jitter;
-    * ``tap``: a :class:`Tap` shown every raw frame and REST response (recording).
+    * ``tap``: a :class:`Tap` shown every raw frame and REST response (recording);
+    * ``sinks``: publishers (:mod:`orderbook.sinks`) whose ``run(self)`` is a task from
+      :meth:`start` until :meth:`close`.
     """
 
     def __init__(
@@ -617,6 +620,7 @@ class Replicator:
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
         rng: Callable[[], float] = random.random,
         tap: Tap | None = None,
+        sinks: Sequence[Sink] = (),
     ) -> None:
         if depth_stream not in DEPTH_STREAMS:
             raise UsageError(f"depth_stream must be one of {DEPTH_STREAMS}, got {depth_stream!r}")
@@ -655,6 +659,7 @@ class Replicator:
         self._connect_timeout = connect_timeout
         self._rng = rng
         self._tap = tap
+        self.sinks: tuple[Sink, ...] = tuple(sinks)  # sinks hook (issue 14)
 
         self._symbols: dict[str, _Symbol] = {}
         self._by_stream: dict[str, _Symbol] = {}
@@ -743,6 +748,8 @@ class Replicator:
         self._tasks.append(spawn(self._markets_loop(), name="orderbook-markets"))
         if self._audit_interval is not None:
             self._tasks.append(spawn(self._audit_loop(self._audit_interval), name="orderbook-audit"))
+        # sinks hook (issue 14): each sink runs as a task of ours; close() cancels it with the rest
+        self._tasks += [spawn(sink.run(self), name=f"orderbook-sink-{sink.name}") for sink in self.sinks]
         log.info("replicating %d symbols from %s (%s)", len(names), self.ws_url, self.depth_stream)
 
     async def close(self) -> None:
