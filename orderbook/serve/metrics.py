@@ -27,6 +27,7 @@ from typing import Literal
 
 from ..errors import UsageError
 from ..live.replicator import Percentiles, ReplicatorStats
+from ..live.sink import SinkStats
 
 __all__ = [
     "CONTENT_TYPE",
@@ -34,6 +35,7 @@ __all__ = [
     "Histogram",
     "MetricsWriter",
     "write_replicator_stats",
+    "write_sink_stats",
 ]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -285,3 +287,33 @@ def write_replicator_stats(writer: MetricsWriter, stats: ReplicatorStats) -> Non
     for field, name, scale, help_text in _LATENCIES:
         summary: Percentiles = getattr(stats.latency, field)
         writer.family(name, "gauge", help_text, _quantiles(summary, scale))
+
+
+# ------------------------------------------------------------ sinks (issue 14)
+_SINK_FAMILIES = (
+    ("published", "orderbook_sink_published_total", "counter",
+     "Messages the broker accepted (Redis: acknowledged; NATS: written to its connection)."),
+    ("snapshots", "orderbook_sink_snapshots_total", "counter", "Snapshot messages published."),
+    ("dropped", "orderbook_sink_dropped_total", "counter",
+     "Book updates not published (queue full, broker unreachable); each is covered by a later snapshot."),
+    ("reconnects", "orderbook_sink_reconnects_total", "counter",
+     "Broker connections opened again after a failure."),
+    ("failures", "orderbook_sink_failures_total", "counter", "Failed broker connection attempts and writes."),
+    ("snapshot_requests", "orderbook_sink_snapshot_requests_total", "counter",
+     "Snapshot requests answered (NATS request/reply)."),
+    ("internal_errors", "orderbook_sink_internal_errors_total", "counter",
+     "Internal errors (bugs) caught and logged by a sink."),
+    ("queued", "orderbook_sink_queue_messages", "gauge", "Messages waiting to be written."),
+    ("connected", "orderbook_sink_connected", "gauge", "1 while the sink's broker connection is up."),
+)
+
+
+def write_sink_stats(writer: MetricsWriter, sinks: Sequence[SinkStats]) -> None:
+    """Write the publishing sinks' figures as ``orderbook_sink_*`` families,
+    labelled ``sink`` (the broker URL without credentials); nothing without
+    sinks.  O(sinks)."""
+    if not sinks:
+        return
+    for field, name, kind, help_text in _SINK_FAMILIES:
+        writer.family(name, "counter" if kind == "counter" else "gauge", help_text,
+                      [({"sink": s.name}, int(getattr(s, field))) for s in sinks])

@@ -42,7 +42,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from ..core.book import OrderBook
 from ..errors import TransportError, UsageError
-from .metrics import CONTENT_TYPE, MetricsWriter
+from .metrics import CONTENT_TYPE, MetricsWriter, write_sink_stats
 from ..protocol.streams import DEPTH_LIMITS, StreamKind, now_us, parse_stream
 from ..protocol.subscribe import ErrorCode, ErrorReply, Method, parse_request
 from ..live.replicator import Replicator, UpdateStream
@@ -482,6 +482,7 @@ class MirrorServer:
         writer = MetricsWriter()
         write_mirror_metrics(writer, self.replicator.stats(), self.stats, self._publisher,
                              self.ready, len(self._clients), kinds)
+        write_sink_stats(writer, [sink.stats() for sink in self.replicator.sinks])  # issue 14
         return web.Response(body=writer.text().encode(), headers={"Content-Type": CONTENT_TYPE})
 
     # -------------------------------------------------------------- markets

@@ -24,18 +24,26 @@ rule of the published sequence lives here:
    changed in ``L+1..u`` gets its quantity at ``u``, and a level changed only
    in ``U..L`` has the same quantity at ``L`` and at ``u``, so re-setting it
    changes nothing.  Any other level did not change in ``L+1..u``.
-5. **Bounded.**  At most ``max_queue`` messages wait.  A delta finding the
-   queue full is dropped and counted, and its symbol owes a snapshot.  Owed
-   snapshots are queued by :meth:`take` while the queue is at most half full
-   (hysteresis: under a slow broker each symbol costs at most one snapshot
-   per drain), and by :meth:`offer` when there is room.
-6. **Connection loss.**  What was in flight may or may not have reached the
+5. **Conflated while waiting.**  A delta whose symbol already has a delta
+   waiting in the queue (its last message, not yet taken) is merged into it:
+   ``u`` advances, each level takes its newest quantity.  Exact for the same
+   reason as rule 4.  So the queue holds at most one delta per symbol
+   between two :meth:`take` calls plus the snapshots, and the slower the
+   writer, the fewer and larger its messages; encoding happens in
+   :meth:`take`, once per message.
+6. **Bounded.**  At most ``max_queue`` messages wait.  A delta that would
+   need a new message in a full queue is dropped and counted, and its symbol
+   owes a snapshot.  Owed snapshots are queued by :meth:`take` while the
+   queue is at most half full (hysteresis: under a slow broker each symbol
+   costs at most one snapshot per drain), and by :meth:`offer` when there is
+   room.
+7. **Connection loss.**  What was in flight may or may not have reached the
    broker, so :meth:`pause` discards the queue (counted as dropped) and every
    symbol owes a snapshot; nothing is queued until :meth:`resume`.
 
-Costs: :meth:`offer` is O(changed levels) for a delta (one encoding), O(book)
-when it makes a snapshot; :meth:`take` O(messages taken), plus O(book) per
-snapshot it makes.
+Costs: :meth:`offer` is O(changed levels) for a delta (a dict merge), O(book)
+when it makes a snapshot; :meth:`take` O(levels of the messages taken: their
+encoding), plus O(book) per snapshot it makes.
 """
 
 from __future__ import annotations
@@ -43,8 +51,10 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 
 from ..core.book import OrderBook
+from ..core.ladder import Level
 from ..errors import UsageError
 from ..live.replicator import BookUpdate
 from .messages import Message, MessageKind, wire_levels
@@ -61,30 +71,53 @@ class CoreCounters:
 
     ``dropped``: updates (and discarded queued messages) not published;
     ``skipped``: deltas already held by a later snapshot; ``trimmed``: deltas
-    published from ``L+1`` (rule 4); ``snapshots``: snapshot messages
-    queued; ``deltas``: delta messages queued; ``gaps``: updates that did not
-    continue what was published (each made a snapshot owed).
+    published from ``L+1`` (rule 4); ``merged``: deltas merged into a waiting
+    one (rule 5); ``snapshots``: snapshot messages queued; ``deltas``: delta
+    messages queued; ``gaps``: updates that did not continue what was
+    published (each made a snapshot owed).
     """
 
     dropped: int = 0
     skipped: int = 0
     trimmed: int = 0
+    merged: int = 0
     snapshots: int = 0
     deltas: int = 0
     gaps: int = 0
 
 
+class _Delta:
+    """A delta waiting in the queue, still open to merging (rule 5)."""
+
+    __slots__ = ("symbol", "first", "last", "ts", "bids", "asks")
+
+    def __init__(self, symbol: str, first: int, last: int, ts: int, bids: Iterable[Level],
+                 asks: Iterable[Level]) -> None:
+        self.symbol = symbol
+        self.first = first
+        self.last = last
+        self.ts = ts
+        self.bids: dict[Decimal, Decimal] = dict(bids)
+        self.asks: dict[Decimal, Decimal] = dict(asks)
+
+    def freeze(self) -> Message:
+        return Message(self.symbol, MessageKind.DELTA, self.first, self.last, self.ts,
+                       wire_levels(self.bids.items()), wire_levels(self.asks.items()))
+
+
 class _Feed:
     """What was queued for one symbol."""
 
-    __slots__ = ("symbol", "last", "deltas")
+    __slots__ = ("symbol", "last", "deltas", "tail")
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
         self.last: int | None = None
         """``u`` of the last message queued; ``None`` while a snapshot is owed."""
         self.deltas = 0
-        """Deltas queued since the last snapshot."""
+        """Delta messages queued since the last snapshot."""
+        self.tail: _Delta | None = None
+        """The symbol's last message if it is a delta still in the queue."""
 
 
 class PublisherCore:
@@ -112,7 +145,7 @@ class PublisherCore:
         self._low = max_queue // 2
         self._now_us = now_us
         self._on_queued = on_queued
-        self._queue: deque[Message] = deque()
+        self._queue: deque[Message | _Delta] = deque()
         self._feeds: dict[str, _Feed] = {}
         self._owed: dict[str, None] = {}
         self._paused = True
@@ -166,9 +199,18 @@ class PublisherCore:
         if self._paused:
             return []
         self._settle()
-        queue = self._queue
-        count = min(limit, len(queue))
-        return [queue.popleft() for _ in range(count)]
+        queue, feeds = self._queue, self._feeds
+        out: list[Message] = []
+        for _ in range(min(limit, len(queue))):
+            entry = queue.popleft()
+            if isinstance(entry, _Delta):
+                feed = feeds[entry.symbol]
+                if feed.tail is entry:
+                    feed.tail = None
+                out.append(entry.freeze())
+            else:
+                out.append(entry)
+        return out
 
     def pause(self) -> int:
         """The broker connection is lost: discard the queue (counted as
@@ -179,6 +221,7 @@ class PublisherCore:
         self._queue.clear()
         self._paused = True
         for feed in self._feeds.values():
+            feed.tail = None
             self._owe(feed)
         return discarded
 
@@ -197,6 +240,7 @@ class PublisherCore:
 
     def _owe(self, feed: _Feed) -> None:
         feed.last = None
+        feed.tail = None  # what waits stays valid; nothing more is merged into it
         self._owed[feed.symbol] = None
 
     def _delta(self, feed: _Feed, update: BookUpdate) -> None:
@@ -217,15 +261,23 @@ class PublisherCore:
             if len(self._queue) >= self._max or not self._snapshot(feed):
                 counters.dropped += 1
             return
+        ts = update.engine_time if update.engine_time is not None else update.received_us
+        tail = feed.tail
+        if tail is not None:  # rule 5: merge into the delta waiting for this symbol
+            tail.bids.update(update.bids)
+            tail.asks.update(update.asks)
+            tail.last, tail.ts = last_id, ts
+            feed.last = last_id
+            counters.merged += 1
+            return
         if len(self._queue) >= self._max:
             counters.dropped += 1
             self._owe(feed)
             return
         if first_id <= last:
             counters.trimmed += 1
-        ts = update.engine_time if update.engine_time is not None else update.received_us
-        self._queue.append(Message(feed.symbol, MessageKind.DELTA, last + 1, last_id, ts,
-                                   wire_levels(update.bids), wire_levels(update.asks)))
+        tail = feed.tail = _Delta(feed.symbol, last + 1, last_id, ts, update.bids, update.asks)
+        self._queue.append(tail)
         counters.deltas += 1
         feed.last = last_id
         feed.deltas += 1
@@ -248,6 +300,7 @@ class PublisherCore:
         self.counters.snapshots += 1
         feed.last = update_id
         feed.deltas = 0
+        feed.tail = None
         self._owed.pop(feed.symbol, None)
         if self._on_queued is not None:
             self._on_queued()

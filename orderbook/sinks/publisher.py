@@ -25,11 +25,12 @@ import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from ..core.book import OrderBook
 from ..errors import UnknownSymbol, UsageError
-from ..live.replicator import Replicator
+from ..live.replicator import BookUpdate, Replicator
 from ..live.sink import SinkStats
 from ..sync.policy import Backoff
 from .core import PublisherCore
@@ -50,9 +51,11 @@ class PublishOptions:
     * ``queue_size``: messages waiting at most; beyond, updates are dropped,
       counted, and covered by a fresh snapshot once there is room;
     * ``batch_size``: messages per write (one pipeline / one flush);
-    * ``linger``: seconds the writer waits after being woken before taking a
-      batch, to write fewer, larger batches (0: write as soon as possible;
-      batches still grow by themselves while a write is in flight);
+    * ``linger``: seconds to gather updates before publishing them: the first
+      update of a burst waits that long, while the replicator merges the
+      symbol's later updates into one (so at most one message per symbol per
+      ``linger``, and one write).  0 publishes every update as soon as
+      possible (batches still grow by themselves while a write is in flight);
     * ``write_timeout``: seconds a connection attempt or a write may take
       before it counts as failed;
     * ``backoff``: delays between connection attempts;
@@ -165,13 +168,7 @@ class BrokerSink(ABC):
         core.owe(replicator.symbols)
         writer = asyncio.create_task(self._write_loop(core), name=f"orderbook-sink-writer-{self._name}")
         try:
-            async for update in stream:
-                try:
-                    core.offer(update)
-                except Exception:  # a bug: keep publishing, resnapshot the symbol, be loud
-                    self._internal_errors += 1
-                    log.exception("%s: internal error on an update of %s", self._name, update.symbol)
-                    core.owe([update.symbol])
+            await self._pump(stream, core)
         finally:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
@@ -179,6 +176,42 @@ class BrokerSink(ABC):
             self._dropped_before += core.counters.dropped
             self._core = self._replicator = None
             self._connected = False
+
+    async def _pump(self, stream: AsyncIterator[BookUpdate], core: PublisherCore) -> None:
+        """Hand every update to the core; with ``linger``, sleep after the first
+        update of each burst so that the replicator's conflating queue merges
+        the rest of the burst (one update per symbol per ``linger``).
+
+        Whether an update is the first of a burst is whether waiting for it
+        suspended the pump (the queue was empty): a callback scheduled just
+        before the wait has then run.  Costs O(1) per update besides the
+        core's :meth:`~PublisherCore.offer`.
+        """
+        loop = asyncio.get_running_loop()
+        linger = self.options.linger
+        ticks = 0
+
+        def tick() -> None:
+            nonlocal ticks
+            ticks += 1
+
+        updates = stream.__aiter__()
+        while True:
+            before = ticks
+            if linger:
+                loop.call_soon(tick)
+            try:
+                update = await updates.__anext__()
+            except StopAsyncIteration:
+                return
+            if linger and ticks != before:
+                await asyncio.sleep(linger)  # the first of a burst: hold it while the rest merges
+            try:
+                core.offer(update)
+            except Exception:  # a bug: keep publishing, resnapshot the symbol, be loud
+                self._internal_errors += 1
+                log.exception("%s: internal error on an update of %s", self._name, update.symbol)
+                core.owe([update.symbol])
 
     # -------------------------------------------------------------- broker
     @abstractmethod
@@ -247,8 +280,6 @@ class BrokerSink(ABC):
             if not batch:
                 wake.clear()
                 await wake.wait()
-                if options.linger:
-                    await asyncio.sleep(options.linger)
                 continue
             async with asyncio.timeout(options.write_timeout):
                 await conn.write(batch)

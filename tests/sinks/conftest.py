@@ -1,122 +1,34 @@
-"""Real brokers for the sink tests: redis-server and nats-server on free loopback ports.
-
-Each fixture starts the Debian binary in a temporary directory (no
-persistence), waits until it answers, and stops it afterwards.  ``restart()``
-kills it and starts a fresh one on the same port (what a broker restart looks
-like to its clients: connections reset, and, without persistence, no data).
-"""
+"""Fixtures of the sink tests: real brokers (see ``brokers.py``), stopped afterwards."""
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-NATS_SERVER = shutil.which("nats-server") or "/usr/bin/nats-server"
+from brokers import Broker, nats_broker, redis_broker
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Broker:
-    """One broker process on a fixed loopback port."""
-
-    def __init__(self, name: str, argv: Callable[[int], list[str]], greeting: bytes,
-                 probe: bytes, workdir: Path) -> None:
-        self.name = name
-        self.port = free_port()
-        self._argv = argv
-        self._greeting = greeting
-        self._probe = probe
-        self._workdir = workdir
-        self._log = workdir / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    @property
-    def url(self) -> str:
-        scheme = "redis" if self.name == "redis" else "nats"
-        return f"{scheme}://127.0.0.1:{self.port}" + ("/0" if scheme == "redis" else "")
-
-    def start(self, timeout: float = 15.0) -> None:
-        assert self.proc is None, "already running"
-        with self._log.open("ab") as log:
-            self.proc = subprocess.Popen(self._argv(self.port), cwd=self._workdir, stdout=log,
-                                         stderr=subprocess.STDOUT)
-        self.starts += 1
-        deadline = time.monotonic() + timeout
-        while True:
-            assert self.proc.poll() is None, f"{self.name} exited: {self._log.read_text()[-2000:]}"
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                    if self._probe:
-                        sock.sendall(self._probe)
-                    if self._greeting in sock.recv(4096):
-                        return
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, f"{self.name} did not start: {self._log.read_text()}"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        """Kill the process (no graceful shutdown: clients see connections reset)."""
-        if self.proc is None:
-            return
-        self.proc.kill()
-        self.proc.wait(10)
-        self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-
-def redis_argv(port: int, *extra: str) -> list[str]:
-    return [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--protected-mode", "no", "--daemonize", "no", *extra]
-
-
-def nats_argv(port: int) -> list[str]:
-    return [NATS_SERVER, "-a", "127.0.0.1", "-p", str(port)]
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[Broker]:
-    broker = Broker("redis", redis_argv, b"+PONG", b"PING\r\n", tmp_path)
+def _running(broker: Broker) -> Iterator[Broker]:
     broker.start()
     try:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[Broker]:
+    yield from _running(redis_broker(tmp_path))
 
 
 @pytest.fixture
 def small_node_redis(tmp_path: Path) -> Iterator[Broker]:
     """Redis with 10-entry stream nodes, so that approximate trimming acts at small sizes."""
-    broker = Broker("redis", lambda port: redis_argv(port, "--stream-node-max-entries", "10"),
-                    b"+PONG", b"PING\r\n", tmp_path)
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
+    yield from _running(redis_broker(tmp_path, "--stream-node-max-entries", "10"))
 
 
 @pytest.fixture
 def nats_server(tmp_path: Path) -> Iterator[Broker]:
-    broker = Broker("nats", nats_argv, b"INFO", b"", tmp_path)
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
+    yield from _running(nats_broker(tmp_path))

@@ -239,23 +239,39 @@ def test_a_delta_straddling_the_snapshot_is_trimmed_and_an_older_one_skipped() -
     assert core.counters.skipped == 1 and core.counters.trimmed == 1
 
 
+def test_deltas_waiting_for_the_writer_are_merged_into_one_message() -> None:
+    engine = Engine()
+    core = PublisherCore(engine.live, snapshot_interval=None, max_queue=100, now_us=lambda: 7)
+    engine.pending.clear()
+    core.owe(["AAA_USDC"])
+    core.resume()
+    for n in range(5):
+        engine.frame("AAA_USDC", 2, {Decimal(1 + n % 2): Decimal(n + 1)}, {Decimal(12): Decimal(n)})
+        engine.deliver(1, core)
+    snapshot, delta = core.take(10)
+    assert (snapshot.last_id, delta.first_id, delta.last_id) == (100, 101, 110)
+    assert delta.bids == (("1", "5"), ("2", "4")) and delta.asks == (("12", "4"),)
+    assert core.counters.merged == 4 and core.counters.deltas == 1
+    engine.frame("AAA_USDC", 1, {Decimal(1): Decimal(9)}, {})  # after a take: a new message
+    engine.deliver(1, core)
+    assert [(m.first_id, m.last_id) for m in core.take(10)] == [(111, 111)]
+
+
 def test_drops_are_counted_and_covered_by_one_snapshot_once_there_is_room() -> None:
     engine = Engine()
-    core = PublisherCore(engine.live, snapshot_interval=None, max_queue=4, now_us=lambda: 7)
+    core = PublisherCore(engine.live, snapshot_interval=None, max_queue=2, now_us=lambda: 7)
     engine.deliver(10, core)  # the replica's first snapshots: owed, as the core is paused
     assert len(core) == 0 and core.owed() == list(SYMBOLS)
     core.resume()
-    assert len(core) == 2  # the two first snapshots
-    for n in range(6):
-        engine.frame("AAA_USDC", 1, {Decimal(1 + n % 3): Decimal(n + 1)}, {})
+    assert len(core) == 2  # the two first snapshots: the queue is full
+    for n in range(3):
+        engine.frame("AAA_USDC", 1, {Decimal(1 + n): Decimal(n + 1)}, {})
         engine.deliver(1, core)
-    assert len(core) == 4 and core.counters.dropped == 4
-    assert core.owed() == ["AAA_USDC"]
-    first = core.take(4)
-    assert [m.kind for m in first] == [MessageKind.SNAPSHOT, MessageKind.SNAPSHOT,
-                                       MessageKind.DELTA, MessageKind.DELTA]
+    assert core.counters.dropped == 3 and core.owed() == ["AAA_USDC"]
+    assert [m.kind for m in core.take(4)] == [MessageKind.SNAPSHOT, MessageKind.SNAPSHOT]
     refill = core.take(4)
-    assert [(m.kind, m.last_id) for m in refill] == [(MessageKind.SNAPSHOT, 106)]
+    assert [(m.kind, m.last_id) for m in refill] == [(MessageKind.SNAPSHOT, 103)]
+    assert refill[0].bids == (("10", "1"), ("3", "3"), ("2", "2"), ("1", "1"))
     assert core.owed() == []
 
 
@@ -297,10 +313,11 @@ def test_periodic_snapshots_and_bad_arguments() -> None:
     core.owe(["AAA_USDC"])
     core.resume()
     engine.pending.clear()
+    kinds = []
     for n in range(5):
         engine.frame("AAA_USDC", 1, {Decimal(1): Decimal(n + 1)}, {})
         engine.deliver(1, core)
-    kinds = [m.kind.value[0] for m in core.take(100)]
+        kinds += [m.kind.value[0] for m in core.take(100)]
     assert "".join(kinds) == "sddsddsd"
     with pytest.raises(UsageError, match="snapshot_interval"):
         PublisherCore(engine.live, snapshot_interval=0, now_us=lambda: 7)
