@@ -259,17 +259,23 @@ class NatsBook(BookFollower):
             self.stats.requests += 1
             reply = await self._request(client)
             if reply is not None and self._bridging:
-                self._bridging = False
-                buffered = list(self._buffer)
-                self._buffer.clear()
-                self.apply(reply)
-                for message in buffered:
-                    self.apply(message)
-                if not self._bridging:
+                if self._bridge(reply):
                     return
             elif reply is None:
                 await asyncio.sleep(self._backoff.delay(attempt))
                 attempt += 1
+
+    def _bridge(self, reply: Message) -> bool:
+        """Apply a snapshot reply, then the deltas buffered since subscribing
+        (those it already holds are skipped, the first later one must have
+        ``U <= L + 1``).  True when bridged (False: a gap, ask again)."""
+        self._bridging = False
+        buffered = list(self._buffer)
+        self._buffer.clear()
+        self.apply(reply)
+        for message in buffered:
+            self.apply(message)
+        return not self._bridging
 
     async def _request(self, client: Client) -> Message | None:
         """One snapshot request: the snapshot, or ``None`` (no answer, unavailable, bad)."""

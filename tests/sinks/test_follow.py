@@ -94,3 +94,33 @@ def test_trimming_always_keeps_a_snapshot_within_about_maxlen(kinds: list[bool],
             trimmer.written("k", index, str(n).encode())
         assert stream[0][1], "the stream must start at a snapshot"
         assert len(stream) <= maxlen + interval + 1
+
+
+def test_a_nats_subscriber_bridges_the_reply_with_what_it_buffered() -> None:
+    """Subscribe (buffering), the reply at L, then the buffered deltas: those at or
+    before L are skipped, the one straddling L is applied; a buffered snapshot
+    bridges by itself; a buffer that does not reach L + 1 is a gap (ask again)."""
+    from nats.aio.msg import Msg
+
+    from orderbook.sinks import NatsBook
+
+    def msg(message: Message) -> Msg:
+        return Msg(_client=None, subject="orderbook.SOL_USDC.delta", data=message.json())  # type: ignore[arg-type]
+
+    async def main() -> None:
+        sub = NatsBook("nats://127.0.0.1:1", "SOL_USDC")
+        for m in (delta(9, 11, (("9", "1"),)), delta(12, 13, (("9", "2"),)), delta(14, 15, (("9", "3"),))):
+            await sub._on_message(msg(m))
+        assert not sub.synced
+        assert sub._bridge(snap(12))
+        assert sub.book.last_update_id == 15 and sub.book.bids()[1] == (D(9), D(3))
+        assert (sub.stats.skipped, sub.stats.deltas) == (1, 2)
+        await sub._on_message(msg(delta(17, 17)))               # a gap: bridging again
+        assert not sub.synced and sub._bridging
+        await sub._on_message(msg(delta(18, 18)))
+        assert not sub._bridge(snap(16))                        # 18 does not continue 16
+        await sub._on_message(msg(snap(30, (("12", "1"),))))    # a snapshot on the stream
+        assert sub.synced and not sub._bridging and sub.book.last_update_id == 30
+
+    import asyncio
+    asyncio.run(main())

@@ -45,9 +45,18 @@ def test_readers_are_exact_through_a_resync_and_a_redis_restart(redis_server: Br
                                what="the sink reconnecting")
                 await wait_for(lambda: all(f.stats.reconnects >= 1 for f in followers.values()),
                                what="the readers reconnecting")
+                client = aioredis.Redis.from_url(redis_server.url)
+                try:  # the wiped streams start again with a snapshot of each symbol
+                    for symbol in SYMBOLS:
+                        await wait_for_entries(client, redis_key(symbol))
+                        (_, first), = await client.xrange(redis_key(symbol), "-", "+", count=1)
+                        assert first[b"type"] == b"snapshot", symbol
+                finally:
+                    await client.aclose()
                 await asyncio.sleep(0.5)
                 await venue.pause()
                 await assert_followers_exact(followers, flow)
+                assert all(f.stats.gaps == 0 for f in followers.values())  # a snapshot came first
                 stats = sink.stats()
                 assert stats.failures >= 1 and stats.snapshots >= 2 * len(SYMBOLS)
                 assert rep.stats().symbols["SOL_USDC"].resyncs >= 1
@@ -59,6 +68,14 @@ def test_readers_are_exact_through_a_resync_and_a_redis_restart(redis_server: Br
                 for follower in followers.values():
                     await follower.close()
     run(main())
+
+
+async def wait_for_entries(client: aioredis.Redis, key: str) -> None:
+    for _ in range(500):
+        if await client.xlen(key):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{key} stays empty")
 
 
 def test_trimming_keeps_the_stream_near_maxlen_and_always_a_snapshot(small_node_redis: Broker) -> None:
