@@ -5,16 +5,18 @@ process; real ``redis-server`` and ``nats-server`` processes (started here on
 free loopback ports, in a temporary directory, no persistence) receive what it
 publishes.  For each configuration -- ``off`` (no ``--publish``), ``redis``,
 ``nats``, ``both`` -- a fresh serve process is started, synced, warmed up,
-then measured for ``--seconds``: the CPU time it used (user + system, from
+then measured for ``--seconds`` *beside an ``off`` process started with it and
+measured over the same window* (whatever else loads a shared machine loads
+both alike): the CPU time each used (user + system, from
 ``/proc/<pid>/stat``) divided by the depth frames it received (its
 ``orderbook_ws_messages_total``).  The configurations are interleaved round
-by round (``--rounds``) so that drifting load on a shared machine hits them
-alike; the table reports the median µs per frame of each and its ratio to
-``off``, side by side, plus how many messages the sinks published per frame.
+by round (``--rounds``); the table reports the median µs per frame of each,
+of the ``off`` processes, and the median of the per-round ratios, plus how
+many messages the sinks published per frame.
 Each broker is measured at every ``--lingers`` value (the ``linger`` option
 of the ``--publish`` URL: how long updates are gathered before publishing).
 
-    .venv/bin/python benchmarks/sinks.py                       # 5 rounds x 10 s x 4 configurations
+    .venv/bin/python benchmarks/sinks.py                       # 5 rounds x 10 s x 9 configurations
     .venv/bin/python benchmarks/sinks.py --rounds 3 --seconds 5 --rate 4000
 """
 
@@ -95,6 +97,8 @@ class Sample:
 @dataclass
 class Results:
     samples: list[Sample] = field(default_factory=list)
+    ratios: dict[str, list[float]] = field(default_factory=dict)
+    """Per configuration, its CPU per frame over that of ``off`` measured at the same time."""
 
     def median(self, config: str) -> float:
         return statistics.median(s.us_per_frame for s in self.samples if s.config == config)
@@ -105,8 +109,8 @@ def configs(lingers: list[str]) -> list[str]:
     return ["off"] + [f"{broker}@{linger}" for linger in lingers for broker in ("redis", "nats", "both")]
 
 
-async def measure(config: str, venue: SimulatedVenue, symbols: list[str], urls: dict[str, str],
-                  seconds: float, warmup: float, workdir: Path) -> Sample:
+async def start_serve(config: str, venue: SimulatedVenue, symbols: list[str], urls: dict[str, str],
+                      workdir: Path) -> tuple[asyncio.subprocess.Process, str]:
     broker, _, linger = config.partition("@")
     publish: list[str] = []
     if broker in ("redis", "both"):
@@ -119,35 +123,50 @@ async def measure(config: str, venue: SimulatedVenue, symbols: list[str], urls: 
         "--ws-url", venue.ws_url, "--port", "0", "--log-level", "WARNING", *publish, cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     log.close()
+    assert proc.stdout is not None
+    line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+    return proc, line.split()[2]
+
+
+async def stop_serve(proc: asyncio.subprocess.Process) -> None:
+    proc.send_signal(signal.SIGTERM)
     try:
-        assert proc.stdout is not None
-        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-        url = line.split()[2]
+        await asyncio.wait_for(proc.wait(), 10)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+
+
+async def measure_pair(config: str, venue: SimulatedVenue, symbols: list[str], urls: dict[str, str],
+                       seconds: float, warmup: float, workdir: Path) -> tuple[Sample, Sample]:
+    """``off`` and ``config`` as two serve processes at once, over the same window:
+    whatever else loads the machine loads both alike."""
+    procs = [await start_serve(name, venue, symbols, urls, workdir) for name in ("off", config)]
+    try:
         async with httpx.AsyncClient() as http:
             deadline = time.monotonic() + 30
-            while (await http.get(url + "/health")).status_code != 200:
-                assert time.monotonic() < deadline, "serve never synced"
-                await asyncio.sleep(0.1)
+            for _, url in procs:
+                while (await http.get(url + "/health")).status_code != 200:
+                    assert time.monotonic() < deadline, "serve never synced"
+                    await asyncio.sleep(0.1)
             await asyncio.sleep(warmup)
-            before = (await http.get(url + "/metrics")).text
-            cpu0 = cpu_seconds(proc.pid)
+            before = [(await http.get(url + "/metrics")).text for _, url in procs]
+            cpu0 = [cpu_seconds(proc.pid) for proc, _ in procs]
             await asyncio.sleep(seconds)
-            cpu1 = cpu_seconds(proc.pid)
-            after = (await http.get(url + "/metrics")).text
-        frames = int(metric_sum(after, "orderbook_ws_messages_total")
-                     - metric_sum(before, "orderbook_ws_messages_total"))
-        published = (metric_sum(after, "orderbook_sink_published_total")
-                     - metric_sum(before, "orderbook_sink_published_total"))
-        dropped = metric_sum(after, "orderbook_sink_dropped_total")
-        cpu = cpu1 - cpu0
-        return Sample(config, cpu / max(frames, 1) * 1e6, frames, cpu, published, dropped)
+            cpu1 = [cpu_seconds(proc.pid) for proc, _ in procs]
+            after = [(await http.get(url + "/metrics")).text for _, url in procs]
+        samples = []
+        for name, b, a, c0, c1 in zip(("off", config), before, after, cpu0, cpu1):
+            frames = int(metric_sum(a, "orderbook_ws_messages_total") - metric_sum(b, "orderbook_ws_messages_total"))
+            published = (metric_sum(a, "orderbook_sink_published_total")
+                         - metric_sum(b, "orderbook_sink_published_total"))
+            cpu = c1 - c0
+            samples.append(Sample(name, cpu / max(frames, 1) * 1e6, frames, cpu, published,
+                                  metric_sum(a, "orderbook_sink_dropped_total")))
+        return samples[0], samples[1]
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 10)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        for proc, _ in procs:
+            await stop_serve(proc)
 
 
 def machine() -> str:
@@ -179,7 +198,7 @@ async def main(args: argparse.Namespace) -> int:
                          b"", b"INFO"),
         ]
         urls = {"redis": f"redis://127.0.0.1:{redis_port}/0", "nats": f"nats://127.0.0.1:{nats_port}"}
-        names = configs(args.lingers.split(","))
+        names = configs(args.lingers.split(","))[1:]
         results = Results()
         try:
             flow = OrderFlow(symbols, seed=17)
@@ -187,40 +206,43 @@ async def main(args: argparse.Namespace) -> int:
                 for round_ in range(args.rounds):
                     shift = round_ % len(names)
                     for config in names[shift:] + names[:shift]:
-                        sample = await measure(config, venue, symbols, urls, args.seconds, args.warmup,
-                                               workdir)
+                        off, sample = await measure_pair(config, venue, symbols, urls, args.seconds,
+                                                         args.warmup, workdir)
                         results.samples.append(sample)
+                        results.ratios.setdefault(config, []).append(sample.us_per_frame / off.us_per_frame)
+                        results.samples.append(off)
                         print(f"round {round_ + 1} {config:>11}: {sample.us_per_frame:6.1f} µs/frame "
-                              f"({sample.frames} frames, {sample.cpu:.2f} s CPU, "
+                              f"vs off {off.us_per_frame:6.1f} ({sample.frames} frames, "
                               f"{sample.published:.0f} published, {sample.dropped:.0f} dropped)",
                               flush=True)
         finally:
             for proc in brokers:
                 proc.kill()
                 proc.wait()
-    base = results.median("off")
     print()
     print(f"machine: {machine()}")
     print(f"command: {' '.join(['benchmarks/sinks.py', *sys.argv[1:]])}")
     print(f"venue: {args.rate:.0f} updates/s over {len(symbols)} symbols; {args.rounds} rounds x "
-          f"{args.seconds:.0f} s per configuration")
+          f"{args.seconds:.0f} s per configuration, each beside an 'off' process measured at the same time")
     print()
-    print("| configuration | linger | CPU per frame (median) | vs off | messages per frame | rounds (µs/frame) |")
-    print("|---|---:|---:|---:|---:|---|")
+    print("| configuration | linger | CPU per frame (median) | 'off' beside it (median) | ratio (median) "
+          "| messages per frame | ratios per round |")
+    print("|---|---:|---:|---:|---:|---:|---|")
     for config in names:
         broker, _, linger = config.partition("@")
         picked = [s for s in results.samples if s.config == config]
-        label = {"off": "no --publish", "redis": "--publish redis://", "nats": "--publish nats://",
-                 "both": "both"}[broker]
+        ratios = results.ratios[config]
+        label = {"redis": "--publish redis://", "nats": "--publish nats://", "both": "both"}[broker]
         per_frame = statistics.median(s.published / max(s.frames, 1) for s in picked)
-        print(f"| {label} | {f'{float(linger) * 1000:g} ms' if linger else '-'} | "
-              f"{results.median(config):.1f} µs | {results.median(config) / base:.2f}x | "
-              f"{per_frame:.2f} | {', '.join(f'{s.us_per_frame:.1f}' for s in picked)} |")
+        offs = [s.us_per_frame for s in results.samples if s.config == "off"]
+        print(f"| {label} | {float(linger) * 1000:g} ms | {results.median(config):.1f} µs | "
+              f"{statistics.median(offs):.1f} µs | {statistics.median(ratios):.2f}x | {per_frame:.3f} | "
+              f"{', '.join(f'{r:.2f}' for r in ratios)} |")
     print()
     for linger in args.lingers.split(","):
-        worst = max(results.median(f"{b}@{linger}") / base for b in ("redis", "nats"))
-        both = results.median(f"both@{linger}") / base
-        print(f"linger {float(linger) * 1000:g} ms: one broker {100 * (worst - 1):+.1f}% at most, "
+        one = max(statistics.median(results.ratios[f"{b}@{linger}"]) for b in ("redis", "nats"))
+        both = statistics.median(results.ratios[f"both@{linger}"])
+        print(f"linger {float(linger) * 1000:g} ms: one broker {100 * (one - 1):+.1f}% at most, "
               f"both {100 * (both - 1):+.1f}% (bound: +15% per frame)")
     return 0
 
@@ -232,6 +254,6 @@ if __name__ == "__main__":
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--rate", type=float, default=2000.0, help="venue updates per second")
     parser.add_argument("--symbols", type=int, default=10)
-    parser.add_argument("--lingers", default="0,0.02",
+    parser.add_argument("--lingers", default="0.005,0.05,0.1",
                         help="comma-separated linger values (seconds) to measure (default: %(default)s)")
     sys.exit(asyncio.run(main(parser.parse_args())))

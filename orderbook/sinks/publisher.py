@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from ..core.book import OrderBook
-from ..errors import UnknownSymbol, UsageError
+from ..errors import OrderBookError, UnknownSymbol, UsageError
 from ..live.replicator import BookUpdate, Replicator
 from ..live.sink import SinkStats
 from ..sync.policy import Backoff
@@ -65,7 +65,7 @@ class PublishOptions:
     snapshot_interval: int | None = 1000
     queue_size: int = 10_000
     batch_size: int = 500
-    linger: float = 0.0
+    linger: float = 0.05
     write_timeout: float = 5.0
     backoff: Backoff = field(default_factory=lambda: Backoff(initial=0.1, maximum=5.0))
     prefix: str = DEFAULT_PREFIX
@@ -150,12 +150,15 @@ class BrokerSink(ABC):
     async def run(self, replicator: Replicator) -> None:
         """Publish ``replicator``'s books until cancelled or until it closes.
 
-        Raises :class:`UsageError` if the sink already runs.  Attaches a
+        Raises :class:`UsageError` if the sink already runs or the replicator
+        is not started.  Attaches a
         conflating :meth:`~Replicator.updates` consumer; every symbol's first
         message is a snapshot of its book once synced.
         """
         if self._core is not None:
             raise UsageError(f"the sink {self._name} already runs")
+        if not replicator.symbols:
+            raise UsageError("start the replicator before running a sink on it")
         options = self.options
 
         def books(symbol: str) -> OrderBook | None:
@@ -203,6 +206,9 @@ class BrokerSink(ABC):
             try:
                 update = await updates.__anext__()
             except StopAsyncIteration:
+                return
+            except OrderBookError as exc:  # the replicator failed: it says why itself
+                log.info("%s: the replicator stopped (%s)", self._name, exc)
                 return
             if linger and ticks != before:
                 await asyncio.sleep(linger)  # the first of a burst: hold it while the rest merges

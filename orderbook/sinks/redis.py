@@ -7,8 +7,10 @@ first syncs, after every resync, reconnect or drop, and every
 ``snapshot_interval`` deltas (default 1,000); the deltas after it continue
 with ``U == previous u + 1``.
 
-Trimming always leaves a snapshot.  Each snapshot entry is written with
-``XADD key MINID ~ <id> * ...`` where ``<id>`` is the stream id of the
+Each batch of messages is written by one ``EVALSHA`` of a small script that
+``XADD``-s every entry to its stream (one round trip, atomic; so a single
+Redis, not Cluster).  Trimming always leaves a snapshot.  Each snapshot
+entry is added with ``XADD key MINID ~ <id> * ...`` where ``<id>`` is the stream id of the
 *oldest snapshot we wrote that has at most* ``maxlen`` *entries from it to the
 new one* (the newest earlier snapshot if none has).  ``MINID`` removes only
 entries older than ``<id>`` and ``~`` only whole radix-tree nodes of them,

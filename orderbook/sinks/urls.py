@@ -8,7 +8,7 @@ snapshots, ``none`` for none; default 1000 for Redis, none for NATS),
 ``maxlen`` (Redis only: entries kept per stream, approximately; default
 100000), ``queue`` (messages waiting at most; default 10000), ``batch``
 (messages per write; default 500), ``linger`` (seconds to gather a batch;
-default 0), ``timeout`` (seconds a connection or write may take; default 5),
+default 0.05), ``timeout`` (seconds a connection or write may take; default 5),
 ``prefix`` (of keys and subjects; default ``orderbook``).  Anything else is
 refused, so a typo never silently changes nothing.
 """

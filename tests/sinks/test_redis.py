@@ -168,3 +168,33 @@ def test_a_broker_down_at_start_or_frozen_never_holds_the_replica_back(tmp_path:
         finally:
             broker.stop()
     run(main())
+
+
+def test_a_sink_run_by_hand_on_a_started_replicator(redis_server: Broker) -> None:
+    """The library's other entry: ``await sink.run(replicator)`` consumes its updates()
+    and ends when the replicator closes; on a replicator not started it refuses."""
+    import pytest
+
+    from orderbook.errors import UsageError
+
+    async def main() -> None:
+        flow = OrderFlow(["SOL_USDC"], seed=12)
+        sink = RedisSink(redis_server.url, options=PublishOptions(linger=0.01))
+        idle = Replicator(["SOL_USDC"])
+        with pytest.raises(UsageError, match="start the replicator"):
+            await sink.run(idle)
+        async with SimulatedVenue(flow, rate=300.0) as venue:
+            rep = Replicator(["SOL_USDC"], rest_url=venue.rest_url, ws_url=venue.ws_url)
+            await rep.start()
+            await rep.wait_synced(timeout=20)
+            task = asyncio.create_task(sink.run(rep))
+            async with redis_book(redis_server.url, "SOL_USDC") as reader:
+                await asyncio.sleep(0.5)
+                await venue.pause()
+                await assert_followers_exact({"SOL_USDC": reader}, flow)
+            with pytest.raises(UsageError, match="already runs"):
+                await sink.run(rep)
+            await rep.close()
+            await asyncio.wait_for(task, 10)  # ends with the replicator's updates()
+            assert sink.stats().published >= 2 and not sink.stats().connected
+    run(main())
