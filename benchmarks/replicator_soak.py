@@ -32,7 +32,7 @@ from decimal import Decimal
 from multiprocessing.connection import Connection
 from typing import Any
 
-from orderbook import Replicator
+from orderbook import Budget, Replicator
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -111,7 +111,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     symbols = symbol_names(args.symbols)
     venue = Venue(symbols, args.rate, args.budget)
     rep = Replicator(symbols, rest_url=venue.rest_url, ws_url=venue.ws_url,
-                     requests_per_minute=args.budget)
+                     budget=Budget(requests_per_minute=args.budget))
     send_to_notify_us: list[int] = []
     delivered = 0
 

@@ -66,29 +66,52 @@ from .sync.policy import (
     is_retryable,
     parse_retry_after,
 )
-from .live.replicator import (
+from .core.analysis import compare_books
+from .live.config import Budget, Connection, Markets
+from .live.consumers import ConsumerStats, QueuePolicy, UpdateStream
+from .live.replicator import Replicator
+from .live.tap import Tap
+from .live.stats import (
     AuditStats,
-    BookUpdate,
     ConnectionStats,
-    ConsumerStats,
     LatencyStats,
     NotSynced,
-    Percentiles,
-    Replicator,
     ReplicatorStats,
     SymbolStats,
-    UpdateStream,
-    compare_books,
 )
+from .sync.samples import Percentiles
+from .sync.updates import BookUpdate
 from .live.transport import RestClient, RestStats, StreamConnection, StreamHandler
 from .serve.metrics import MetricsWriter, write_replicator_stats
 from .serve import MirrorLimits, MirrorServer, MirrorStats
 
 from .sync.status import Reason, Status
+from .sync.engine import (
+    BookUpdated,
+    Engine,
+    EngineAction,
+    EngineCounters,
+    EngineOptions,
+    FetchSnapshot,
+    Purpose,
+    StatusChanged,
+    Subscribe,
+)
+from .sync.updates import UpdateKind
 
 from ._version import __version__
 
 __all__ = [
+    "BookUpdated",
+    "Engine",
+    "EngineAction",
+    "EngineCounters",
+    "EngineOptions",
+    "FetchSnapshot",
+    "Purpose",
+    "StatusChanged",
+    "Subscribe",
+    "UpdateKind",
     "Reason",
     "Status",
     "implementation",
@@ -133,6 +156,11 @@ __all__ = [
     "replay_capture",
     "AuditStats",
     "Backoff",
+    "Budget",
+    "Connection",
+    "Markets",
+    "QueuePolicy",
+    "Tap",
     "BookUpdate",
     "ConnectionStats",
     "ConsumerStats",

@@ -28,7 +28,10 @@ from ..record.capture import replay_capture
 from ..errors import OrderBookError, UnknownSymbol, UsageError, VenueUnavailable
 from .serve import add_serve_command
 from ..record.recorder import Recording
-from ..live.replicator import DEPTH_STREAMS, Replicator
+from ..live.replicator import Replicator
+from .options import replicator_options
+from ..sync.status import Status
+from ..protocol.streams import DEPTH_STREAMS
 from ..live.transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_REST_URL, DEFAULT_WS_URL
 from ..testing.venue import Faults, OrderFlow, SimulatedVenue
 from .view import SymbolView, render_symbol, show
@@ -136,9 +139,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> None:
-    async with Replicator(args.symbols, rest_url=args.rest_url, ws_url=args.ws_url,
-                          depth_stream=args.depth_stream,
-                          connect_timeout=args.connect_timeout) as replicator:
+    async with Replicator(args.symbols, **replicator_options(args)) as replicator:
         await show(replicator, source=args.ws_url, levels=args.levels, duration=args.duration)
         _connected_once(replicator, args.duration)
 
@@ -160,8 +161,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 async def _record(args: argparse.Namespace) -> None:
     if os.path.exists(args.output) and not args.force:
         raise UsageError(f"{args.output} exists (--force to replace it)")
-    recording = Recording(args.output, args.symbols, rest_url=args.rest_url, ws_url=args.ws_url,
-                          depth_stream=args.depth_stream, connect_timeout=args.connect_timeout)
+    recording = Recording(args.output, args.symbols, **replicator_options(args))
     try:
         async with recording:
             await recording.run(args.duration)
@@ -169,7 +169,7 @@ async def _record(args: argparse.Namespace) -> None:
     finally:
         if recording.final:
             recorder = recording.recorder
-            print(f"recorded {recorder.frames} frames and {recorder.responses} depth responses "
+            print(f"recorded {recorder.messages} frames and {recorder.responses} depth responses "
                   f"to {recording.path} in {recording.seconds:.1f} s")
             _print_books(recording.final["symbols"])
 
@@ -193,7 +193,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         machine = result.machines[args.symbol]
         book, counters = machine.book, machine.counters
         view = SymbolView(
-            args.symbol, machine.state.value, book.last_update_id, book.asks(args.levels),
+            args.symbol, Status(machine.state.value), book.last_update_id, book.asks(args.levels),
             book.bids(args.levels), book.spread(), book.mid(), None, counters.frames_applied,
             counters.gaps, counters.resyncs, counters.bad_frames,
         )
@@ -222,6 +222,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from ..bench.harness import run_benchmarks  # the harness is only loaded for this command
 
     print(run_benchmarks(args.frames, args.repeat, args.seed, include_ccxt=not args.no_ccxt,
+                         books=args.books,
                          progress=log.info))
     return 0
 
@@ -345,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeat", type=_positive(int), default=3,
                        help="timed repetitions, at least 3 (default: %(default)s)")
     bench.add_argument("--seed", type=int, default=20_240_611, help="workload seed (default: %(default)s)")
+    bench.add_argument("--books", type=_positive(int), default=100, metavar="N",
+                       help="also spread the frames over N books, interleaved (1: skip; "
+                            "default: %(default)s)")
     bench.add_argument("--no-ccxt", action="store_true", help="leave ccxt out even if installed")
     bench.set_defaults(handler=_cmd_bench)
     add_serve_command(commands)

@@ -14,6 +14,7 @@ from ..live.transport import DEFAULT_REST_URL, DEFAULT_WS_URL
 from ..serve.run import run_mirror
 from ..serve.server import DEFAULT_PORT
 from ..sinks import BrokerSink, sink_from_url
+from .options import replicator_options
 
 __all__ = ["add_serve_command"]
 
@@ -27,8 +28,7 @@ async def _serve_until_signalled(args: argparse.Namespace, sinks: Sequence[Broke
             break
     symbols: Sequence[str] | str = "all" if args.all else args.symbols
     await run_mirror(symbols, stop=stop, host=args.host, port=args.port, queue_size=args.queue_size,
-                     rest_url=args.rest_url, ws_url=args.ws_url, depth_stream=args.depth_stream,
-                     sinks=sinks)
+                     sinks=sinks, **replicator_options(args))
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

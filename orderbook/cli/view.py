@@ -36,6 +36,7 @@ from typing import TextIO
 from ..core.ladder import Level
 from ..protocol.decimals import decimal_str
 from ..live.replicator import Replicator
+from ..sync.status import Status
 
 __all__ = [
     "LogTail",
@@ -75,7 +76,7 @@ class SymbolView:
     """
 
     symbol: str
-    status: str
+    status: Status
     last_update_id: int | None
     asks: Sequence[Level]
     bids: Sequence[Level]
@@ -229,10 +230,10 @@ def _ms(value: float | None) -> str:
     return f"{value:.1f} ms" if abs(value) < 100 else f"{value:.0f} ms"
 
 
-def _status_style(status: str) -> str:
-    if status == "synced":
+def _status_style(status: Status) -> str:
+    if status == Status.SYNCED:
         return _GREEN
-    return _ALERT if status.startswith("error") else _YELLOW
+    return _ALERT if status == Status.ERROR else _YELLOW
 
 
 def _panel(view: SymbolView, levels: int, unicode: bool) -> list[_Line]:

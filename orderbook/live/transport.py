@@ -366,6 +366,12 @@ class RestClient:
                               symbol=symbol)
         return parse_snapshot(body, symbol)
 
+    async def fetch_depth(self, symbol: str, limit: int = 1000) -> bytes:
+        """``GET /api/v1/depth`` for ``symbol``: the body of the 200 answer, unparsed
+        (the engine parses it).  Raises what :meth:`get` raises."""
+        self.stats.snapshot_requests += 1
+        return await self.get("/api/v1/depth", {"symbol": symbol, "limit": str(limit)}, symbol=symbol)
+
     async def fetch_markets(self) -> tuple[list[Market], int]:
         """``GET /api/v1/markets``: ``(markets, skipped entries)``, see
         :func:`~orderbook.protocol.markets.parse_markets`."""

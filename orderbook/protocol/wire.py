@@ -97,10 +97,13 @@ class Snapshot:
 
 @dataclass(slots=True, frozen=True)
 class StreamReply:
-    """A non-data WebSocket message: a subscription acknowledgement or an error."""
+    """A non-data WebSocket message: a subscription acknowledgement or an error.
+    ``stream`` is the stream the reply names, when it names one (an error about
+    one stream), else ``None``."""
 
     id: Any
     error: Any
+    stream: str | None = None
 
 
 WireEvent = Union[DepthEvent, BookTickerEvent, StreamReply, None]
@@ -235,7 +238,7 @@ def parse_message(message: object, *, validate_levels: bool = True) -> WireEvent
     data = message.get("data")
     if type(data) is not dict:
         if "error" in message:
-            return StreamReply(message.get("id"), message.get("error"))
+            return StreamReply(message.get("id"), message.get("error"), stream)
         raise MalformedMessage("frame has no 'data' object", field="data",
                                symbol=name.symbol if name else None)
     if name is None:

@@ -141,6 +141,10 @@ class CaptureWriter:
         """Record that the WebSocket connection dropped at ``ts`` (µs)."""
         self._write({"ts": ts, "kind": "disconnect", "reason": reason})
 
+    def write_event(self, event: dict[str, Any]) -> None:
+        """Record any event (a JSON object with ``ts`` and ``kind``)."""
+        self._write(event)
+
     def _write(self, event: dict[str, Any]) -> None:
         self._file.write(orjson.dumps(event).decode())
         self._file.write("\n")

@@ -32,6 +32,7 @@ import logging
 import time
 from pathlib import Path
 from types import TracebackType
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -40,13 +41,14 @@ from ..protocol.decimals import decimal_str
 from .capture import CaptureWriter
 from ..errors import UsageError
 from ..live.replicator import Replicator
+from ..sync.engine import FetchSnapshot
 
 __all__ = ["Recorder", "Recording", "final_state"]
 
 log = logging.getLogger("orderbook.recorder")
 
 DEPTH_PATH = "/api/v1/depth"
-_UNREPLAYABLE = ("prune", "book_ticker", "audit_interval")
+_UNREPLAYABLE = ("prune_every", "book_ticker", "audit_every")
 
 
 def _decoded(raw: str | bytes) -> Any:
@@ -59,18 +61,19 @@ def _decoded(raw: str | bytes) -> Any:
 
 
 class Recorder:
-    """A :class:`~orderbook.live.replicator.Tap` appending what it is shown to ``writer``.
+    """A :class:`~orderbook.live.replicator.Tap` appending every engine input to ``writer``.
 
-    Records every WebSocket message and every depth response (any status:
-    replay skips failed ones as the live replicator does); other REST
-    responses (the market list) are not part of a capture.  A write error
-    stops the recording (``error`` holds it) without disturbing the replica.
-    O(message size) per call.
+    Records every WebSocket message, every depth answer (with the ticket of
+    the request it answers) and failure, every connect, subscription,
+    disconnect and timer tick, with their times: replaying the file through
+    an :class:`~orderbook.sync.engine.Engine` repeats the live session.  A
+    write error stops the recording (``error`` holds it) without disturbing
+    the replica.  O(message size) per call.
     """
 
     def __init__(self, writer: CaptureWriter) -> None:
         self.writer = writer
-        self.frames = 0
+        self.messages = 0
         """WebSocket messages recorded."""
         self.responses = 0
         """Depth responses recorded."""
@@ -83,38 +86,58 @@ class Recorder:
         """Record nothing more (the file stays open until the writer is closed)."""
         self.stopped = True
 
-    def ws(self, raw: str | bytes, received_us: int) -> None:
-        """Record one WebSocket message (see :class:`~orderbook.live.replicator.Tap`)."""
-        if self.error is None and not self.stopped:
-            try:
-                self.writer.write_ws(received_us, _decoded(raw))
-            except OSError as exc:
-                self._failed(exc)
-                return
-            self.frames += 1
-
-    def rest(self, path: str, params: dict[str, str] | None, status: int, body: bytes,
-             received_us: int) -> None:
-        """Record one depth response (see :class:`~orderbook.live.replicator.Tap`)."""
-        if path != DEPTH_PATH or not params or self.error is not None or self.stopped:
-            return
-        limit = params.get("limit")
+    def _record(self, event: dict[str, Any]) -> bool:
+        if self.error is not None or self.stopped:
+            return False
         try:
-            self.writer.write_rest(received_us, params.get("symbol", ""),
-                                   int(limit) if limit is not None else None, status,
-                                   _decoded(body))
+            self.writer.write_event(event)
         except OSError as exc:
             self._failed(exc)
-            return
-        self.responses += 1
+            return False
+        return True
 
-    def disconnected(self, reason: str, received_us: int) -> None:
-        """Record a lost connection (see :class:`~orderbook.live.replicator.Tap`)."""
-        if self.error is None and not self.stopped:
-            try:
-                self.writer.write_disconnect(received_us, reason)
-            except OSError as exc:
-                self._failed(exc)
+    def connected(self, now: int) -> None:
+        """Record that a connection opened."""
+        self._record({"ts": now, "kind": "connect"})
+
+    def subscribed(self, streams: Sequence[str], now: int) -> None:
+        """Record a subscription."""
+        self._record({"ts": now, "kind": "subscribed", "streams": list(streams)})
+
+    def frames(self, frames: Sequence[str | bytes], now: int) -> None:
+        """Record one socket read's messages."""
+        for raw in frames:
+            if not self._record({"ts": now, "kind": "ws", "frame": _decoded(raw)}):
+                return
+            self.messages += 1
+
+    def snapshot(self, fetch: FetchSnapshot, body: bytes, now: int) -> None:
+        """Record the answer to ``fetch``."""
+        if self._record({"ts": now, "kind": "rest", "method": "GET", "path": DEPTH_PATH,
+                         "query": {"symbol": fetch.symbol, "limit": str(fetch.limit)},
+                         "status": 200, "body": _decoded(body), "ticket": fetch.ticket,
+                         "purpose": str(fetch.purpose)}):
+            self.responses += 1
+
+    def snapshot_failed(self, fetch: FetchSnapshot, error: str, retry_after: float | None,
+                        now: int) -> None:
+        """Record that ``fetch`` failed."""
+        self._record({"ts": now, "kind": "rest_error", "path": DEPTH_PATH,
+                      "query": {"symbol": fetch.symbol, "limit": str(fetch.limit)},
+                      "ticket": fetch.ticket, "purpose": str(fetch.purpose), "error": error,
+                      "retry_after": retry_after})
+
+    def disconnected(self, reason: str, now: int) -> None:
+        """Record a lost connection."""
+        self._record({"ts": now, "kind": "disconnect", "reason": reason})
+
+    def tick(self, now: int) -> None:
+        """Record a timer tick of the engine."""
+        self._record({"ts": now, "kind": "tick"})
+
+    def failed(self, detail: str, now: int) -> None:
+        """Record that the replicator failed for good."""
+        self._record({"ts": now, "kind": "failed", "detail": detail})
 
     def flush(self) -> None:
         """Push what was recorded to the file (see :meth:`CaptureWriter.flush`)."""
@@ -144,7 +167,8 @@ class Recording:
 
     def __init__(self, path: str | Path, symbols: list[str] | str, *,
                  flush_interval: float = 1.0, **options: Any) -> None:
-        refused = [name for name in _UNREPLAYABLE if options.get(name)]
+        sync = options.get("sync")
+        refused = [name for name in _UNREPLAYABLE if getattr(sync, name, None)]
         if refused:
             raise UsageError(f"a recording cannot use {', '.join(refused)}: replay would differ")
         if "tap" in options:
@@ -211,7 +235,7 @@ class Recording:
         except OSError as error:
             recorder.error = recorder.error or error
         self.seconds = time.monotonic() - self._started
-        log.info("recorded %d frames and %d snapshots to %s in %.1f s", recorder.frames,
+        log.info("recorded %d frames and %d snapshots to %s in %.1f s", recorder.messages,
                  recorder.responses, self.path, self.seconds)
 
     async def run(self, duration: float | None = None) -> None:

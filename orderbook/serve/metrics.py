@@ -26,8 +26,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal
 
 from ..errors import UsageError
-from ..live.replicator import Percentiles, ReplicatorStats
 from ..live.sink import SinkStats
+from ..live.stats import ReplicatorStats
+from ..sync.samples import Percentiles
 
 __all__ = [
     "CONTENT_TYPE",

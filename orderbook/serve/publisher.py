@@ -48,7 +48,7 @@ from ..core.ladder import Level
 from ..protocol.decimals import decimal_str
 from .metrics import Histogram
 from ..protocol.streams import depth_stream, ticker_stream
-from ..live.replicator import BookUpdate
+from ..sync.updates import BookUpdate
 from ..protocol.wire import DepthEvent, Snapshot
 
 __all__ = ["RESTART_CODE", "Frame", "Publisher", "PublishTimes", "Restart"]

@@ -45,7 +45,8 @@ from ..errors import TransportError, UsageError
 from .metrics import CONTENT_TYPE, MetricsWriter, write_sink_stats
 from ..protocol.streams import DEPTH_LIMITS, StreamKind, now_us, parse_stream
 from ..protocol.subscribe import ErrorCode, ErrorReply, Method, parse_request
-from ..live.replicator import Replicator, UpdateStream
+from ..live.consumers import UpdateStream
+from ..live.replicator import Replicator
 from .connections import ConnectionTracker
 from .forward import ApiCode, ApiError, Target, parse_target, query_value
 from .limits import MirrorLimits

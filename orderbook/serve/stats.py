@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from .metrics import Histogram, MetricsWriter, write_replicator_stats
-from ..live.replicator import ReplicatorStats
+from ..live.stats import ReplicatorStats
 from .publisher import Publisher, PublishTimes
 
 __all__ = ["CloseReason", "Endpoint", "MirrorStats", "write_mirror_metrics"]

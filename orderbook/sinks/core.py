@@ -56,7 +56,7 @@ from decimal import Decimal
 from ..core.book import OrderBook
 from ..core.ladder import Level
 from ..errors import UsageError
-from ..live.replicator import BookUpdate
+from ..sync.updates import BookUpdate
 from .messages import Message, MessageKind, wire_levels
 
 __all__ = ["BookSource", "CoreCounters", "PublisherCore"]

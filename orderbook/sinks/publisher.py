@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 
 from ..core.book import OrderBook
 from ..errors import OrderBookError, UnknownSymbol, UsageError
-from ..live.replicator import BookUpdate, Replicator
+from ..live.replicator import Replicator
+from ..sync.updates import BookUpdate
 from ..live.sink import SinkStats
 from ..sync.policy import Backoff
 from .core import PublisherCore

@@ -144,6 +144,8 @@ class BookInvalidated:
 
 
 _SYNCED = SyncState.SYNCED
+_NOTHING: list["Action"] = []
+"""The empty action list of the hot path (shared: callers never mutate a result)."""
 
 RESTART_EVIDENCE = 3
 """Snapshots older than the high-water mark, in a row and each with the
@@ -218,17 +220,27 @@ class SymbolSync:
 
     def receive_frame(self, event: DepthEvent) -> list[Action]:
         """A depth frame for this symbol arrived (in receive order)."""
+        actions = self.apply_frame(event)
+        if actions is None:
+            return [BookChanged(self.symbol, event)]
+        return actions if actions else []
+
+    def apply_frame(self, event: DepthEvent) -> list[Action] | None:
+        """:meth:`receive_frame` for drivers on the hot path: ``None`` when
+        the frame was applied and nothing else happened (the common case,
+        with no list or action to allocate), else the actions (``[]`` for a
+        buffered, old or duplicate frame)."""
         if self.state is not _SYNCED:
             buffer = self._buffer
             if len(buffer) >= self.max_buffer:
                 buffer.popleft()
                 self.counters.frames_dropped += 1
             buffer.append(event)
-            return []
+            return _NOTHING
         book = self.book
         if event.last_id <= book.last_update_id:  # type: ignore[operator] # old or duplicate
             self.counters.frames_dropped += 1
-            return []
+            return _NOTHING
         try:
             touched = book.apply_delta(event)
         except SequenceGap as gap:
@@ -253,7 +265,7 @@ class SymbolSync:
             return self._invalidate(Reason.CROSSED_BOOK, str(error), error, keep=None)
         self.high_water = event.last_id
         self.stale_streak = 0
-        return [BookChanged(self.symbol, event)]
+        return None
 
     def _out_of_sequence(self, event: DepthEvent, gap: SequenceGap) -> list[Action]:
         """A synced book refused a newer ``event``: a stale snapshot or a gap."""
@@ -306,7 +318,7 @@ class SymbolSync:
         self.state = SyncState.SYNCED
         actions: list[Action] = [BookChanged(self.symbol, None)]
         while buffer and self.state is SyncState.SYNCED:
-            for action in self.receive_frame(buffer.popleft()):
+            for action in self.apply_frame(buffer.popleft()) or ():
                 if not isinstance(action, BookChanged):
                     actions.append(action)
         return actions

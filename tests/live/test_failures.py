@@ -15,9 +15,11 @@ from collections.abc import Callable, Sequence
 import pytest
 from loopback import Proxy, mismatches, wait_caught_up
 
+from orderbook.sync.status import Reason, Status
+from orderbook.live.config import Connection
 from orderbook.errors import UsageError, VenueUnavailable
 from orderbook.sync.policy import Backoff
-from orderbook.live.replicator import NotSynced, Replicator
+from orderbook import NotSynced, Replicator
 from orderbook.live.transport import StreamConnection, check_rest_url, check_ws_url
 from orderbook.testing.venue import DEFAULT_SYMBOLS, OrderFlow, SimulatedVenue
 
@@ -138,7 +140,7 @@ def test_a_websocket_that_never_connects_gives_up_naming_the_url_and_the_cause()
             with refusing_port() as sock:
                 url = f"ws://127.0.0.1:{sock.getsockname()[1]}/"
                 rep = Replicator(SYMBOLS, rest_url=venue.rest_url, ws_url=url,
-                                 connect_timeout=1.0, ws_backoff=FAST)
+                                 connection=Connection(connect_timeout=1.0, backoff=FAST))
                 updates = rep.updates()
                 async with rep:
                     # while it tries, every symbol says why it is not synced
@@ -157,8 +159,10 @@ def test_a_websocket_that_never_connects_gives_up_naming_the_url_and_the_cause()
                     assert time.monotonic() - started < 30
                     assert rep.failure is info.value
                     for symbol in SYMBOLS:
-                        assert rep.status(symbol) == f"error({message})"
-                        assert rep.stats().symbols[symbol].not_synced is NotSynced.ERROR
+                        assert rep.status(symbol) == "error" and rep.status(symbol) is Status.ERROR
+                        figures = rep.stats().symbols[symbol]
+                        assert figures.not_synced is NotSynced.ERROR
+                        assert figures.cause is Reason.FAILED and figures.reason == message
                     with pytest.raises(VenueUnavailable):  # later calls say it again
                         await rep.wait_synced("SOL_USDC")
                     with pytest.raises(VenueUnavailable):  # and consumers are told
@@ -197,7 +201,7 @@ def test_give_up_after_none_retries_forever() -> None:
     with pytest.raises(UsageError, match="give_up_after"):
         StreamConnection("ws://x/", [], Handler(), give_up_after=0)
     with pytest.raises(UsageError, match="connect_timeout"):
-        Replicator(SYMBOLS, connect_timeout=-1)
+        Replicator(SYMBOLS, connection=Connection(connect_timeout=-1))
     run(main())
 
 
@@ -212,7 +216,7 @@ def test_once_connected_it_reconnects_forever_and_says_why_it_is_not_synced(
         flow = OrderFlow(seed=3)
         async with SimulatedVenue(flow, rate=300.0) as venue, Proxy(venue.ws_url) as proxy:
             async with Replicator(SYMBOLS, rest_url=venue.rest_url, ws_url=proxy.url,
-                                  connect_timeout=0.3, ws_backoff=FAST) as rep:
+                                  connection=Connection(connect_timeout=0.3, backoff=FAST)) as rep:
                 await rep.wait_synced(timeout=10)
                 proxy.refuse = True
                 proxy.drop_all()
@@ -250,6 +254,7 @@ def test_a_symbol_waiting_for_its_snapshot_says_so() -> None:
                 await until(lambda: rep.stats().connection.connected)
                 figures = rep.stats().symbols["TSLA.US_USDC_PERP"]
                 assert figures.not_synced is NotSynced.SNAPSHOT
+                assert figures.cause is Reason.STARTING
                 assert figures.reason == "awaiting a snapshot (initial snapshot)"
     run(main())
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from loopback import mismatches, wait_caught_up
 
-from orderbook.live.replicator import Replicator
+from orderbook import Budget, Replicator
 from orderbook.testing.venue import Faults, OrderFlow, SimulatedVenue
 
 SYMBOLS = ["SOL_USDC", "BTC_USDC_PERP", "ETH_USDC", "DOGE_USDC_PERP", "SPCX.US_USDC", "TSLA.US_USDC_PERP"]
@@ -80,7 +80,7 @@ def test_fault_kind_ends_exact(name: str) -> None:
             await asyncio.sleep(0.2)  # some history, for lagging snapshots
             budget = 120.0 if "rest_limit_per_minute" in settings else 1000.0
             async with Replicator(SYMBOLS, rest_url=venue.rest_url, ws_url=venue.ws_url,
-                                  requests_per_minute=budget) as rep:
+                                  budget=Budget(requests_per_minute=budget)) as rep:
                 await asyncio.sleep(FAULT_SECONDS / 2)
                 if disconnect == "1001":
                     await venue.disconnect_all(code=1001)
@@ -138,7 +138,7 @@ def test_snapshot_requests_stay_within_the_budget_under_a_429_storm() -> None:
         async with SimulatedVenue(flow, rate=RATE) as venue:
             started = time.monotonic()
             async with Replicator(SYMBOLS, rest_url=venue.rest_url, ws_url=venue.ws_url,
-                                  requests_per_minute=per_minute, burst=burst) as rep:
+                                  budget=Budget(requests_per_minute=per_minute, burst=burst)) as rep:
                 await rep.wait_synced(timeout=10)
                 venue.faults.drop_rate = 0.05
                 venue.faults.rest_429_burst = 8

@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 from loopback import Proxy, mismatches, wait_caught_up
 
+from orderbook.live.config import Connection
 from orderbook.sync.policy import Backoff
-from orderbook.live.replicator import BookUpdate, Replicator
+from orderbook import BookUpdate, Replicator
 from orderbook.testing.venue import DEFAULT_SYMBOLS, Faults, OrderFlow, SimulatedVenue
 
 SYMBOLS = list(DEFAULT_SYMBOLS)  # dotted symbols among them
@@ -33,7 +34,7 @@ def test_a_reconnect_never_merges_stale_state() -> None:
         flow = OrderFlow(SYMBOLS, seed=3)
         async with SimulatedVenue(flow, rate=300.0) as venue, Proxy(venue.ws_url) as proxy:
             rep = Replicator(SYMBOLS, rest_url=venue.rest_url, ws_url=proxy.url,
-                             ws_backoff=FAST_RECONNECT)
+                             connection=Connection(backoff=FAST_RECONNECT))
             seen: list[BookUpdate] = []
             rep.on_update(seen.append, policy="drop_oldest", maxsize=100_000)
             async with rep:
@@ -78,7 +79,7 @@ def test_snapshots_answered_for_a_dead_connection_are_discarded() -> None:
         flow = OrderFlow(SYMBOLS, seed=4)
         async with SimulatedVenue(flow, faults=Faults(rest_delay=0.4), rate=300.0) as venue:
             async with Replicator(SYMBOLS, rest_url=venue.rest_url, ws_url=venue.ws_url,
-                                  ws_backoff=FAST_RECONNECT) as rep:
+                                  connection=Connection(backoff=FAST_RECONNECT)) as rep:
                 # the first snapshots are in flight (answered 0.4 s after they arrive)
                 await until(lambda: venue.stats.depth_requests >= len(SYMBOLS))
                 await venue.disconnect_all(code=1001)
@@ -98,7 +99,7 @@ def test_repeated_disconnects_back_off_and_recover() -> None:
         flow = OrderFlow(SYMBOLS, seed=5)
         async with SimulatedVenue(flow, rate=300.0) as venue:
             async with Replicator(SYMBOLS, rest_url=venue.rest_url, ws_url=venue.ws_url,
-                                  ws_backoff=FAST_RECONNECT) as rep:
+                                  connection=Connection(backoff=FAST_RECONNECT)) as rep:
                 for round_ in range(4):
                     while rep.stats().connection.connects != round_ + 1:
                         await asyncio.sleep(0.01)

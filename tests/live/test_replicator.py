@@ -10,10 +10,12 @@ from decimal import Decimal
 import pytest
 from loopback import Proxy, drop_nth_frame, mismatches, wait_caught_up
 
+from orderbook.sync.status import Reason, Status
+from orderbook.sync.engine import EngineOptions
 from orderbook.core.book import OrderBook
 from orderbook.errors import UnknownSymbol, UsageError
 from orderbook.sync.policy import Backoff, SnapshotRetryPolicy
-from orderbook.live.replicator import BookUpdate, Replicator, compare_books
+from orderbook import BookUpdate, Markets, Replicator, compare_books
 from orderbook.testing.venue import DEFAULT_SYMBOLS, Faults, OrderFlow, SimulatedVenue, SnapshotOrder
 from orderbook.protocol.wire import DepthEvent
 
@@ -78,7 +80,7 @@ def test_dotted_markets_end_exact_with_no_bad_frame(stream: str) -> None:
         flow, venue = make(seed=21)
         async with venue:
             async with Replicator(SYMBOLS, rest_url=venue.rest_url, ws_url=venue.ws_url,
-                                  depth_stream=stream, book_ticker=True) as rep:
+                                  sync=EngineOptions(depth_stream=stream, book_ticker=True)) as rep:
                 await rep.wait_synced(timeout=10)
                 await asyncio.sleep(0.5)
                 await venue.pause()
@@ -111,7 +113,7 @@ def test_unknown_symbol_is_refused_with_close_matches() -> None:
                 with pytest.raises(UnknownSymbol, match="did you mean SOL_USDC"):
                     rep.book("SOL_USDT")
     with pytest.raises(UsageError):
-        Replicator(SYMBOLS, depth_stream="depth.5ms")
+        Replicator(SYMBOLS, sync=EngineOptions(depth_stream="depth.5ms"))
     run(main())
 
 
@@ -122,7 +124,7 @@ def test_all_markets_mode_and_quiet_market() -> None:
         async with venue:
             await venue.pause()
             async with Replicator("all", rest_url=venue.rest_url, ws_url=venue.ws_url,
-                                  stale_after=0.2) as rep:
+                                  sync=EngineOptions(stale_after=0.2)) as rep:
                 assert rep.symbols == SYMBOLS
                 await rep.wait_synced(timeout=5)
                 assert mismatches(rep, flow) == []
@@ -131,7 +133,7 @@ def test_all_markets_mode_and_quiet_market() -> None:
                 await until(lambda: not rep.stats().symbols["SOL_USDC"].stale)  # frames again
                 assert rep.stats().symbols["SOL_USDC"].staleness_alerts == 1
             async with Replicator("all", rest_url=venue.rest_url, ws_url=venue.ws_url,
-                                  all_spot=False) as rep:
+                                  markets=Markets(spot=False)) as rep:
                 assert rep.symbols == ["BTC_USDC_PERP", "TSLA.US_USDC_PERP"]
     run(main())
 
@@ -166,7 +168,7 @@ def test_aggregated_streams(stream: str) -> None:
         flow, venue = make()
         async with venue:
             async with Replicator(SYMBOLS, rest_url=venue.rest_url, ws_url=venue.ws_url,
-                                  depth_stream=stream) as rep:
+                                  sync=EngineOptions(depth_stream=stream)) as rep:
                 await rep.wait_synced(timeout=10)
                 await asyncio.sleep(0.5)
                 await venue.pause()
@@ -259,7 +261,7 @@ def test_book_ticker_cross_check_repairs_a_silently_corrupted_book() -> None:
         flow, venue = make(rate=200.0)
         async with venue:
             async with Replicator(["SOL_USDC"], rest_url=venue.rest_url, ws_url=venue.ws_url,
-                                  book_ticker=True) as rep:
+                                  sync=EngineOptions(book_ticker=True)) as rep:
                 await rep.wait_synced(timeout=10)
                 forge_phantom_bid(rep.book("SOL_USDC"))
                 await until(lambda: rep.stats().symbols["SOL_USDC"].ticker_mismatches)
@@ -275,7 +277,7 @@ def test_audit_counts_and_repairs_a_divergence() -> None:
         flow, venue = make(rate=200.0)
         async with venue:
             async with Replicator(SYMBOLS, rest_url=venue.rest_url, ws_url=venue.ws_url,
-                                  audit_interval=0.1) as rep:
+                                  sync=EngineOptions(audit_every=0.1)) as rep:
                 await rep.wait_synced(timeout=10)
                 await until(lambda: rep.stats().audits.passed >= 3)
                 assert rep.stats().audits.passed >= 3 and rep.stats().audits.divergences == 0
@@ -318,10 +320,12 @@ def test_stale_snapshots_back_off_then_surface_as_an_error_and_recover() -> None
         async with venue:
             await asyncio.sleep(0.5)  # history for the venue's lagging snapshots
             async with Replicator(["SOL_USDC"], rest_url=venue.rest_url, ws_url=venue.ws_url,
-                                  snapshot_retry=policy) as rep:
-                await until(lambda: rep.status("SOL_USDC").startswith("error("))
-                status = rep.status("SOL_USDC")
-                assert status.startswith("error(3 stale or failed snapshots in a row"), status
+                                  sync=EngineOptions(snapshot_retry=policy)) as rep:
+                await until(lambda: rep.status("SOL_USDC") is Status.ERROR)
+                figures = rep.stats().symbols["SOL_USDC"]
+                assert figures.cause is Reason.GAVE_UP, figures
+                assert figures.reason is not None
+                assert figures.reason.startswith("3 stale or failed snapshots in a row"), figures
                 requests = rep.stats().symbols["SOL_USDC"].snapshot_requests
                 assert requests == 3
                 await asyncio.sleep(0.5)
@@ -370,8 +374,10 @@ def test_a_refused_subscription_is_an_error_status() -> None:
                 reply = ('{"error": {"code": "INVALID_SYMBOL", "message": "Unknown symbol"},'
                          ' "stream": "depth.ETH_USDC"}')
                 rep.on_frame(reply, 0)
-                assert rep.status("ETH_USDC").startswith("error(subscription refused: ")
-                assert "INVALID_SYMBOL" in rep.status("ETH_USDC")
+                assert rep.status("ETH_USDC") is Status.ERROR
+                figures = rep.stats().symbols["ETH_USDC"]
+                assert figures.cause is Reason.SUBSCRIPTION_REFUSED
+                assert figures.reason is not None and "INVALID_SYMBOL" in figures.reason
                 assert rep.status("SOL_USDC") == "synced"
                 assert rep.stats().connection.stream_errors == 1
                 await venue.disconnect_all()  # a new connection subscribes again

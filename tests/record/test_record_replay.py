@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from loopback import mismatches, wait_caught_up
 
+from orderbook.sync.engine import EngineOptions
 from orderbook.record.capture import read_capture, replay_capture
 from orderbook.errors import UnknownSymbol, UsageError
 from orderbook.record.recorder import Recording
@@ -77,7 +78,7 @@ def test_replay_of_a_recorded_session_gives_the_live_books(name: str, tmp_path: 
     path = tmp_path / "session.jsonl.gz"
     recording = record_session(path, CASES[name])
     recorder = recording.recorder
-    assert recorder.error is None and recorder.frames > 0 and recorder.responses >= len(SYMBOLS)
+    assert recorder.error is None and recorder.messages > 0 and recorder.responses >= len(SYMBOLS)
 
     result = replay_capture(path)
     live, replayed = recording.final["symbols"], result.to_json()["symbols"]
@@ -98,8 +99,10 @@ def test_the_file_is_a_capture_of_frames_and_depth_responses(tmp_path: Path) -> 
         assert text.readline().startswith("{")
     events = list(read_capture(path))
     kinds = {event["kind"] for event in events}  # no disconnect: the recorder stopped first
-    assert kinds == {"ws", "rest"}
-    assert len(events) == recording.recorder.frames + recording.recorder.responses
+    assert {"connect", "subscribed", "ws", "rest"} <= kinds <= {"connect", "subscribed", "ws", "rest",
+                                                               "tick"}
+    counted = [e for e in events if e["kind"] in ("ws", "rest")]
+    assert len(counted) == recording.recorder.messages + recording.recorder.responses
     rest = [e for e in events if e["kind"] == "rest"]
     assert {e["query"]["symbol"] for e in rest} == set(SYMBOLS)
     assert all(e["path"] == "/api/v1/depth" and e["query"]["limit"] == "1000" for e in rest)
@@ -148,6 +151,6 @@ def test_a_recording_that_cannot_start_leaves_no_file(tmp_path: Path) -> None:
 
 def test_options_that_replay_cannot_reproduce_are_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="prune"):
-        Recording(tmp_path / "x.jsonl", SYMBOLS, prune=True)
+        Recording(tmp_path / "x.jsonl", SYMBOLS, sync=EngineOptions(prune_every=1.0))
     with pytest.raises(UsageError, match="tap"):
         Recording(tmp_path / "x.jsonl", SYMBOLS, tap=None)

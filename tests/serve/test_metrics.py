@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from orderbook.errors import UsageError
 from orderbook.serve.metrics import Histogram, MetricsWriter, write_replicator_stats
-from orderbook.live.replicator import (
+from orderbook import (
     AuditStats,
     ConnectionStats,
     ConsumerStats,

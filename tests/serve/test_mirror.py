@@ -31,6 +31,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from orderbook.sync.engine import EngineOptions
 from orderbook.serve import MirrorLimits, MirrorServer
 from orderbook.live.replicator import Replicator
 from orderbook.testing.venue import Faults, OrderFlow, SimulatedVenue, TrueBook
@@ -96,7 +97,7 @@ def test_downstream_replica_stays_exact_through_an_upstream_resync() -> None:
     async def main() -> None:
         async with stack() as (flow, venue, upstream, mirror), httpx.AsyncClient() as http:
             async with Replicator(SYMBOLS, rest_url=mirror.url, ws_url=mirror.ws_url,
-                                  book_ticker=True) as down:
+                                  sync=EngineOptions(book_ticker=True)) as down:
                 await down.wait_synced(timeout=10)
                 await wait_for(lambda: _status(http, mirror.url + "/health", 200), what="healthy")
                 await asyncio.sleep(0.3)

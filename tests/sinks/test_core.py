@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from orderbook.core.book import OrderBook
 from orderbook.errors import UsageError
-from orderbook.live.replicator import BookUpdate
+from orderbook.sync.updates import BookUpdate, UpdateKind
 from orderbook.protocol.wire import DepthEvent, Snapshot
 from orderbook.sinks.core import PublisherCore
 from orderbook.sinks.messages import Message, MessageKind
@@ -55,32 +55,19 @@ class Engine:
             self.books[symbol] = book
             self.synced[symbol] = True
             self.history[symbol, book.last_update_id] = _state(book)  # type: ignore[index]
-            self.push(BookUpdate(symbol, "snapshot", None, book.last_update_id, None, None, (), (),
+            self.push(BookUpdate(symbol, UpdateKind.SNAPSHOT, None, book.last_update_id, None, None,
                                  5, None, 0))
 
     def live(self, symbol: str) -> OrderBook | None:
         return self.books[symbol] if self.synced[symbol] else None
 
     def push(self, update: BookUpdate) -> None:
-        """Conflate like Replicator's 'conflate' consumers."""
+        """Conflate as Replicator's 'conflate' consumers do (BookUpdate.fold)."""
         old = self.pending.get(update.symbol)
         if old is None:
             self.pending[update.symbol] = update
-            return
-        if update.kind == "delta" and old.kind != "invalidated":
-            if old.kind == "delta":
-                bids, asks = dict(old.bids), dict(old.asks)
-                bids.update(update.bids)
-                asks.update(update.asks)
-                merged = BookUpdate(update.symbol, "delta", old.first_id, update.last_id, None, None,
-                                    tuple(bids.items()), tuple(asks.items()), update.engine_time,
-                                    None, update.received_us, old.merged + 1)
-            else:
-                merged = BookUpdate(update.symbol, old.kind, None, update.last_id, None, None, (), (),
-                                    update.engine_time, None, update.received_us, old.merged + 1)
-            self.pending[update.symbol] = merged
         else:
-            self.pending[update.symbol] = update
+            old.fold(update)
 
     def frame(self, symbol: str, span: int, bids: Side, asks: Side) -> None:
         book = self.books[symbol]
@@ -94,14 +81,14 @@ class Engine:
                            [[str(p), str(q)] for p, q in asks.items()])
         book.apply_delta(event)
         self.history[symbol, last] = _state(book)
-        self.push(BookUpdate(symbol, "delta", first, last, None, None, tuple(bids.items()),
-                             tuple(asks.items()), self.clock, None, self.clock))
+        self.push(BookUpdate(symbol, UpdateKind.DELTA, first, last, None, None, self.clock, None,
+                             self.clock, frames=[event]))
 
     def resync(self, symbol: str, jump: int) -> None:
         """The replica loses the book, then rebuilds it from a snapshot further on."""
         book = self.books[symbol]
         self.synced[symbol] = False
-        self.push(BookUpdate(symbol, "invalidated", None, None, None, None, (), (), None, None, 0,
+        self.push(BookUpdate(symbol, UpdateKind.INVALIDATED, None, None, None, None, None, None, 0,
                              reason="gap"))
         new_id = book.last_update_id + jump  # type: ignore[operator]
         bids = tuple((str(p), str(q)) for p, q in book.bids())
@@ -109,7 +96,7 @@ class Engine:
         book.apply_snapshot(Snapshot(new_id, self.clock, bids, asks))
         self.history[symbol, new_id] = _state(book)
         self.synced[symbol] = True
-        self.push(BookUpdate(symbol, "snapshot", None, new_id, None, None, (), (), self.clock, None, 0))
+        self.push(BookUpdate(symbol, UpdateKind.SNAPSHOT, None, new_id, None, None, self.clock, None, 0))
 
     def deliver(self, count: int, core: PublisherCore) -> None:
         for _ in range(count):
@@ -227,9 +214,8 @@ def test_a_delta_straddling_the_snapshot_is_trimmed_and_an_older_one_skipped() -
     core.resume()                                                 # snapshot at 103
     engine.frame("AAA_USDC", 2, {Decimal(2): Decimal(4)}, {})     # 104..105
     later = engine.pending.pop("AAA_USDC")
-    merged = BookUpdate("AAA_USDC", "delta", straddling_first.first_id, later.last_id, None, None,
-                        tuple({**dict(straddling_first.bids), **dict(later.bids)}.items()), (),
-                        later.engine_time, None, 0)
+    straddling_first.fold(later)
+    merged = straddling_first
     core.offer(older)
     core.offer(merged)
     snapshot, delta = core.take(10)
@@ -303,7 +289,7 @@ def test_a_snapshot_is_not_made_while_the_replica_is_resyncing() -> None:
     core.resume()
     assert core.take(10) == [] and core.owed() == ["AAA_USDC"]
     engine.synced["AAA_USDC"] = True
-    core.offer(BookUpdate("AAA_USDC", "snapshot", None, 100, None, None, (), (), 5, None, 0))
+    core.offer(BookUpdate("AAA_USDC", UpdateKind.SNAPSHOT, None, 100, None, None, 5, None, 0))
     assert [m.kind for m in core.take(10)] == [MessageKind.SNAPSHOT]
 
 

@@ -1,0 +1,171 @@
+"""Consumers of a replicator's updates: bounded queues, woken once per batch.
+
+Each consumer (an :class:`UpdateStream` iterator or an ``on_update``
+callback) has its own :class:`ConsumerQueue` with one of two policies:
+
+* ``"conflate"`` (default): a dirty set -- at most one pending update per
+  symbol; a newer change of a pending symbol is folded into it in O(1)
+  (:class:`~orderbook.sync.updates.BookUpdate`).  The queue is bounded by
+  the number of symbols and no level is lost (see
+  :mod:`orderbook.sync.updates` for exactly what a consumer sees).
+* ``"drop_oldest"``: a FIFO of at most ``maxsize`` updates, one per symbol per
+  batch; when full the oldest is dropped and counted.
+
+The driver pushes every change of one socket read, then calls
+:meth:`ConsumerQueue.wake` once: a consumer is woken once per batch, not once
+per frame, and a slow consumer never blocks the feed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from ..errors import OrderBookError, UsageError
+from ..protocol.streams import now_us
+from ..sync.samples import Samples
+from ..sync.updates import BookUpdate, UpdateKind
+
+if TYPE_CHECKING:
+    from .replicator import Replicator
+
+__all__ = ["ConsumerQueue", "ConsumerStats", "QueuePolicy", "UpdateStream"]
+
+QueuePolicy = Literal["conflate", "drop_oldest"]
+"""How a consumer's queue bounds itself (see the module docstring)."""
+
+
+@dataclass(slots=True)
+class ConsumerStats:
+    """Consumers attached, updates delivered, folded (conflate), dropped
+    (drop_oldest) and callbacks that raised."""
+
+    consumers: int = 0
+    delivered: int = 0
+    conflated: int = 0
+    dropped: int = 0
+    callback_errors: int = 0
+
+
+@dataclass(slots=True)
+class DeliveryLatency:
+    """Venue clocks to the moment a consumer took an update (µs samples)."""
+
+    engine_to_notify: Samples = field(default_factory=Samples)
+    send_to_notify: Samples = field(default_factory=Samples)
+
+
+class ConsumerQueue:
+    """One consumer's bounded queue.  :meth:`push` is O(1) and never blocks."""
+
+    __slots__ = ("policy", "_conflate", "_maxsize", "_counts", "_latency", "_pending", "_fifo",
+                 "_waiter", "_dirty", "closed")
+
+    def __init__(self, policy: QueuePolicy, maxsize: int, counts: ConsumerStats,
+                 latency: DeliveryLatency) -> None:
+        if policy not in ("conflate", "drop_oldest"):
+            raise UsageError(f"policy must be 'conflate' or 'drop_oldest', got {policy!r}")
+        if maxsize < 1:
+            raise UsageError(f"maxsize must be >= 1, got {maxsize}")
+        self.policy = policy
+        self._conflate = policy == "conflate"
+        self._maxsize = maxsize
+        self._counts = counts
+        self._latency = latency
+        self._pending: dict[str, BookUpdate] = {}
+        self._fifo: deque[BookUpdate] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._dirty = False
+        self.closed = False
+
+    def push(self, update: BookUpdate) -> None:
+        """Queue ``update`` (owned by this queue from now on); the consumer is
+        woken by the next :meth:`wake`."""
+        if self._conflate:
+            pending = self._pending.get(update.symbol)
+            if pending is None:
+                self._pending[update.symbol] = update
+            else:
+                pending.fold(update)
+                self._counts.conflated += 1
+        else:
+            if len(self._fifo) >= self._maxsize:
+                self._fifo.popleft()
+                self._counts.dropped += 1
+            self._fifo.append(update)
+        self._dirty = True
+
+    def wake(self) -> None:
+        """Wake the consumer if anything was pushed since it last looked.  O(1)."""
+        if self._dirty:
+            self._dirty = False
+            waiter = self._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    def close(self) -> None:
+        """End the consumer: :meth:`get` returns ``None`` from now on."""
+        self.closed = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def get(self) -> BookUpdate | None:
+        """The next update, oldest symbol first; ``None`` once closed."""
+        while True:
+            if self.closed:
+                return None
+            if self._pending:
+                symbol = next(iter(self._pending))
+                return self._delivered(self._pending.pop(symbol))
+            if self._fifo:
+                return self._delivered(self._fifo.popleft())
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+            self._waiter = None
+
+    def _delivered(self, update: BookUpdate) -> BookUpdate:
+        self._counts.delivered += 1
+        if update.kind is UpdateKind.DELTA and update.engine_time is not None:
+            now = now_us()
+            self._latency.engine_to_notify.add(now - update.engine_time)
+            if update.event_time is not None:
+                self._latency.send_to_notify.add(now - update.event_time)
+        return update
+
+
+class UpdateStream:
+    """The async iterator returned by :meth:`Replicator.updates`; also an async
+    context manager that detaches it on exit.  It ends when the replicator
+    closes, raising :attr:`Replicator.failure` if the replicator failed."""
+
+    def __init__(self, replicator: Replicator, queue: ConsumerQueue,
+                 detach: Callable[[ConsumerQueue], None]) -> None:
+        self._replicator = replicator
+        self._queue = queue
+        self._detach = detach
+
+    def __aiter__(self) -> UpdateStream:
+        return self
+
+    async def __anext__(self) -> BookUpdate:
+        update = await self._queue.get()
+        if update is None:
+            self._detach(self._queue)
+            failure: OrderBookError | None = self._replicator.failure
+            if failure is not None:
+                raise failure
+            raise StopAsyncIteration
+        return update
+
+    async def aclose(self) -> None:
+        """Detach from the replicator; the iterator ends."""
+        self._detach(self._queue)
+
+    async def __aenter__(self) -> UpdateStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

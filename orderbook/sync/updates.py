@@ -1,0 +1,168 @@
+"""What consumers are told: :class:`BookUpdate`, with lazy levels, and conflation.
+
+Pure data, no I/O.  The engine reports, per input batch and per symbol, one
+change; a consumer's queue (``live/consumers.py``) keeps at most one
+:class:`BookUpdate` per symbol -- a dirty set -- and folds newer changes
+into it in O(1), without touching any level.  Levels are merged and turned
+into :class:`~decimal.Decimal` only when a consumer reads
+:attr:`BookUpdate.bids` / :attr:`BookUpdate.asks`.
+
+Delivery semantics (what a consumer sees after a burst): for each symbol, one
+update covering every frame applied since the consumer last took one
+(``first_id`` of the oldest, ``last_id`` of the newest, ``merged`` frames and
+notifications folded in).  Its ``bids`` / ``asks`` hold every level that
+changed in that range at its latest quantity (zero: removed), so applying
+them to the book as of ``first_id - 1`` gives the book at ``last_id``.
+Conflation drops only intermediate quantities of a level that changed
+several times, never a level.  A snapshot or an invalidation replaces what is
+pending for the symbol (re-read the book; its levels are not listed).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+
+from ..core.ladder import Level
+from ..protocol.wire import DepthEvent, RawLevels
+
+__all__ = ["BookUpdate", "UpdateKind", "merge_levels"]
+
+COMPACT_AFTER = 256
+"""Frames a pending update keeps as they came before merging their levels
+into one map (bounds the memory of a slow consumer to one map per symbol)."""
+
+
+class UpdateKind(StrEnum):
+    """What happened to the book (``== "delta"`` works: it is a ``StrEnum``)."""
+
+    DELTA = "delta"
+    """Frames were applied: ``bids`` / ``asks`` list the changed levels."""
+    SNAPSHOT = "snapshot"
+    """The book was rebuilt from a snapshot: re-read it."""
+    INVALIDATED = "invalidated"
+    """The book was cleared (``reason`` says why) and is being rebuilt."""
+
+
+_RawMap = dict[Decimal, tuple[str, str]]
+
+
+class BookUpdate:
+    """One symbol's update as a consumer receives it.  Treat as immutable.
+
+    ``first_id`` / ``last_id``: the update ids covered (``last_id`` is the
+    book's id after the change); ``best_bid`` / ``best_ask``: the touch then;
+    ``engine_time`` (``T``) / ``event_time`` (``E``): the venue's microsecond
+    clocks of the newest frame; ``received_us``: our clock when it was read;
+    ``merged``: notifications folded into this one; ``reason``: why the book
+    was invalidated (``kind == "invalidated"``).
+
+    ``bids`` / ``asks`` (exact ``(price, quantity)`` Decimals) and
+    ``raw_bids`` / ``raw_asks`` (the strings as received) are computed on
+    first read: O(changed levels), then cached.
+
+    While it waits in a consumer's queue, newer changes of the same symbol are
+    folded into it (:meth:`fold`, O(1)); once the consumer has taken it, it
+    never changes again.
+    """
+
+    __slots__ = ("symbol", "kind", "first_id", "last_id", "best_bid", "best_ask", "engine_time",
+                 "event_time", "received_us", "merged", "reason", "_frames", "_raw", "_levels")
+
+    def __init__(
+        self, symbol: str, kind: UpdateKind, first_id: int | None, last_id: int | None,
+        best_bid: Level | None, best_ask: Level | None, engine_time: int | None,
+        event_time: int | None, received_us: int, merged: int = 1, reason: str | None = None,
+        frames: list[DepthEvent] | None = None,
+    ) -> None:
+        self.symbol = symbol
+        self.kind = kind
+        self.first_id = first_id
+        self.last_id = last_id
+        self.best_bid = best_bid
+        self.best_ask = best_ask
+        self.engine_time = engine_time
+        self.event_time = event_time
+        self.received_us = received_us
+        self.merged = merged
+        self.reason = reason
+        self._frames: list[DepthEvent] = frames if frames is not None else []
+        self._raw: tuple[_RawMap, _RawMap] | None = None
+        self._levels: tuple[tuple[Level, ...], tuple[Level, ...]] | None = None
+
+    def fold(self, newer: BookUpdate) -> None:
+        """Fold ``newer`` (the same symbol, later; not yet delivered) in: a
+        delta extends a pending delta (or leaves a pending snapshot a
+        snapshot); a snapshot or an invalidation replaces what is pending.
+        O(1) amortised: frames are kept as they came, merged every
+        :data:`COMPACT_AFTER` frames and on first read."""
+        self.merged += newer.merged
+        if newer.kind is UpdateKind.DELTA and self.kind is not UpdateKind.INVALIDATED:
+            if self.kind is UpdateKind.DELTA:
+                self._frames.extend(newer._frames)
+                if len(self._frames) > COMPACT_AFTER:
+                    self._raw = merge_levels(self._frames, self._raw)
+                    self._frames = []
+        else:
+            self.kind, self.first_id, self.reason = newer.kind, newer.first_id, newer.reason
+            self._frames, self._raw = newer._frames, newer._raw
+        self.last_id = newer.last_id
+        self.best_bid, self.best_ask = newer.best_bid, newer.best_ask
+        self.engine_time, self.event_time = newer.engine_time, newer.event_time
+        self.received_us = newer.received_us
+
+    def _merged_raw(self) -> tuple[_RawMap, _RawMap]:
+        if self.kind is not UpdateKind.DELTA:
+            return {}, {}
+        if self._frames or self._raw is None:
+            self._raw = merge_levels(self._frames, self._raw)
+            self._frames = []
+        return self._raw
+
+    @property
+    def raw_bids(self) -> tuple[tuple[str, str], ...]:
+        """Changed bid levels as received, ``(price, quantity)`` strings, last one winning."""
+        return tuple(self._merged_raw()[0].values())
+
+    @property
+    def raw_asks(self) -> tuple[tuple[str, str], ...]:
+        """Changed ask levels as received, ``(price, quantity)`` strings, last one winning."""
+        return tuple(self._merged_raw()[1].values())
+
+    def _decimal_levels(self) -> tuple[tuple[Level, ...], tuple[Level, ...]]:
+        if self._levels is None:
+            bids, asks = self._merged_raw()
+            self._levels = (tuple((p, Decimal(q)) for p, (_, q) in bids.items()),
+                            tuple((p, Decimal(q)) for p, (_, q) in asks.items()))
+        return self._levels
+
+    @property
+    def bids(self) -> tuple[Level, ...]:
+        """Changed bid levels, exact, at their latest quantity (zero: removed)."""
+        return self._decimal_levels()[0]
+
+    @property
+    def asks(self) -> tuple[Level, ...]:
+        """Changed ask levels, exact, at their latest quantity (zero: removed)."""
+        return self._decimal_levels()[1]
+
+    def __repr__(self) -> str:
+        return (f"BookUpdate({self.symbol!r}, {self.kind.value}, ids {self.first_id}..{self.last_id}, "
+                f"merged={self.merged})")
+
+
+def merge_levels(frames: list[DepthEvent],
+                 into: tuple[_RawMap, _RawMap] | None = None) -> tuple[_RawMap, _RawMap]:
+    """The levels of ``frames``, in order, last one winning per price (prices
+    compared exactly, so ``"1.50"`` and ``"1.5"`` are one level), folded onto
+    ``into`` if given.  O(levels)."""
+    bids, asks = into if into is not None else ({}, {})
+    for frame in frames:
+        _fold(bids, frame.bids)
+        _fold(asks, frame.asks)
+    return bids, asks
+
+
+def _fold(into: _RawMap, levels: RawLevels) -> None:
+    for price, qty in levels:
+        into[Decimal(price)] = (price, qty)
