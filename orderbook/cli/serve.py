@@ -12,24 +12,29 @@ from ..protocol.streams import DEPTH_STREAMS
 from ..live.transport import DEFAULT_REST_URL, DEFAULT_WS_URL
 from ..serve.run import run_mirror
 from ..serve.server import DEFAULT_PORT
+from ..sinks import BrokerSink, sink_from_url
 from .options import add_transport_option, replicator_options
 from .signals import StopSignals
 
 __all__ = ["add_serve_command"]
 
-async def _serve_until_signalled(args: argparse.Namespace, signals: StopSignals) -> None:
+async def _serve_until_signalled(args: argparse.Namespace, signals: StopSignals,
+                                 sinks: Sequence[BrokerSink]) -> None:
     stop = asyncio.Event()
     signals.install(stop.set)
     symbols: Sequence[str] | str = "all" if args.all else args.symbols
     await run_mirror(symbols, stop=stop, host=args.host, port=args.port, queue_size=args.queue_size,
-                     **replicator_options(args))
+                     sinks=sinks, **replicator_options(args))
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     if bool(args.symbols) == bool(args.all):
         raise UsageError("give either SYMBOL... or --all")
+    sinks = [sink_from_url(url) for url in args.publish]  # a bad URL or a missing extra: exit 2
+    if len({sink.name for sink in sinks}) != len(sinks):
+        raise UsageError("each --publish URL may be given once")
     signals = StopSignals()
-    asyncio.run(_serve_until_signalled(args, signals))
+    asyncio.run(_serve_until_signalled(args, signals, sinks))
     return signals.exit_status
 
 
@@ -58,4 +63,10 @@ def add_serve_command(commands: Any) -> None:
     parser.add_argument("--queue-size", type=int, default=1000, metavar="N",
                         help="messages queued per WebSocket client before it is closed as a slow "
                              "consumer (default: %(default)s)")
+    parser.add_argument("--publish", action="append", default=[], metavar="URL",
+                        help="also publish every book to a broker, repeatable: redis://host:port/db "
+                             "(one stream per symbol, orderbook:SYMBOL) or nats://host:port "
+                             "(orderbook.TOKEN.delta, request/reply orderbook.TOKEN.snapshot); "
+                             "options in the query, e.g. ?snapshot_interval=1000&maxlen=100000 "
+                             "(see the README)")
     parser.set_defaults(handler=_cmd_serve)

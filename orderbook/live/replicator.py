@@ -67,6 +67,7 @@ from .stats import (
 )
 from .transport import DEFAULT_REST_URL, DEFAULT_WS_URL, RestClient, StreamConnection, check_rest_url, check_ws_url
 from .websocket import resolve_transport
+from .sink import Sink  # sinks hook (issue 14)
 
 __all__ = ["Replicator"]
 
@@ -87,7 +88,9 @@ class Replicator:
     depth, bookTicker cross-check, audits, staleness, pruning, retries);
     ``connection`` (:class:`~orderbook.live.config.Connection`);
     ``budget`` (:class:`~orderbook.live.config.Budget`); ``markets``
-    (:class:`~orderbook.live.config.Markets`); ``tap`` (a :class:`Tap`).
+    (:class:`~orderbook.live.config.Markets`); ``tap`` (a :class:`Tap`);
+    ``sinks``: publishers (:mod:`orderbook.sinks`) whose ``run(self)`` is a
+    task from :meth:`start` until :meth:`close`.
     """
 
     def __init__(
@@ -101,6 +104,7 @@ class Replicator:
         budget: Budget = Budget(),
         markets: Markets = Markets(),
         tap: Tap | None = None,
+        sinks: Sequence[Sink] = (),
     ) -> None:
         for name, value, kind in (("sync", sync, EngineOptions), ("connection", connection, Connection),
                                   ("budget", budget, Budget), ("markets", markets, Markets)):
@@ -119,6 +123,7 @@ class Replicator:
         self.markets = markets
         self._tap = tap
         self._transport = resolve_transport(connection.transport)  # $ORDERBOOK_TRANSPORT read now
+        self.sinks: tuple[Sink, ...] = tuple(sinks)  # sinks hook (issue 14)
         self._bucket = TokenBucket.for_budget(budget.requests_per_minute, budget.burst)
         self._engine: Engine | None = None
         self._rest: RestClient | None = None
@@ -192,6 +197,8 @@ class Replicator:
         self._tasks += [spawn(self._snapshot_worker(), name=f"orderbook-snapshots-{i}")
                         for i in range(self.budget.snapshot_concurrency)]
         self._tasks.append(spawn(self._markets.follow(self.markets.refresh), name="orderbook-markets"))
+        # sinks hook (issue 14): each sink runs as a task of ours; close() cancels it with the rest
+        self._tasks += [spawn(sink.run(self), name=f"orderbook-sink-{sink.name}") for sink in self.sinks]
         log.info("replicating %d symbols from %s (%s)", len(names), self.ws_url,
                  self.options.depth_stream)
 

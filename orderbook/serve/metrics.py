@@ -35,6 +35,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from ..live.replicator import Replicator
+from ..live.sink import SinkStats
 from ..live.stats import ReplicatorStats
 from ..sync.samples import Percentiles
 from ..sync.status import Status
@@ -48,6 +49,7 @@ __all__ = [
     "family",
     "histogram_family",
     "replicator_families",
+    "sink_families",
 ]
 
 Sample = tuple[Sequence[str], float | int | None]
@@ -225,3 +227,33 @@ def exposition(registry: CollectorRegistry, accept: str | None) -> tuple[bytes, 
     format.  O(samples)."""
     encoder, content_type = choose_encoder(accept or "")
     return encoder(registry), content_type
+
+
+# ------------------------------------------------------------ sinks (issue 14)
+_SINK_FAMILIES: tuple[tuple[str, str, Literal["counter", "gauge"], str], ...] = (
+    ("published", "orderbook_sink_published_total", "counter",
+     "Messages the broker accepted (Redis: acknowledged; NATS: written to its connection)."),
+    ("snapshots", "orderbook_sink_snapshots_total", "counter", "Snapshot messages published."),
+    ("dropped", "orderbook_sink_dropped_total", "counter",
+     "Book updates not published (queue full, broker unreachable); each is covered by a later snapshot."),
+    ("reconnects", "orderbook_sink_reconnects_total", "counter",
+     "Broker connections opened again after a failure."),
+    ("failures", "orderbook_sink_failures_total", "counter", "Failed broker connection attempts and writes."),
+    ("snapshot_requests", "orderbook_sink_snapshot_requests_total", "counter",
+     "Snapshot requests answered (NATS request/reply)."),
+    ("internal_errors", "orderbook_sink_internal_errors_total", "counter",
+     "Internal errors (bugs) caught and logged by a sink."),
+    ("queued", "orderbook_sink_queue_messages", "gauge", "Messages waiting to be written."),
+    ("connected", "orderbook_sink_connected", "gauge", "1 while the sink's broker connection is up."),
+)
+
+
+def sink_families(sinks: Sequence[SinkStats]) -> Iterator[Metric]:
+    """The publishing sinks' figures as ``orderbook_sink_*`` families, labelled
+    ``sink`` (the broker URL without credentials); nothing without sinks.
+    O(sinks)."""
+    if not sinks:
+        return
+    for field_name, name, kind, help_text in _SINK_FAMILIES:
+        yield family(kind, name, help_text, ("sink",),
+                     [((s.name,), int(getattr(s, field_name))) for s in sinks])

@@ -46,7 +46,7 @@ from ..errors import TransportError, UsageError
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import CollectorRegistry
 
-from .metrics import FamiliesCollector, exposition
+from .metrics import FamiliesCollector, exposition, sink_families
 from ..protocol.streams import DEPTH_LIMITS, StreamKind, now_us, parse_stream
 from ..protocol.subscribe import ErrorCode, ErrorReply, Method, parse_request
 from ..live.consumers import UpdateStream
@@ -498,8 +498,9 @@ class MirrorServer:
             stream = parse_stream(name)
             if stream is not None:
                 kinds[stream.kind.value] += len(clients)
-        return mirror_families(self.replicator.stats(), self.stats, self._publisher, self.ready,
-                               len(self._clients), kinds)
+        yield from sink_families([sink.stats() for sink in self.replicator.sinks])  # issue 14
+        yield from mirror_families(self.replicator.stats(), self.stats, self._publisher, self.ready,
+                                   len(self._clients), kinds)
 
     # -------------------------------------------------------------- markets
     async def _refresh_markets(self) -> None:

@@ -1,0 +1,259 @@
+"""What publishing costs the replica: CPU per frame of ``orderbook serve`` with and without ``--publish``.
+
+A simulated venue (this process) feeds a real ``orderbook serve`` child
+process; real ``redis-server`` and ``nats-server`` processes (started here on
+free loopback ports, in a temporary directory, no persistence) receive what it
+publishes.  For each configuration -- ``off`` (no ``--publish``), ``redis``,
+``nats``, ``both`` -- a fresh serve process is started, synced, warmed up,
+then measured for ``--seconds`` *beside an ``off`` process started with it and
+measured over the same window* (whatever else loads a shared machine loads
+both alike): the CPU time each used (user + system, from
+``/proc/<pid>/stat``) divided by the depth frames it received (its
+``orderbook_ws_messages_total``).  The configurations are interleaved round
+by round (``--rounds``); the table reports the median µs per frame of each,
+of the ``off`` processes, and the median of the per-round ratios, plus how
+many messages the sinks published per frame.
+Each broker is measured at every ``--lingers`` value (the ``linger`` option
+of the ``--publish`` URL: how long updates are gathered before publishing).
+
+    .venv/bin/python benchmarks/sinks.py                       # 5 rounds x 10 s x 9 configurations
+    .venv/bin/python benchmarks/sinks.py --rounds 3 --seconds 5 --rate 4000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from orderbook.testing.venue import OrderFlow, SimulatedVenue
+
+ROOT = Path(__file__).resolve().parent.parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_broker(argv: list[str], port: int, workdir: Path, probe: bytes, greeting: bytes
+                 ) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(argv, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                if probe:
+                    sock.sendall(probe)
+                if greeting in sock.recv(4096):
+                    return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit(f"{argv[0]} did not start")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def metric_sum(text: str, name: str, label: str | None = None) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            if label is None or label in line:
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@dataclass
+class Sample:
+    config: str
+    us_per_frame: float
+    frames: int
+    cpu: float
+    published: float
+    dropped: float
+
+
+@dataclass
+class Results:
+    samples: list[Sample] = field(default_factory=list)
+    ratios: dict[str, list[float]] = field(default_factory=dict)
+    """Per configuration, its CPU per frame over that of ``off`` measured at the same time."""
+
+    def median(self, config: str) -> float:
+        return statistics.median(s.us_per_frame for s in self.samples if s.config == config)
+
+
+def configs(lingers: list[str]) -> list[str]:
+    """``off``, then ``redis``/``nats``/``both`` at each linger (``redis@0.02``)."""
+    return ["off"] + [f"{broker}@{linger}" for linger in lingers for broker in ("redis", "nats", "both")]
+
+
+async def start_serve(config: str, venue: SimulatedVenue, symbols: list[str], urls: dict[str, str],
+                      workdir: Path) -> tuple[asyncio.subprocess.Process, str]:
+    broker, _, linger = config.partition("@")
+    publish: list[str] = []
+    if broker in ("redis", "both"):
+        publish += ["--publish", f"{urls['redis']}?linger={linger}"]
+    if broker in ("nats", "both"):
+        publish += ["--publish", f"{urls['nats']}?linger={linger}"]
+    log = (workdir / f"serve-{broker}.log").open("ab")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "orderbook.cli", "serve", *symbols, "--rest-url", venue.rest_url,
+        "--ws-url", venue.ws_url, "--port", "0", "--log-level", "WARNING", *publish, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    log.close()
+    assert proc.stdout is not None
+    line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+    return proc, line.split()[2]
+
+
+async def stop_serve(proc: asyncio.subprocess.Process) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), 10)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+
+
+async def measure_pair(config: str, venue: SimulatedVenue, symbols: list[str], urls: dict[str, str],
+                       seconds: float, warmup: float, workdir: Path) -> tuple[Sample, Sample]:
+    """``off`` and ``config`` as two serve processes at once, over the same window:
+    whatever else loads the machine loads both alike."""
+    procs = [await start_serve(name, venue, symbols, urls, workdir) for name in ("off", config)]
+    try:
+        async with httpx.AsyncClient() as http:
+            deadline = time.monotonic() + 30
+            for _, url in procs:
+                while (await http.get(url + "/health")).status_code != 200:
+                    assert time.monotonic() < deadline, "serve never synced"
+                    await asyncio.sleep(0.1)
+            await asyncio.sleep(warmup)
+            before = [(await http.get(url + "/metrics")).text for _, url in procs]
+            cpu0 = [cpu_seconds(proc.pid) for proc, _ in procs]
+            await asyncio.sleep(seconds)
+            cpu1 = [cpu_seconds(proc.pid) for proc, _ in procs]
+            after = [(await http.get(url + "/metrics")).text for _, url in procs]
+        samples = []
+        for name, b, a, c0, c1 in zip(("off", config), before, after, cpu0, cpu1):
+            frames = int(metric_sum(a, "orderbook_ws_messages_total") - metric_sum(b, "orderbook_ws_messages_total"))
+            published = (metric_sum(a, "orderbook_sink_published_total")
+                         - metric_sum(b, "orderbook_sink_published_total"))
+            cpu = c1 - c0
+            samples.append(Sample(name, cpu / max(frames, 1) * 1e6, frames, cpu, published,
+                                  metric_sum(a, "orderbook_sink_dropped_total")))
+        return samples[0], samples[1]
+    finally:
+        for proc, _ in procs:
+            await stop_serve(proc)
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        match = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
+        if match:
+            cpu = match.group(1).strip()
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}, "
+            f"Python {platform.python_version()}")
+
+
+async def main(args: argparse.Namespace) -> int:
+    redis_server = shutil.which("redis-server")
+    nats_server = shutil.which("nats-server")
+    if not redis_server or not nats_server:
+        raise SystemExit("needs redis-server and nats-server on PATH (Debian packages)")
+    symbols = [f"S{i}_USDC" for i in range(args.symbols - 1)] + ["SPCX.US_USDC"]
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        redis_port, nats_port = free_port(), free_port()
+        brokers = [
+            start_broker([redis_server, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                          "--appendonly", "no", "--protected-mode", "no"], redis_port, workdir,
+                         b"PING\r\n", b"+PONG"),
+            start_broker([nats_server, "-a", "127.0.0.1", "-p", str(nats_port)], nats_port, workdir,
+                         b"", b"INFO"),
+        ]
+        urls = {"redis": f"redis://127.0.0.1:{redis_port}/0", "nats": f"nats://127.0.0.1:{nats_port}"}
+        names = configs(args.lingers.split(","))[1:]
+        results = Results()
+        try:
+            flow = OrderFlow(symbols, seed=17)
+            async with SimulatedVenue(flow, rate=args.rate) as venue:
+                for round_ in range(args.rounds):
+                    shift = round_ % len(names)
+                    for config in names[shift:] + names[:shift]:
+                        off, sample = await measure_pair(config, venue, symbols, urls, args.seconds,
+                                                         args.warmup, workdir)
+                        results.samples.append(sample)
+                        results.ratios.setdefault(config, []).append(sample.us_per_frame / off.us_per_frame)
+                        results.samples.append(off)
+                        print(f"round {round_ + 1} {config:>11}: {sample.us_per_frame:6.1f} µs/frame "
+                              f"vs off {off.us_per_frame:6.1f} ({sample.frames} frames, "
+                              f"{sample.published:.0f} published, {sample.dropped:.0f} dropped)",
+                              flush=True)
+        finally:
+            for proc in brokers:
+                proc.kill()
+                proc.wait()
+    print()
+    print(f"machine: {machine()}")
+    print(f"command: {' '.join(['benchmarks/sinks.py', *sys.argv[1:]])}")
+    print(f"venue: {args.rate:.0f} updates/s over {len(symbols)} symbols; {args.rounds} rounds x "
+          f"{args.seconds:.0f} s per configuration, each beside an 'off' process measured at the same time")
+    print()
+    print("| configuration | linger | CPU per frame (median) | 'off' beside it (median) | ratio (median) "
+          "| messages per frame | ratios per round |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for config in names:
+        broker, _, linger = config.partition("@")
+        picked = [s for s in results.samples if s.config == config]
+        ratios = results.ratios[config]
+        label = {"redis": "--publish redis://", "nats": "--publish nats://", "both": "both"}[broker]
+        per_frame = statistics.median(s.published / max(s.frames, 1) for s in picked)
+        offs = [s.us_per_frame for s in results.samples if s.config == "off"]
+        print(f"| {label} | {float(linger) * 1000:g} ms | {results.median(config):.1f} µs | "
+              f"{statistics.median(offs):.1f} µs | {statistics.median(ratios):.2f}x | {per_frame:.3f} | "
+              f"{', '.join(f'{r:.2f}' for r in ratios)} |")
+    print()
+    for linger in args.lingers.split(","):
+        one = max(statistics.median(results.ratios[f"{b}@{linger}"]) for b in ("redis", "nats"))
+        both = statistics.median(results.ratios[f"both@{linger}"])
+        print(f"linger {float(linger) * 1000:g} ms: one broker {100 * (one - 1):+.1f}% at most, "
+              f"both {100 * (both - 1):+.1f}% (bound: +15% per frame)")
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--rate", type=float, default=2000.0, help="venue updates per second")
+    parser.add_argument("--symbols", type=int, default=10)
+    parser.add_argument("--lingers", default="0.005,0.05,0.1",
+                        help="comma-separated linger values (seconds) to measure (default: %(default)s)")
+    sys.exit(asyncio.run(main(parser.parse_args())))
