@@ -18,7 +18,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._native import implementation
-from .core.book import OrderBook
+from .core.book import OrderBook, Side, SideName
 from .core.ladder import Ladder, Level
 from .protocol.decimals import decimal_str
 from .record.format import (
@@ -96,7 +96,8 @@ _LAZY = {
     "orderbook.live.stats": ("AuditStats", "ConnectionStats", "LatencyStats", "NotSynced",
                              "ReplicatorStats", "SymbolStats"),
     "orderbook.live.transport": ("RestClient", "RestStats", "StreamConnection", "StreamHandler"),
-    "orderbook.serve.metrics": ("MetricsWriter", "write_replicator_stats"),
+    "orderbook.live.watch": ("BookWatch", "watch_order_book", "watch_order_books"),
+    "orderbook.serve.metrics": ("ReplicatorCollector",),
     "orderbook.serve": ("MirrorLimits", "MirrorServer", "MirrorStats"),
 }
 _LAZY_FROM = {name: module for module, names in _LAZY.items() for name in names}
@@ -114,7 +115,8 @@ if TYPE_CHECKING:
         SymbolStats,
     )
     from .live.transport import RestClient, RestStats, StreamConnection, StreamHandler
-    from .serve.metrics import MetricsWriter, write_replicator_stats
+    from .live.watch import BookWatch, watch_order_book, watch_order_books
+    from .serve.metrics import ReplicatorCollector
     from .serve import MirrorLimits, MirrorServer, MirrorStats
 
 
@@ -238,9 +240,13 @@ __all__ = [
     "is_retryable",
     "parse_markets",
     "parse_retry_after",
-    "MetricsWriter",
+    "ReplicatorCollector",
+    "BookWatch",
+    "watch_order_book",
+    "watch_order_books",
+    "Side",
+    "SideName",
     "MirrorLimits",
     "MirrorServer",
     "MirrorStats",
-    "write_replicator_stats",
 ]

@@ -3,11 +3,12 @@
 Commands: ``demo`` (the simulated venue in-process and the live view, offline),
 ``run`` (the live view of real books), ``record`` (a live session to a capture
 file), ``replay`` (a capture through the sync engine), ``bench`` (the benchmark
-harness), ``serve`` (the local mirror, :mod:`orderbook.serve`), ``capture
-upgrade`` and ``export`` (:mod:`orderbook.cli.capture`).  Every command has
-``--help``; ``--log-level`` and ``--log-json`` are accepted before or after the
-command name.  Long-running commands stop cleanly on SIGINT or SIGTERM (exit
-status 0) or after ``--duration`` seconds.
+harness), ``serve`` (the local mirror, :mod:`orderbook.serve`), ``venue``
+(the simulated venue alone, :mod:`orderbook.cli.venue`), ``capture upgrade``
+and ``export`` (:mod:`orderbook.cli.capture`).  Every command has ``--help``;
+``--log-level`` and ``--log-json`` are accepted before or after the command
+name.  Long-running commands stop cleanly on SIGINT (exit status 130) or
+SIGTERM (0), or after ``--duration`` seconds (0).
 
 Start-up: the asyncio layers and their network libraries (aiohttp, httpx,
 websockets) are imported by the commands that use them, inside their
@@ -22,7 +23,6 @@ import argparse
 import difflib
 import logging
 import os
-import signal
 import sys
 from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
@@ -32,7 +32,9 @@ import orjson
 
 from ..errors import OrderBookError, UnknownSymbol, UsageError, VenueUnavailable
 from ..protocol.streams import DEPTH_STREAMS
+from ..protocol.markets import Market, MarketCatalog
 from .capture import add_capture_commands, replay_time
+from .signals import INTERRUPTED, StopSignals
 
 if TYPE_CHECKING:
     from ..live.replicator import Replicator
@@ -91,38 +93,25 @@ def setup_logging(level: str = "INFO", json: bool = False) -> None:
 
 # ------------------------------------------------------------------- commands
 def _run_until_signalled(command: Coroutine[Any, Any, None]) -> int:
-    """Run an async command until it returns or SIGINT/SIGTERM cancels it.
-
-    Cancelling unwinds every ``async with`` (the terminal is restored, files
-    closed, connections shut) and the exit status is 0.  A second signal
-    during that cleanup gets the default behaviour (stop at once).
-    """
+    """Run an async command until it returns (0) or SIGINT/SIGTERM cancels it
+    (130 after Ctrl-C, 0 after SIGTERM; see :mod:`orderbook.cli.signals`)."""
+    signals = StopSignals()
 
     import asyncio  # (with signal handling: only the commands that run a loop load it)
 
     async def guarded() -> None:
         task = asyncio.current_task()
         assert task is not None
-        loop = asyncio.get_running_loop()
-        signals = (signal.SIGINT, signal.SIGTERM)
-
-        def interrupt() -> None:
-            for signum in signals:
-                loop.remove_signal_handler(signum)
-            task.cancel()
-
-        for signum in signals:
-            try:
-                loop.add_signal_handler(signum, interrupt)
-            except NotImplementedError:  # Windows: Ctrl-C raises KeyboardInterrupt, see main()
-                break
+        signals.install(task.cancel)
         try:
             await command
         except asyncio.CancelledError:
+            if signals.received is None:
+                raise
             log.info("interrupted: stopped cleanly")
 
     asyncio.run(guarded())
-    return 0
+    return signals.exit_status
 
 
 async def _demo(args: argparse.Namespace) -> None:
@@ -140,9 +129,20 @@ async def _demo(args: argparse.Namespace) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    if len(set(args.symbols)) != len(args.symbols):
-        raise UsageError("each symbol may be given once")
+    _check_demo_symbols(args.symbols)
     return _run_until_signalled(_demo(args))
+
+
+def _check_demo_symbols(symbols: list[str]) -> None:
+    """As ``run`` does against the venue's list: the simulated venue lists
+    :data:`DEFAULT_SYMBOLS`; anything else is an :class:`UnknownSymbol` with
+    the close matches (exit status 2)."""
+    from ..testing.venue import DEFAULT_SYMBOLS
+
+    if len(set(symbols)) != len(symbols):
+        raise UsageError("each symbol may be given once")
+    listed = MarketCatalog(Market(s, "", "", "", "Open", True, None, None) for s in DEFAULT_SYMBOLS)
+    listed.validate(symbols or DEMO_SYMBOLS)
 
 
 async def _run(args: argparse.Namespace) -> None:
@@ -233,10 +233,15 @@ def _print_books(symbols: dict[str, Any]) -> None:
         bid = " x ".join(book["bids"][0]) if book["bids"] else "-"
         ask = " x ".join(book["asks"][0]) if book["asks"] else "-"
         print(
-            f"{symbol:<{width}} {book['status']:<9} {str(book['last_update_id']):>12} {bid:>24} "
+            f"{symbol:<{width}} {book['status']:<9} {_shown(book['last_update_id']):>12} {bid:>24} "
             f"{ask:>24} {len(book['bids']):>5} {len(book['asks']):>5} {book['frames_applied']:>7} "
             f"{book['frames_dropped']:>7} {book['gaps']:>4} {book['resyncs']:>7} {book['bad_frames']:>3}"
         )
+
+
+def _shown(value: object) -> str:
+    """A table cell: ``-`` for a missing value (never ``None``)."""
+    return "-" if value is None else str(value)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -299,12 +304,15 @@ def _add_logging_options(parser: argparse.ArgumentParser, *, defaults: bool) -> 
 
 
 def _add_commands(commands: Any) -> None:
+    from ..testing.venue import DEFAULT_SYMBOLS  # the commands that connect load the I/O layers
+
     demo = commands.add_parser(
         "demo", help="a simulated venue in-process and the live view of its books (offline)",
         description="Start a simulated Backpack venue on loopback, replicate its books and show "
                     "them live. Needs no network.")
     demo.add_argument("symbols", nargs="*", metavar="SYMBOL",
-                      help=f"markets to simulate (default: {' '.join(DEMO_SYMBOLS)})")
+                      help=f"markets to simulate, among {', '.join(DEFAULT_SYMBOLS)} "
+                           f"(default: {' '.join(DEMO_SYMBOLS)})")
     demo.add_argument("--rate", type=_positive(float), default=200.0,
                       help="venue updates per second, all symbols together (default: %(default)s)")
     demo.add_argument("--drop-rate", type=float, default=0.0, metavar="P",
@@ -385,8 +393,10 @@ def build_parser(offline_only: bool = False) -> argparse.ArgumentParser:
     bench.set_defaults(handler=_cmd_bench)
     if not offline_only:
         from .serve import add_serve_command
+        from .venue import add_venue_command
 
         add_serve_command(commands)
+        add_venue_command(commands)
     add_capture_commands(commands)
     for command in {id(p): p for p in commands.choices.values()}.values():
         _add_logging_options(command, defaults=False)
@@ -415,5 +425,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"orderbook: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # before a command took over the signals
-        return 0
+        return INTERRUPTED
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,17 +13,13 @@ from ..live.transport import DEFAULT_REST_URL, DEFAULT_WS_URL
 from ..serve.run import run_mirror
 from ..serve.server import DEFAULT_PORT
 from .options import replicator_options
+from .signals import StopSignals
 
 __all__ = ["add_serve_command"]
 
-async def _serve_until_signalled(args: argparse.Namespace) -> None:
+async def _serve_until_signalled(args: argparse.Namespace, signals: StopSignals) -> None:
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(signum, stop.set)
-        except NotImplementedError:  # Windows: Ctrl-C raises KeyboardInterrupt (exit 0 in main)
-            break
+    signals.install(stop.set)
     symbols: Sequence[str] | str = "all" if args.all else args.symbols
     await run_mirror(symbols, stop=stop, host=args.host, port=args.port, queue_size=args.queue_size,
                      **replicator_options(args))
@@ -33,8 +28,9 @@ async def _serve_until_signalled(args: argparse.Namespace) -> None:
 def _cmd_serve(args: argparse.Namespace) -> int:
     if bool(args.symbols) == bool(args.all):
         raise UsageError("give either SYMBOL... or --all")
-    asyncio.run(_serve_until_signalled(args))
-    return 0
+    signals = StopSignals()
+    asyncio.run(_serve_until_signalled(args, signals))
+    return signals.exit_status
 
 
 def add_serve_command(commands: Any) -> None:
@@ -45,8 +41,9 @@ def add_serve_command(commands: Any) -> None:
             "The standalone replicator: keeps exact replicas and serves GET /api/v1/depth, "
             "/api/v1/markets (cached; the venue's other public market-data GETs are forwarded "
             "to --rest-url only), a WebSocket at / with depth.<symbol> and bookTicker.<symbol>, "
-            "GET /health (503 while a symbol is not synced) and GET /metrics (Prometheus). "
-            "Binds loopback by default. Stops cleanly on SIGINT/SIGTERM in under a second."),
+            "GET /health (503 while a symbol is not synced), GET /metrics (Prometheus) and "
+            "the live page GET /ui. Binds loopback by default, before connecting upstream. "
+            "Stops cleanly on SIGINT (exit 130) or SIGTERM (exit 0) in under a second."),
     )
     parser.add_argument("symbols", nargs="*", metavar="SYMBOL", help="markets to replicate")
     parser.add_argument("--all", action="store_true", help="replicate every listed spot and perp market")

@@ -264,8 +264,8 @@ class Recording:
         except OSError as error:
             recorder.error = recorder.error or error
         self.seconds = time.monotonic() - self._started
-        log.info("recorded %d frames and %d snapshots to %s in %.1f s", recorder.messages,
-                 recorder.responses, self.path, self.seconds)
+        log.debug("recorded %d frames and %d snapshots to %s in %.1f s", recorder.messages,
+                  recorder.responses, self.path, self.seconds)
 
     async def run(self, duration: float | None = None) -> None:
         """Record for ``duration`` seconds (``None``: until cancelled).
