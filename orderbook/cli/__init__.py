@@ -34,7 +34,6 @@ from ..errors import OrderBookError, UnknownSymbol, UsageError, VenueUnavailable
 from ..protocol.streams import DEPTH_STREAMS
 from ..protocol.markets import Market, MarketCatalog
 from .capture import add_capture_commands, replay_time
-from .signals import INTERRUPTED, StopSignals
 
 if TYPE_CHECKING:
     from ..live.replicator import Replicator
@@ -95,6 +94,8 @@ def setup_logging(level: str = "INFO", json: bool = False) -> None:
 def _run_until_signalled(command: Coroutine[Any, Any, None]) -> int:
     """Run an async command until it returns (0) or SIGINT/SIGTERM cancels it
     (130 after Ctrl-C, 0 after SIGTERM; see :mod:`orderbook.cli.signals`)."""
+    from .signals import StopSignals  # asyncio: only the commands that run a loop load it
+
     signals = StopSignals()
 
     import asyncio  # (with signal handling: only the commands that run a loop load it)
@@ -433,5 +434,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"orderbook: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # before a command took over the signals
-        return INTERRUPTED
+        return 128 + 2  # SIGINT, as orderbook.cli.signals.INTERRUPTED
 
