@@ -1707,6 +1707,193 @@ crossed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyBool_FromLong(bid >= ask);
 }
 
+/* ------------------------------------------------------------- ws_line */
+
+/* ws_line(line: bytes) -> (ts, raw) | None: a version 2 capture line as our
+ * writer makes it, {"ts":<digits>,"kind":"ws","raw":"<text>"} and an
+ * optional newline, read without a JSON decoder.  The text may hold printable
+ * ASCII and the escapes \" \\ \/ only; anything else (other escapes, non-ASCII,
+ * control characters, other keys, key orders or spacing, a ts beyond
+ * 2**63-1 or with a leading zero) declines (None): orjson decides.  When it
+ * accepts, orjson.loads(line) is {"ts": ts, "kind": "ws", "raw": raw}. */
+static PyObject *
+ws_line(PyObject *module, PyObject *line)
+{
+    static const char head[] = "{\"ts\":";
+    static const char middle[] = ",\"kind\":\"ws\",\"raw\":\"";
+    if (!PyBytes_CheckExact(line))
+        Py_RETURN_NONE;
+    const unsigned char *at = (const unsigned char *)PyBytes_AS_STRING(line);
+    const unsigned char *end = at + PyBytes_GET_SIZE(line);
+    if (end - at < (Py_ssize_t)(sizeof head + sizeof middle) || memcmp(at, head, sizeof head - 1))
+        Py_RETURN_NONE;
+    at += sizeof head - 1;
+    const unsigned char *digits = at;
+    uint64_t ts = 0;
+    while (at < end && *at >= '0' && *at <= '9') {
+        if (at - digits >= 19)
+            Py_RETURN_NONE;
+        ts = ts * 10 + (uint64_t)(*at - '0');
+        at++;
+    }
+    if (at == digits || (*digits == '0' && at - digits > 1) || ts > (uint64_t)INT64_MAX)
+        Py_RETURN_NONE;
+    if (end - at < (Py_ssize_t)sizeof middle - 1 || memcmp(at, middle, sizeof middle - 1))
+        Py_RETURN_NONE;
+    at += sizeof middle - 1;
+    const unsigned char *text = at;
+    Py_ssize_t length = 0;
+    for (;;) {  /* validate the string and count its characters */
+        if (at >= end)
+            Py_RETURN_NONE;
+        unsigned char c = *at;
+        if (c == '"')
+            break;
+        if (c < 0x20 || c > 0x7e)
+            Py_RETURN_NONE;
+        if (c == '\\') {
+            if (at + 1 >= end || (at[1] != '"' && at[1] != '\\' && at[1] != '/'))
+                Py_RETURN_NONE;
+            at++;
+        }
+        at++;
+        length++;
+    }
+    const unsigned char *close = at;
+    at++;
+    if (at >= end || *at != '}')
+        Py_RETURN_NONE;
+    at++;
+    if (at < end && *at == '\n')
+        at++;
+    if (at != end)
+        Py_RETURN_NONE;
+    PyObject *raw = PyUnicode_New(length, 127);
+    if (raw == NULL)
+        return NULL;
+    unsigned char *out = PyUnicode_1BYTE_DATA(raw);
+    for (const unsigned char *p = text; p < close; p++)
+        *out++ = *p == '\\' ? *++p : *p;
+    PyObject *stamp = PyLong_FromUnsignedLongLong(ts);
+    if (stamp == NULL) {
+        Py_DECREF(raw);
+        return NULL;
+    }
+    PyObject *pair = PyTuple_New(2);
+    if (pair == NULL) {
+        Py_DECREF(raw);
+        Py_DECREF(stamp);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(pair, 0, stamp);
+    PyTuple_SET_ITEM(pair, 1, raw);
+    return pair;
+}
+
+/* --------------------------------------------------------- write_levels */
+
+/* value as 16 little-endian bytes (two's complement). */
+static inline void
+put_i128(unsigned char *at, i128 value)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(at, &value, 16);
+#else
+    for (int b = 0; b < 16; b++) {
+        at[b] = (unsigned char)(value & 0xff);
+        value >>= 8;
+    }
+#endif
+}
+
+/* The most quantity decimals among the best n levels of a side. */
+static int
+side_decimals(LadderObject *lad, Py_ssize_t n)
+{
+    int decimals = 0;
+    Py_ssize_t rank = 0;
+    for (Py_ssize_t c = 0; c < lad->count && rank < n; c++) {
+        Chunk *chunk = lad->chunks[c];
+        for (int i = 0; i < chunk->n && rank < n; i++, rank++)
+            if (chunk->slots[i].qty_dec > decimals)
+                decimals = chunk->slots[i].qty_dec;
+    }
+    return decimals;
+}
+
+/* The best n levels of one side into `at` (32 bytes each: the price at
+ * price_scale, the quantity at qty_scale; both no less than needed).
+ * Returns how many were written. */
+static Py_ssize_t
+write_side(LadderObject *lad, Py_ssize_t n, unsigned char *at, int price_scale, int qty_scale)
+{
+    i128 price_factor = lad->sign * pow10_table[price_scale - lad->scale];
+    Py_ssize_t rank = 0;
+    for (Py_ssize_t c = 0; c < lad->count && rank < n; c++) {
+        Chunk *chunk = lad->chunks[c];
+        for (int i = 0; i < chunk->n && rank < n; i++, rank++) {
+            Slot *slot = &chunk->slots[i];
+            put_i128(at + 32 * rank, chunk->keys[i] * price_factor);
+            put_i128(at + 32 * rank + 16, slot_qty(slot) * pow10_table[qty_scale - slot->qty_dec]);
+        }
+    }
+    return rank;
+}
+
+/* write_levels(bids, asks, n, out, offset, price_scale, qty_scale) ->
+ * (bids, asks, price scale needed, quantity scale needed): the best n levels
+ * of each side as fixed-point integers (price * 10**price_scale, quantity *
+ * 10**qty_scale; 16 bytes little-endian each: the storage of Arrow
+ * decimal128 values) into the writable buffer `out` from byte `offset`: n
+ * bid (price, quantity) pairs, then n ask pairs, 64 * n bytes in all, zero
+ * where a side has fewer levels.  When a scale given is below the one needed
+ * nothing is written (the caller asks again with larger scales).  O(n). */
+static PyObject *
+write_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7 || !PyObject_TypeCheck(args[0], &LadderType) ||
+        !PyObject_TypeCheck(args[1], &LadderType)) {
+        PyErr_SetString(PyExc_TypeError, "write_levels(bids: Ladder, asks: Ladder, n: int, "
+                                         "out: buffer, offset: int, price_scale: int, qty_scale: int)");
+        return NULL;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(args[2]);
+    Py_ssize_t offset = PyLong_AsSsize_t(args[4]);
+    int price_scale = _PyLong_AsInt(args[5]);
+    int qty_scale = _PyLong_AsInt(args[6]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (n < 0 || offset < 0 || price_scale < 0 || qty_scale < 0 || price_scale > max_decimals ||
+        qty_scale > max_decimals) {
+        PyErr_Format(usage_error, "n and offset must be >= 0 and the scales in 0..%d", max_decimals);
+        return NULL;
+    }
+    LadderObject *bids = (LadderObject *)args[0], *asks = (LadderObject *)args[1];
+    int scale = bids->scale > asks->scale ? bids->scale : asks->scale;
+    int decimals = side_decimals(bids, n);
+    int ask_decimals = side_decimals(asks, n);
+    if (ask_decimals > decimals)
+        decimals = ask_decimals;
+    Py_ssize_t nb = bids->len < n ? bids->len : n;
+    Py_ssize_t na = asks->len < n ? asks->len : n;
+    if (scale > price_scale || decimals > qty_scale)
+        return Py_BuildValue("(nnii)", nb, na, scale, decimals);
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[3], &view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0)
+        return NULL;
+    if (n > (PY_SSIZE_T_MAX - offset) / 64 || offset + 64 * n > view.len) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(usage_error, "out is too small for n levels per side from offset");
+        return NULL;
+    }
+    unsigned char *row = (unsigned char *)view.buf + offset;
+    memset(row, 0, 64 * n);
+    write_side(bids, n, row, price_scale, qty_scale);
+    write_side(asks, n, row + 32 * n, price_scale, qty_scale);
+    PyBuffer_Release(&view);
+    return Py_BuildValue("(nnii)", nb, na, scale, decimals);
+}
+
 /* ---------------------------------------------------------------- module */
 
 static PyObject *
@@ -1746,6 +1933,12 @@ static PyMethodDef module_methods[] = {
      "apply_levels(bids, asks, event) -> bool: validate, then apply a frame's levels."},
     {"crossed", (PyCFunction)(void (*)(void))crossed, METH_FASTCALL,
      "crossed(bids, asks) -> bool: best bid >= best ask."},
+    {"ws_line", (PyCFunction)ws_line, METH_O,
+     "ws_line(line) -> (ts, raw) for a version 2 capture ws line as written here, else None."},
+    {"write_levels", (PyCFunction)(void (*)(void))write_levels, METH_FASTCALL,
+     "write_levels(bids, asks, n, out, offset, price_scale, qty_scale) -> (bids, asks, price "
+     "scale needed, quantity scale needed): the best n levels of each side as 128-bit "
+     "fixed-point integers into out."},
     {NULL, NULL, 0, NULL},
 };
 

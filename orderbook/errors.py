@@ -15,7 +15,9 @@ and from the network failing::
     │   └── UnknownSymbol         a symbol the venue does not list
     └── TransportError            network-level failure (the asyncio layer only)
         ├── RateLimited           HTTP 429 from the venue
-        └── VenueUnavailable      retries exhausted, 5xx, timeouts, refused connections
+        ├── VenueUnavailable      retries exhausted, 5xx, timeouts, refused connections
+        │   └── ConnectFailed     a WebSocket could not be opened (names the URL and why)
+        └── WebSocketClosed       an open WebSocket ended (names the URL and the close codes)
 
 A :class:`VenueDataError` never leaves a book partly changed: the book either
 applies a whole frame or none of it.  Library errors are wrapped at the
@@ -25,6 +27,7 @@ boundary with ``raise ... from`` so the original cause stays visible.
 from __future__ import annotations
 
 __all__ = [
+    "ConnectFailed",
     "CrossedBook",
     "IntegrityError",
     "MalformedMessage",
@@ -37,6 +40,7 @@ __all__ = [
     "UsageError",
     "VenueDataError",
     "VenueUnavailable",
+    "WebSocketClosed",
 ]
 
 SHOWN_CHARS = 200
@@ -161,3 +165,36 @@ class RateLimited(TransportError):
 
 class VenueUnavailable(TransportError):
     """The venue could not be reached or kept failing after retries."""
+
+
+class ConnectFailed(VenueUnavailable):
+    """A WebSocket to ``url`` could not be opened: the TCP connection was
+    refused or timed out, TLS failed, or the server refused the opening
+    handshake.  ``detail`` says why (e.g. ``ConnectionRefusedError: ...``,
+    ``TimeoutError: no opening handshake within 10 s``)."""
+
+    def __init__(self, url: str, detail: str) -> None:
+        super().__init__(f"could not open {url}: {detail}")
+        self.url = url
+        self.detail = detail
+
+
+class WebSocketClosed(TransportError):
+    """An open WebSocket to ``url`` ended.
+
+    ``code`` / ``reason`` are what the server's close frame said (``code``
+    1006 and an empty reason when no close frame arrived: the TCP connection
+    dropped); ``sent_code`` is the code we sent (``None`` if we sent none),
+    e.g. 1001 when we shut down, 1009 for a message over the size limit,
+    1011 for a keep-alive ping left unanswered.  ``detail`` is the whole
+    story in words, e.g. ``received 1001 (going away) bye; then sent 1001
+    (going away) bye``.
+    """
+
+    def __init__(self, url: str, code: int, reason: str, sent_code: int | None, detail: str) -> None:
+        super().__init__(f"{url}: {detail}")
+        self.url = url
+        self.code = code
+        self.reason = reason
+        self.sent_code = sent_code
+        self.detail = detail

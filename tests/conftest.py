@@ -23,3 +23,33 @@ def real_captures() -> list[Path]:
     if not found:
         pytest.skip(f"no real captures in {CAPTURES}")
     return found
+
+
+# ------------------------------------------------------------- transports
+TRANSPORTS = ("websockets", "aiohttp")
+"""Every networked test runs once per WebSocket transport (see ``ws_transport``)."""
+SANS_IO_TESTS = frozenset({"core", "protocol", "sync"})
+"""Test folders of the sans-I/O layers: they open no connection, so they run once."""
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize every test outside the sans-I/O folders over :data:`TRANSPORTS`.
+
+    The choice reaches the code under test through ``$ORDERBOOK_TRANSPORT``,
+    the default of every ``transport=`` (``Replicator``, ``StreamConnection``,
+    the ``--transport`` option of the commands, subprocesses included), so a
+    new networked test runs on both transports without doing anything.
+    """
+    folder = Path(str(metafunc.definition.path)).relative_to(Path(__file__).parent).parts[0]
+    if "ws_transport" in metafunc.fixturenames and folder not in SANS_IO_TESTS:
+        metafunc.parametrize("ws_transport", TRANSPORTS, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def ws_transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The WebSocket transport this test runs on (``$ORDERBOOK_TRANSPORT`` is set to it)."""
+    from orderbook.live.websocket import DEFAULT_TRANSPORT, TRANSPORT_ENV
+
+    name: str = getattr(request, "param", DEFAULT_TRANSPORT)
+    monkeypatch.setenv(TRANSPORT_ENV, name)
+    return name

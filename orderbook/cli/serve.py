@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,18 +13,15 @@ from ..live.transport import DEFAULT_REST_URL, DEFAULT_WS_URL
 from ..serve.run import run_mirror
 from ..serve.server import DEFAULT_PORT
 from ..sinks import BrokerSink, sink_from_url
-from .options import replicator_options
+from .options import add_transport_option, replicator_options
+from .signals import StopSignals
 
 __all__ = ["add_serve_command"]
 
-async def _serve_until_signalled(args: argparse.Namespace, sinks: Sequence[BrokerSink]) -> None:
+async def _serve_until_signalled(args: argparse.Namespace, signals: StopSignals,
+                                 sinks: Sequence[BrokerSink]) -> None:
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(signum, stop.set)
-        except NotImplementedError:  # Windows: Ctrl-C raises KeyboardInterrupt (exit 0 in main)
-            break
+    signals.install(stop.set)
     symbols: Sequence[str] | str = "all" if args.all else args.symbols
     await run_mirror(symbols, stop=stop, host=args.host, port=args.port, queue_size=args.queue_size,
                      sinks=sinks, **replicator_options(args))
@@ -37,8 +33,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     sinks = [sink_from_url(url) for url in args.publish]  # a bad URL or a missing extra: exit 2
     if len({sink.name for sink in sinks}) != len(sinks):
         raise UsageError("each --publish URL may be given once")
-    asyncio.run(_serve_until_signalled(args, sinks))
-    return 0
+    signals = StopSignals()
+    asyncio.run(_serve_until_signalled(args, signals, sinks))
+    return signals.exit_status
 
 
 def add_serve_command(commands: Any) -> None:
@@ -49,8 +46,9 @@ def add_serve_command(commands: Any) -> None:
             "The standalone replicator: keeps exact replicas and serves GET /api/v1/depth, "
             "/api/v1/markets (cached; the venue's other public market-data GETs are forwarded "
             "to --rest-url only), a WebSocket at / with depth.<symbol> and bookTicker.<symbol>, "
-            "GET /health (503 while a symbol is not synced) and GET /metrics (Prometheus). "
-            "Binds loopback by default. Stops cleanly on SIGINT/SIGTERM in under a second."),
+            "GET /health (503 while a symbol is not synced), GET /metrics (Prometheus) and "
+            "the live page GET /ui. Binds loopback by default, before connecting upstream. "
+            "Stops cleanly on SIGINT (exit 130) or SIGTERM (exit 0) in under a second."),
     )
     parser.add_argument("symbols", nargs="*", metavar="SYMBOL", help="markets to replicate")
     parser.add_argument("--all", action="store_true", help="replicate every listed spot and perp market")
@@ -58,6 +56,7 @@ def add_serve_command(commands: Any) -> None:
     parser.add_argument("--ws-url", default=DEFAULT_WS_URL, help="upstream WebSocket (default: %(default)s)")
     parser.add_argument("--depth-stream", default="depth", choices=DEPTH_STREAMS,
                         help="upstream depth stream (default: %(default)s)")
+    add_transport_option(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help="port to bind, 0 for any free one (default: %(default)s)")

@@ -20,20 +20,57 @@ the book untouched.
 
 from __future__ import annotations
 
+import warnings
 from decimal import Decimal, localcontext
-from typing import Literal
+from enum import StrEnum
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-from numpy.typing import NDArray
+if TYPE_CHECKING:  # numpy is imported by to_numpy only: the hot path and replay never load it
+    import numpy as np
+    from numpy.typing import NDArray
 
 from ..errors import CrossedBook, IntegrityError, SequenceGap, UsageError, shown
-from .ladder import Ladder, Level, apply_levels, crossed
+from .ladder import Ladder, Level, apply_levels, crossed, write_levels
 from ..protocol.decimals import decimal_str, is_decimal_string
 from ..protocol.wire import DepthEvent, Snapshot, parse_snapshot
 
-__all__ = ["OrderBook"]
+__all__ = ["OrderBook", "Side", "SideName"]
 
 _EXACT_DIGITS = 60
+
+
+class Side(StrEnum):
+    """A side of the book, as every :class:`OrderBook` method taking a ``side``
+    names it: the side the method *reads* (``"bid"`` or ``"ask"``, or these
+    members).  A ``StrEnum``: ``Side.BID == "bid"``."""
+
+    BID = "bid"
+    """The bids: :meth:`OrderBook.bids`, what a sell order consumes."""
+    ASK = "ask"
+    """The asks: :meth:`OrderBook.asks`, what a buy order consumes."""
+
+
+SideName = Side | Literal["bid", "ask"]
+"""What a ``side`` argument accepts: a :class:`Side` or its value."""
+
+_ORDER_SIDES = {"buy": Side.ASK, "sell": Side.BID}
+"""The old spelling of :meth:`OrderBook.impact_price` (deprecated): the order's
+direction, mapped to the side it consumes."""
+
+
+def _side(side: object, method: str) -> Side:
+    """``side`` as a :class:`Side`; ``"buy"``/``"sell"`` only for ``impact_price``
+    (with a :class:`DeprecationWarning`); anything else a :class:`UsageError`."""
+    if isinstance(side, str):
+        if side in ("bid", "ask"):
+            return Side(side)
+        if method == "impact_price" and side in _ORDER_SIDES:
+            mapped = _ORDER_SIDES[side]
+            warnings.warn(
+                f"impact_price(qty, {side!r}) is deprecated: name the side consumed, "
+                f"impact_price(qty, {mapped.value!r})", DeprecationWarning, stacklevel=3)
+            return mapped
+    raise UsageError(f"{method}: side must be 'bid' or 'ask' (or a Side), got {shown(side)}")
 
 
 class OrderBook:
@@ -198,16 +235,36 @@ class OrderBook:
         are rounded.  Cost: O(log n + n)."""
         return _side_array(self.bids(n), n), _side_array(self.asks(n), n)
 
-    def cumulative_quantity(self, side: Literal["bid", "ask"], price: Decimal | str) -> Decimal:
-        """Total quantity on ``side`` at prices as good as ``price`` or better
-        (bids >= price, asks <= price), exact.  Cost: O(k) for k levels summed."""
+    def write_levels(self, n: int, out: bytearray | memoryview, offset: int = 0,
+                     price_scale: int = 18, quantity_scale: int = 18) -> tuple[int, int, int, int]:
+        """Write the best ``n`` bids and ``n`` asks into ``out`` from byte
+        ``offset`` as exact fixed-point integers, for columnar exports: each
+        price times ``10**price_scale``, each quantity times
+        ``10**quantity_scale``, 16 bytes little-endian -- the storage of Arrow
+        ``decimal128`` values of those scales.  Layout: ``n`` bid ``(price,
+        quantity)`` pairs, best first, then ``n`` ask pairs; ``64 * n`` bytes,
+        zero where a side has fewer levels.
+
+        Returns ``(bids, asks, price scale needed, quantity scale needed)``:
+        the levels of each side (at most ``n``), the book's number of price
+        decimals and the most decimals one of those quantities is spelled
+        with.  When a scale given is smaller than needed, nothing is written
+        (ask again with larger ones); the default 18, the value bound's most
+        decimals, always fits.  Raises :class:`UsageError` for a negative
+        size, a scale outside 0..18 or an ``out`` too small.  Cost: O(n),
+        ~0.15 µs for n = 10 with the C module."""
+        return write_levels(self._bids, self._asks, n, out, offset, price_scale, quantity_scale)
+
+    def cumulative_quantity(self, side: SideName, price: Decimal | str) -> Decimal:
+        """Total quantity on ``side`` (``"bid"`` or ``"ask"``) at prices as good
+        as ``price`` or better (bids >= price, asks <= price), exact.
+        Cost: O(k) for k levels summed."""
+        which = _side(side, "cumulative_quantity")
         limit = _caller_decimal(price, "price")
-        if side == "bid":
+        if which is Side.BID:
             ladder, inside = self._bids, limit.__le__
-        elif side == "ask":
-            ladder, inside = self._asks, limit.__ge__
         else:
-            raise UsageError(f"side must be 'bid' or 'ask', got {side!r}")
+            ladder, inside = self._asks, limit.__ge__
         total = Decimal(0)
         with localcontext(prec=_EXACT_DIGITS):
             for level_price, qty in ladder:
@@ -216,21 +273,20 @@ class OrderBook:
                 total += qty
         return total
 
-    def impact_price(self, qty: Decimal | str, side: Literal["buy", "sell"]) -> Decimal | None:
-        """Average price to fill ``qty`` against the book: a ``"buy"`` consumes
-        asks, a ``"sell"`` consumes bids.  The notional is summed exactly; the
+    def impact_price(self, qty: Decimal | str,
+                     side: SideName | Literal["buy", "sell"]) -> Decimal | None:
+        """Average price to fill ``qty`` against ``side``, the side consumed:
+        ``"ask"`` for a buy, ``"bid"`` for a sell (the same names as every
+        ``side`` argument; the old ``"buy"`` / ``"sell"`` still work with a
+        :class:`DeprecationWarning`).  The notional is summed exactly; the
         average is exact whenever it has at most 60 significant digits.
         Returns ``None`` when the book cannot fill ``qty``.
         Cost: O(k) for the k levels consumed."""
+        which = _side(side, "impact_price")
         wanted = _caller_decimal(qty, "qty")
         if not wanted:
             raise UsageError("qty must be > 0")
-        if side == "buy":
-            ladder = self._asks
-        elif side == "sell":
-            ladder = self._bids
-        else:
-            raise UsageError(f"side must be 'buy' or 'sell', got {side!r}")
+        ladder = self._asks if which is Side.ASK else self._bids
         remaining = wanted
         notional = Decimal(0)
         with localcontext(prec=_EXACT_DIGITS):
@@ -272,17 +328,17 @@ class OrderBook:
         """
         return self._complete_to
 
-    def is_complete(self, price: Decimal | str, side: Literal["bid", "ask"]) -> bool:
-        """True when the book is guaranteed to hold every level of ``side`` at
-        ``price`` (that is, ``price`` lies within the snapshot's window).  O(1)."""
+    def is_complete(self, price: Decimal | str, side: SideName) -> bool:
+        """True when the book is guaranteed to hold every level of ``side``
+        (``"bid"`` or ``"ask"``) at ``price`` (that is, ``price`` lies within
+        the snapshot's window).  O(1)."""
+        which = _side(side, "is_complete")
         value = _caller_decimal(price, "price")
-        if side == "bid":
+        if which is Side.BID:
             bound = self._complete_to[0]
             return bound is None or value >= bound
-        if side == "ask":
-            bound = self._complete_to[1]
-            return bound is None or value <= bound
-        raise UsageError(f"side must be 'bid' or 'ask', got {side!r}")
+        bound = self._complete_to[1]
+        return bound is None or value <= bound
 
     def prune(self) -> int:
         """Drop the levels beyond the snapshot window (see :meth:`complete_to`)
@@ -301,6 +357,31 @@ class OrderBook:
             removed += self._asks.cut_beyond(decimal_str(ask_bound))
         return removed
 
+    def copy(self, depth: int | None = None) -> OrderBook:
+        """An independent book equal to this one: its levels (the best ``depth``
+        per side when given, ``depth`` >= 1), update id, timestamp and what is
+        known complete (a side cut to ``depth`` levels is complete only down to
+        its last level, see :meth:`complete_to`).  Changing either book later
+        never changes the other.  Cost: O(k) for the k levels copied.
+        """
+        if depth is not None and (type(depth) is not int or depth < 1):
+            raise UsageError(f"depth must be an int >= 1 or None, got {shown(depth)}")
+        other = OrderBook(self.symbol)
+        bounds: list[Decimal | None] = list(self._complete_to)
+        for index, (source, target, better) in enumerate(
+                ((self._bids, other._bids, max), (self._asks, other._asks, min))):
+            levels = source.view(depth)
+            target.load([(decimal_str(p), decimal_str(q)) for p, q in levels], source.scale)
+            if depth is not None and len(source) > depth:
+                cut = levels[-1][0]
+                bound = bounds[index]
+                bounds[index] = cut if bound is None else better(bound, cut)
+        other._last_update_id = self._last_update_id
+        other._bridged = self._bridged
+        other._timestamp = self._timestamp
+        other._complete_to = (bounds[0], bounds[1])
+        return other
+
     def __repr__(self) -> str:
         return (
             f"OrderBook({self.symbol!r}, last_update_id={self._last_update_id}, "
@@ -309,6 +390,8 @@ class OrderBook:
 
 
 def _side_array(levels: list[Level], n: int) -> NDArray[np.float64]:
+    import numpy as np
+
     out = np.full((n, 2), np.nan, dtype=np.float64)
     if levels:
         out[: len(levels)] = [(float(price), float(qty)) for price, qty in levels]

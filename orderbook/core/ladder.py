@@ -416,6 +416,57 @@ def py_crossed(bids: Ladder, asks: Ladder) -> bool:
     return -bid * int(10 ** (scale - bids.scale)) >= ask * int(10 ** (scale - asks.scale))
 
 
+def _quantity_digits(stored: _Stored) -> tuple[int, int]:
+    """A stored quantity as (digits, decimals as spelled)."""
+    if type(stored) is str:
+        whole, _dot, fraction = stored.partition(".")
+        return int(whole + fraction), len(fraction)
+    _sign, figures, exponent = stored[1].as_tuple()  # type: ignore[union-attr]  # a level tuple
+    digits = int("".join(map(str, figures)))
+    if exponent >= 0:  # type: ignore[operator]
+        return digits * 10**exponent, 0  # type: ignore[operator]
+    return digits, -exponent  # type: ignore[operator]
+
+
+def py_write_levels(bids: Ladder, asks: Ladder, n: int, out: bytearray | memoryview, offset: int,
+                    price_scale: int = MAX_DECIMALS, qty_scale: int = MAX_DECIMALS,
+                    ) -> tuple[int, int, int, int]:
+    """Write the best ``n`` levels of each side into ``out`` from byte
+    ``offset`` as fixed-point integers: each price times ``10**price_scale``
+    and quantity times ``10**qty_scale``, 16 bytes little-endian (the storage
+    of Arrow ``decimal128`` values); ``n`` bid ``(price, quantity)`` pairs
+    then ``n`` ask pairs, ``64 * n`` bytes, zero where a side has fewer
+    levels.  Returns ``(bids, asks, price scale needed, quantity scale
+    needed)``: the book's price scale and the most decimals a quantity among
+    them is spelled with; when a scale given is smaller, nothing is written.
+    Raises :class:`UsageError` for a bad size or scale, or when ``out`` is
+    too small.  O(n)."""
+    if n < 0 or offset < 0 or not (0 <= price_scale <= MAX_DECIMALS and 0 <= qty_scale <= MAX_DECIMALS):
+        raise UsageError(f"n and offset must be >= 0 and the scales in 0..{MAX_DECIMALS}")
+    sides = []
+    decimals = 0
+    for ladder in (bids, asks):
+        keys = ladder._live_keys(n)
+        quantities = [_quantity_digits(ladder._levels[key]) for key in keys]
+        decimals = max([decimals, *(places for _digits, places in quantities)])
+        sides.append((ladder, keys, quantities))
+    scale = max(bids.scale, asks.scale)
+    written = (len(sides[0][1]), len(sides[1][1]))
+    if scale > price_scale or decimals > qty_scale:
+        return written[0], written[1], scale, decimals
+    if offset + 64 * n > len(out):
+        raise UsageError("out is too small for n levels per side from offset")
+    out[offset:offset + 64 * n] = bytes(64 * n)
+    for number, (ladder, keys, quantities) in enumerate(sides):
+        factor = ladder.sign * 10 ** (price_scale - ladder.scale)
+        at = offset + 32 * n * number
+        for key, (digits, places) in zip(keys, quantities):
+            out[at:at + 16] = (key * factor).to_bytes(16, "little", signed=True)
+            out[at + 16:at + 32] = (digits * 10 ** (qty_scale - places)).to_bytes(16, "little", signed=True)
+            at += 32
+    return written[0], written[1], scale, decimals
+
+
 PyLadder = Ladder
 """The pure-Python ladder, whichever implementation is in use."""
 
@@ -423,6 +474,9 @@ apply_levels: Callable[[Any, Any, Any], bool]
 """``apply_levels(bids, asks, event)``: the implementation in use (see :func:`py_apply_levels`)."""
 crossed: Callable[[Any, Any], bool]
 """``crossed(bids, asks)``: the implementation in use (see :func:`py_crossed`)."""
+write_levels: Callable[[Any, Any, int, Any, int, int, int], tuple[int, int, int, int]]
+"""``write_levels(bids, asks, n, out, offset, price_scale, qty_scale)``: the
+implementation in use (see :func:`py_write_levels`)."""
 
 if speedups is not None:
     speedups.configure(Decimal, level_error, UsageError, IntegrityError, MAX_INTEGER_DIGITS,
@@ -430,6 +484,8 @@ if speedups is not None:
     Ladder = speedups.Ladder  # type: ignore[misc] # noqa: F811
     apply_levels = speedups.apply_levels
     crossed = speedups.crossed
+    write_levels = speedups.write_levels
 else:
     apply_levels = py_apply_levels
     crossed = py_crossed
+    write_levels = py_write_levels

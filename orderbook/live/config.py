@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from ..errors import UsageError
 from ..sync.policy import Backoff, RetryPolicy
 from .transport import DEFAULT_CONNECT_TIMEOUT
+from .websocket import TransportChoice, resolve_transport
 
 __all__ = ["Budget", "Connection", "Markets"]
 
@@ -34,7 +35,11 @@ class Connection:
     * ``ping_interval``: seconds between our keep-alive pings (``None``: off);
     * ``rest_timeout``: seconds per REST request; ``rest_retry``: retries of
       a REST request (5xx, 429, timeouts);
-    * ``subscribe_batch``: streams per SUBSCRIBE message.
+    * ``subscribe_batch``: streams per SUBSCRIBE message;
+    * ``transport``: the WebSocket client, ``"websockets"``, ``"aiohttp"`` or a
+      :class:`~orderbook.live.websocket.WebSocketTransport`; ``None`` (the
+      default) reads ``$ORDERBOOK_TRANSPORT`` when the replicator is built,
+      else websockets (see :func:`~orderbook.live.websocket.resolve_transport`).
     """
 
     connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT
@@ -43,6 +48,7 @@ class Connection:
     rest_timeout: float = 10.0
     rest_retry: RetryPolicy = RetryPolicy()
     subscribe_batch: int = 50
+    transport: TransportChoice = None
 
     def __post_init__(self) -> None:
         if self.connect_timeout is not None and not self.connect_timeout > 0:
@@ -53,6 +59,8 @@ class Connection:
             raise UsageError(f"rest_timeout must be > 0 seconds, got {self.rest_timeout}")
         if self.subscribe_batch < 1:
             raise UsageError(f"subscribe_batch must be >= 1, got {self.subscribe_batch}")
+        if self.transport is not None:
+            resolve_transport(self.transport)  # a UsageError naming a bad one
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,6 +66,7 @@ from .stats import (
     symbol_stats,
 )
 from .transport import DEFAULT_REST_URL, DEFAULT_WS_URL, RestClient, StreamConnection, check_rest_url, check_ws_url
+from .websocket import resolve_transport
 from .sink import Sink  # sinks hook (issue 14)
 
 __all__ = ["Replicator"]
@@ -121,6 +122,7 @@ class Replicator:
         self.budget = budget
         self.markets = markets
         self._tap = tap
+        self._transport = resolve_transport(connection.transport)  # $ORDERBOOK_TRANSPORT read now
         self.sinks: tuple[Sink, ...] = tuple(sinks)  # sinks hook (issue 14)
         self._bucket = TokenBucket.for_budget(budget.requests_per_minute, budget.burst)
         self._engine: Engine | None = None
@@ -185,6 +187,7 @@ class Replicator:
             self.ws_url, engine.streams, self, batch_size=conn.subscribe_batch,
             backoff=conn.backoff, ping_interval=conn.ping_interval,
             ping_timeout=conn.ping_interval, give_up_after=conn.connect_timeout,
+            transport=self._transport,
         )
         self._running = True
         spawn = asyncio.create_task

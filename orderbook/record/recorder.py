@@ -1,13 +1,21 @@
-"""``orderbook record``: a live session written as a capture file.
+"""``orderbook record``: a live session written as a capture file (format version 2).
 
-A :class:`Recorder` is a :class:`~orderbook.live.replicator.Tap`: the replicator
-shows it every WebSocket message and every REST response, before parsing and
-in the order its sync machines consume them, and the recorder appends each
-frame and each ``/api/v1/depth`` response to a
-:class:`~orderbook.record.capture.CaptureWriter` (``shared/docs/capture-format.md``).
-Replaying the file with :func:`~orderbook.record.capture.replay_capture` therefore
-feeds the same machines the same inputs in the same order: the books end
-exactly as the live replica's did, gaps and resyncs included.
+A :class:`Recorder` is a :class:`~orderbook.live.tap.Tap`: the replicator
+shows it every input it gives its engine, in order and with the same times
+-- every WebSocket message (recorded as its text, exactly as received), every
+depth answer (its body exactly as received, with the ticket of the request
+it answers) and failure, every connect, subscription, disconnect and timer
+tick -- and the recorder appends each to a
+:class:`~orderbook.record.format.CaptureWriter` (``shared/docs/capture-format.md``).
+The header line, written with the first event, names this package, the
+venue URLs, the streams subscribed and the engine's options (its retry
+jitter's seed among them).  Replaying the file with
+:func:`~orderbook.record.replay.replay_capture` feeds the same engine the
+same frames and snapshots in the same order: the books end exactly as the
+live replica's did, gaps and resyncs included.  The events of kinds other
+than ``ws``, ``rest`` and ``disconnect`` (``connect``, ``subscribed``,
+``tick``, ``rest_error``, ``failed``) are extensions a reader may ignore
+(the format says so of unknown kinds).
 
 :class:`Recording` runs a :class:`~orderbook.live.replicator.Replicator` with a
 recorder attached, flushes the file periodically and closes it cleanly::
@@ -20,9 +28,9 @@ A dropped connection is recorded as a ``disconnect`` event, on which replay
 voids every book as the live replica did.  One case stays approximate: a
 snapshot requested before a disconnect and answered after it is discarded
 live but is in the file, so replay may apply it and then find it stale; the
-books still end equal, a ``stale snapshot`` count may differ.  Replicator
-options that change books outside the frame/snapshot path (``prune``,
-``book_ticker``, ``audit_interval``) are refused: replay could not follow.
+books still end equal, a ``stale snapshot`` count may differ.  Engine
+options that change books outside the frame/snapshot path (``prune_every``,
+``book_ticker``, ``audit_every``) are refused: replay could not follow yet.
 """
 
 from __future__ import annotations
@@ -30,34 +38,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 from types import TracebackType
-from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
-from ..protocol.decimals import decimal_str
-from .capture import CaptureWriter
 from ..errors import UsageError
 from ..live.replicator import Replicator
+from ..protocol.decimals import decimal_str
+from ..protocol.streams import now_us
 from ..sync.engine import FetchSnapshot
+from .format import DEPTH_PATH, CaptureHeader, CaptureWriter
 
 __all__ = ["Recorder", "Recording", "final_state"]
 
 log = logging.getLogger("orderbook.recorder")
 
-DEPTH_PATH = "/api/v1/depth"
 _UNREPLAYABLE = ("prune_every", "book_ticker", "audit_every")
-
-
-def _decoded(raw: str | bytes) -> Any:
-    """The JSON value of ``raw``, or ``raw`` as text when it is not JSON (a
-    malformed message is recorded as received and replays as malformed)."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
 
 
 class Recorder:
@@ -96,6 +94,9 @@ class Recorder:
             return False
         return True
 
+    def _live(self) -> bool:
+        return self.error is None and not self.stopped
+
     def connected(self, now: int) -> None:
         """Record that a connection opened."""
         self._record({"ts": now, "kind": "connect"})
@@ -105,19 +106,28 @@ class Recorder:
         self._record({"ts": now, "kind": "subscribed", "streams": list(streams)})
 
     def frames(self, frames: Sequence[str | bytes], now: int) -> None:
-        """Record one socket read's messages."""
+        """Record one socket read's messages, each its text exactly as received."""
         for raw in frames:
-            if not self._record({"ts": now, "kind": "ws", "frame": _decoded(raw)}):
+            if not self._live():
+                return
+            try:
+                self.writer.write_ws(now, raw)
+            except OSError as exc:
+                self._failed(exc)
                 return
             self.messages += 1
 
     def snapshot(self, fetch: FetchSnapshot, body: bytes, now: int) -> None:
-        """Record the answer to ``fetch``."""
-        if self._record({"ts": now, "kind": "rest", "method": "GET", "path": DEPTH_PATH,
-                         "query": {"symbol": fetch.symbol, "limit": str(fetch.limit)},
-                         "status": 200, "body": _decoded(body), "ticket": fetch.ticket,
-                         "purpose": str(fetch.purpose)}):
-            self.responses += 1
+        """Record the answer to ``fetch`` (its body exactly as received)."""
+        if not self._live():
+            return
+        try:
+            self.writer.write_rest(now, fetch.symbol, fetch.limit, 200, body,
+                                   ticket=fetch.ticket, purpose=str(fetch.purpose))
+        except OSError as exc:
+            self._failed(exc)
+            return
+        self.responses += 1
 
     def snapshot_failed(self, fetch: FetchSnapshot, error: str, retry_after: float | None,
                         now: int) -> None:
@@ -183,11 +193,12 @@ class Recording:
         self._replicator: Replicator | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._started = 0.0
+        self._opened_us = 0
         self.seconds = 0.0
         """How long the recording ran (set when it ends)."""
         self.final: dict[str, Any] = {}
         """The live books when the recording ended, in the shape of
-        :meth:`ReplayResult.to_json() <orderbook.record.capture.ReplayResult.to_json>`
+        :meth:`ReplayResult.to_json() <orderbook.record.replay.ReplayResult.to_json>`
         (``{"symbols": {...}}``) except that ``status`` is the replicator's
         (``"resyncing"`` where replay says ``"waiting"``)."""
 
@@ -206,20 +217,38 @@ class Recording:
         return self._recorder
 
     async def __aenter__(self) -> Recording:
-        writer = CaptureWriter(self.path)
+        self._opened_us = now_us()
+        writer = CaptureWriter(self.path, self._header)  # the header once the symbols are known
         self._recorder = Recorder(writer)
-        self._replicator = Replicator(self._symbols, tap=self._recorder, **self._options)
         try:
+            self._replicator = Replicator(self._symbols, tap=self._recorder, **self._options)
             await self._replicator.start()
         except BaseException:
-            await self._replicator.close()
-            writer.close()
+            if self._replicator is not None:
+                await self._replicator.close()
+            writer.abandon()
             self.path.unlink(missing_ok=True)  # nothing was recorded
             raise
         self._started = time.monotonic()
         self._flusher = asyncio.create_task(self._flush_loop(), name="orderbook-record-flush")
         log.info("recording %s to %s", ", ".join(self._replicator.symbols), self.path)
         return self
+
+    def _header(self) -> CaptureHeader:
+        """The header line, made when the first event is written (the engine
+        knows its streams by then): this package, the venue, the streams and
+        the engine's options (JSON values; others as text)."""
+        replicator = self.replicator
+        engine = replicator.engine
+        options: dict[str, Any] = {
+            "symbols": self._symbols if isinstance(self._symbols, str) else list(self._symbols)}
+        for option in fields(replicator.options):
+            value = getattr(replicator.options, option.name)
+            plain = isinstance(value, (bool, int, float, str, type(None)))
+            options[option.name] = value if plain else repr(value)
+        return CaptureHeader(rest_url=replicator.rest_url, ws_url=replicator.ws_url,
+                             streams=tuple(engine.streams) if engine is not None else (),
+                             options=options, ts=self._opened_us)
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
@@ -235,8 +264,8 @@ class Recording:
         except OSError as error:
             recorder.error = recorder.error or error
         self.seconds = time.monotonic() - self._started
-        log.info("recorded %d frames and %d snapshots to %s in %.1f s", recorder.messages,
-                 recorder.responses, self.path, self.seconds)
+        log.debug("recorded %d frames and %d snapshots to %s in %.1f s", recorder.messages,
+                  recorder.responses, self.path, self.seconds)
 
     async def run(self, duration: float | None = None) -> None:
         """Record for ``duration`` seconds (``None``: until cancelled).
@@ -263,7 +292,7 @@ class Recording:
 
 def final_state(replicator: Replicator) -> dict[str, Any]:
     """The replicator's books and sync counters now, shaped like
-    :meth:`~orderbook.record.capture.ReplayResult.to_json` (with the replicator's
+    :meth:`~orderbook.record.replay.ReplayResult.to_json` (with the replicator's
     status).  O(levels)."""
     stats = replicator.stats().symbols
     symbols = {}

@@ -5,8 +5,10 @@
 * :mod:`~orderbook.serve.upstream` -- the forwarding itself (httpx, the configured URL only);
 * :mod:`~orderbook.serve.websocket` -- one bounded WebSocket client;
 * :mod:`~orderbook.serve.connections` -- every TCP connection counted, watched, abortable;
-* :mod:`~orderbook.serve.server` -- :class:`MirrorServer`, the aiohttp application;
-* :mod:`~orderbook.serve.metrics` -- the Prometheus exposition;
+* :mod:`~orderbook.serve.server` -- :class:`MirrorServer`, the aiohttp application
+  (its small HTTP pieces in :mod:`~orderbook.serve.http`, /health in
+  :mod:`~orderbook.serve.health`, the live page in :mod:`~orderbook.serve.ui`);
+* :mod:`~orderbook.serve.metrics` -- the Prometheus exposition (a prometheus_client collector);
 * :mod:`~orderbook.serve.run` -- :func:`run_mirror`, a mirror until told to stop
   (what ``orderbook serve`` runs; the command itself is in :mod:`orderbook.cli`).
 """

@@ -66,6 +66,7 @@ FORWARDED_PATHS = frozenset({
     "/api/v1/markPrices",
     "/api/v1/openInterest",
     "/api/v1/fundingRates",
+    "/api/v1/securities",
     "/api/v1/status",
     "/api/v1/ping",
     "/api/v1/time",

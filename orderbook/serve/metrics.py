@@ -1,176 +1,83 @@
-"""Prometheus text exposition (format 0.0.4), written by hand.  No I/O.
+"""The Prometheus exposition, through the official client (``prometheus_client``).
 
-The runtime needs no ``prometheus_client``: :class:`MetricsWriter` emits
-``# HELP`` / ``# TYPE`` lines and samples with escaped label values,
-:class:`Histogram` keeps cumulative bucket counts, and
-:func:`write_replicator_stats` turns :meth:`Replicator.stats()
-<orderbook.live.replicator.Replicator.stats>` into metric families::
+The replicator and the mirror keep plain counters (no lock, no registry on
+the hot path); at each scrape a *custom collector* reads them and yields
+metric families, and ``prometheus_client`` renders them (text format 0.0.4,
+or OpenMetrics when the scraper asks for it)::
 
-    writer = MetricsWriter()
-    write_replicator_stats(writer, replicator.stats())
-    body = writer.text()          # serve as text/plain; version=0.0.4
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry()
+    registry.register(ReplicatorCollector(replicator))
+    body = generate_latest(registry)
 
 Conventions: counters end in ``_total`` and only ever increase; per-symbol
 figures carry a ``symbol`` label; times are in seconds.  The replicator keeps
 latency *percentiles* over its recent samples (not buckets), so those are
 exported as gauges with a ``quantile`` label; histograms with buckets come
-from the code that observes the values itself (the mirror).
+from the code that observes the values itself (the mirror, see
+:class:`~orderbook.serve.histogram.Histogram`).  A statistic that has no value
+yet (no frame, no latency sample) is left out of its family.
 """
 
 from __future__ import annotations
 
-import bisect
-import math
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Literal
 
-from ..errors import UsageError
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from ..live.replicator import Replicator
 from ..live.sink import SinkStats
 from ..live.stats import ReplicatorStats
 from ..sync.samples import Percentiles
+from ..sync.status import Status
+from .health import status_of
+from .histogram import Histogram
 
 __all__ = [
-    "CONTENT_TYPE",
-    "LATENCY_BUCKETS",
-    "Histogram",
-    "MetricsWriter",
-    "write_replicator_stats",
-    "write_sink_stats",
+    "FamiliesCollector",
+    "ReplicatorCollector",
+    "exposition",
+    "family",
+    "histogram_family",
+    "replicator_families",
+    "sink_families",
 ]
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-"""The ``Content-Type`` of the text exposition format."""
-
-LATENCY_BUCKETS = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-)
-"""Default histogram bucket bounds in seconds (0.5 ms .. 30 s)."""
-
-MetricType = Literal["counter", "gauge", "histogram"]
-Labels = Mapping[str, str]
-Sample = tuple[Labels, float | int | None]
-"""One sample of a family: its labels and its value (``None``: omitted)."""
-
-_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
-_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+Sample = tuple[Sequence[str], float | int | None]
+"""One sample of a family: its label values (in the family's label order) and
+its value (``None``: left out)."""
 
 
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+def family(kind: Literal["counter", "gauge"], name: str, help_text: str,
+           labels: Sequence[str] = (), samples: Iterable[Sample] = ()) -> Metric:
+    """A counter or gauge family named ``name`` (a counter's ends in ``_total``)
+    with label names ``labels``; samples whose value is ``None`` are left out.
+    O(samples)."""
+    metric: Metric
+    if kind == "counter":
+        metric = CounterMetricFamily(name, help_text, labels=labels)
+    else:
+        metric = GaugeMetricFamily(name, help_text, labels=labels)
+    for values, value in samples:
+        if value is not None:
+            metric.add_metric(list(values), value)
+    return metric
 
 
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def _number(value: float | int) -> str:
-    if isinstance(value, int):
-        return str(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(value)
-
-
-def _labels(labels: Labels) -> str:
-    if not labels:
-        return ""
-    for name in labels:
-        if not _LABEL.match(name) or name.startswith("__"):
-            raise UsageError(f"invalid label name {name!r}")
-    inner = ",".join(f'{name}="{_escape_label(value)}"' for name, value in labels.items())
-    return "{" + inner + "}"
-
-
-class Histogram:
-    """A cumulative histogram: bucket counts, sum and count of observations.
-
-    ``buckets`` are the upper bounds (sorted, finite; ``+Inf`` is implied).
-    :meth:`observe` costs O(log buckets); memory is O(buckets) forever.
-    """
-
-    __slots__ = ("bounds", "_counts", "sum", "count")
-
-    def __init__(self, buckets: Sequence[float] = LATENCY_BUCKETS) -> None:
-        bounds = tuple(float(b) for b in buckets)
-        if not bounds or list(bounds) != sorted(set(bounds)) or not all(map(math.isfinite, bounds)):
-            raise UsageError(f"buckets must be finite, strictly increasing and non-empty: {buckets!r}")
-        self.bounds = bounds
-        self._counts = [0] * (len(bounds) + 1)
-        self.sum = 0.0
-        self.count = 0
-
-    def observe(self, value: float) -> None:
-        """Record one observation (negative values land in the first bucket)."""
-        self._counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.sum += value
-        self.count += 1
-
-    def cumulative(self) -> list[tuple[str, int]]:
-        """``[(le, observations <= le)]`` for every bound and ``"+Inf"``.  O(buckets)."""
-        out: list[tuple[str, int]] = []
-        running = 0
-        for bound, count in zip((*map(_number, self.bounds), "+Inf"), self._counts):
-            running += count
-            out.append((bound, running))
-        return out
-
-
-class MetricsWriter:
-    """Accumulates metric families and renders the text exposition.
-
-    Each family name may be written once (:class:`UsageError` otherwise).
-    Every method costs O(samples written).
-    """
-
-    def __init__(self) -> None:
-        self._lines: list[str] = []
-        self._names: set[str] = set()
-
-    def _header(self, name: str, kind: MetricType, help_text: str) -> None:
-        if not _NAME.match(name):
-            raise UsageError(f"invalid metric name {name!r}")
-        if kind == "counter" and not name.endswith("_total"):
-            raise UsageError(f"counter {name!r} must end in _total")
-        if name in self._names:
-            raise UsageError(f"metric family {name!r} written twice")
-        self._names.add(name)
-        self._lines.append(f"# HELP {name} {_escape_help(help_text)}")
-        self._lines.append(f"# TYPE {name} {kind}")
-
-    def family(self, name: str, kind: Literal["counter", "gauge"], help_text: str,
-               samples: Iterable[Sample]) -> None:
-        """A counter or gauge family; samples whose value is ``None`` are skipped."""
-        self._header(name, kind, help_text)
-        for labels, value in samples:
-            if value is not None:
-                self._lines.append(f"{name}{_labels(labels)} {_number(value)}")
-
-    def counter(self, name: str, help_text: str, value: int | float) -> None:
-        """A counter family with one unlabelled sample (``name`` ends in ``_total``)."""
-        self.family(name, "counter", help_text, [({}, value)])
-
-    def gauge(self, name: str, help_text: str, value: int | float | None) -> None:
-        """A gauge family with one unlabelled sample (omitted when ``None``)."""
-        self.family(name, "gauge", help_text, [({}, value)])
-
-    def histogram(self, name: str, help_text: str,
-                  series: Iterable[tuple[Labels, Histogram]]) -> None:
-        """A histogram family: ``_bucket`` (with ``le``), ``_sum`` and ``_count``
-        samples for each ``(labels, histogram)`` of ``series``."""
-        self._header(name, "histogram", help_text)
-        lines = self._lines
-        for labels, hist in series:
-            for le, count in hist.cumulative():
-                lines.append(f"{name}_bucket{_labels({**labels, 'le': le})} {count}")
-            lines.append(f"{name}_sum{_labels(labels)} {_number(hist.sum)}")
-            lines.append(f"{name}_count{_labels(labels)} {hist.count}")
-
-    def text(self) -> str:
-        """The exposition so far, newline terminated."""
-        return "\n".join(self._lines) + "\n"
+def histogram_family(name: str, help_text: str, histogram: Histogram) -> Metric:
+    """An unlabelled histogram family from ``histogram``'s counts.  O(buckets)."""
+    metric = HistogramMetricFamily(name, help_text, labels=())
+    metric.add_metric([], histogram.cumulative(), histogram.sum)
+    return metric
 
 
 _SYMBOL_COUNTERS = (
@@ -235,63 +142,95 @@ _LATENCIES = (
 )
 
 
-def _status_class(status: str) -> str:
-    return "error" if status.startswith("error") else status
-
-
 def _quantiles(summary: Percentiles, scale: float) -> list[Sample]:
     return [
-        ({"quantile": "0.5"}, None if summary.p50 is None else summary.p50 * scale),
-        ({"quantile": "0.99"}, None if summary.p99 is None else summary.p99 * scale),
+        (("0.5",), None if summary.p50 is None else summary.p50 * scale),
+        (("0.99",), None if summary.p99 is None else summary.p99 * scale),
     ]
 
 
-def write_replicator_stats(writer: MetricsWriter, stats: ReplicatorStats) -> None:
-    """Write every figure of ``stats`` as ``orderbook_*`` families.  O(symbols)."""
+def replicator_families(stats: ReplicatorStats) -> Iterator[Metric]:
+    """Every figure of ``stats`` as ``orderbook_*`` families.  O(symbols)."""
     symbols = stats.symbols
+    per_symbol = ("symbol",)
     for field, name, help_text in _SYMBOL_COUNTERS:
-        writer.family(name, "counter", help_text,
-                      [({"symbol": s}, getattr(v, field)) for s, v in symbols.items()])
-    writer.family("orderbook_synced", "gauge", "1 while the symbol's book is synced, else 0.",
-                  [({"symbol": s}, int(v.status == "synced")) for s, v in symbols.items()])
-    writer.family("orderbook_symbol_status", "gauge",
-                  "1 for the symbol's current status (waiting, synced, resyncing or error).",
-                  [({"symbol": s, "status": _status_class(v.status)}, 1) for s, v in symbols.items()])
-    writer.family("orderbook_last_update_id", "gauge", "Update id the book is current to.",
-                  [({"symbol": s}, v.last_update_id) for s, v in symbols.items()])
-    writer.family("orderbook_last_frame_age_seconds", "gauge", "Seconds since the last depth frame.",
-                  [({"symbol": s}, v.last_frame_age) for s, v in symbols.items()])
-    writer.family("orderbook_stale", "gauge",
-                  "1 while a synced symbol on a live connection has had no frame for too long.",
-                  [({"symbol": s}, int(v.stale)) for s, v in symbols.items()])
+        yield family("counter", name, help_text, per_symbol,
+                     [((s,), getattr(v, field)) for s, v in symbols.items()])
+    statuses = {s: status_of(v.status) for s, v in symbols.items()}
+    yield family("gauge", "orderbook_synced", "1 while the symbol's book is synced, else 0.",
+                 per_symbol, [((s,), int(status is Status.SYNCED)) for s, status in statuses.items()])
+    yield family("gauge", "orderbook_symbol_status",
+                 "1 for the symbol's current status (waiting, synced, resyncing or error).",
+                 ("symbol", "status"), [((s, status.value), 1) for s, status in statuses.items()])
+    yield family("gauge", "orderbook_last_update_id", "Update id the book is current to.",
+                 per_symbol, [((s,), v.last_update_id) for s, v in symbols.items()])
+    yield family("gauge", "orderbook_last_frame_age_seconds", "Seconds since the last depth frame.",
+                 per_symbol, [((s,), v.last_frame_age) for s, v in symbols.items()])
+    yield family("gauge", "orderbook_stale",
+                 "1 while a synced symbol on a live connection has had no frame for too long.",
+                 per_symbol, [((s,), int(v.stale)) for s, v in symbols.items()])
 
     conn = stats.connection
-    writer.gauge("orderbook_ws_connected", "1 while the upstream WebSocket is open.", int(conn.connected))
+    yield family("gauge", "orderbook_ws_connected", "1 while the upstream WebSocket is open.",
+                 samples=[((), int(conn.connected))])
     for field, name, help_text in _CONNECTION_COUNTERS:
-        writer.counter(name, help_text, getattr(conn, field))
-    writer.gauge("orderbook_rest_budget_per_minute", "The REST request budget per minute.",
-                 conn.budget_per_minute)
+        yield family("counter", name, help_text, samples=[((), getattr(conn, field))])
+    yield family("gauge", "orderbook_rest_budget_per_minute", "The REST request budget per minute.",
+                 samples=[((), conn.budget_per_minute)])
 
     consumers = stats.consumers
-    writer.gauge("orderbook_consumers", "Update consumers attached to the replicator.", consumers.consumers)
+    yield family("gauge", "orderbook_consumers", "Update consumers attached to the replicator.",
+                 samples=[((), consumers.consumers)])
     for field, name, help_text in _CONSUMER_COUNTERS:
-        writer.counter(name, help_text, getattr(consumers, field))
+        yield family("counter", name, help_text, samples=[((), getattr(consumers, field))])
 
     audits = stats.audits
-    writer.counter("orderbook_audits_started_total", "Audits started.", audits.started)
-    writer.family("orderbook_audits_total", "counter", "Audits finished, by result.", [
-        ({"result": "passed"}, audits.passed),
-        ({"result": "divergent"}, audits.divergences),
-        ({"result": "skipped"}, audits.skipped),
+    yield family("counter", "orderbook_audits_started_total", "Audits started.",
+                 samples=[((), audits.started)])
+    yield family("counter", "orderbook_audits_total", "Audits finished, by result.", ("result",), [
+        (("passed",), audits.passed),
+        (("divergent",), audits.divergences),
+        (("skipped",), audits.skipped),
     ])
 
     for field, name, scale, help_text in _LATENCIES:
         summary: Percentiles = getattr(stats.latency, field)
-        writer.family(name, "gauge", help_text, _quantiles(summary, scale))
+        yield family("gauge", name, help_text, ("quantile",), _quantiles(summary, scale))
+
+
+class FamiliesCollector(Collector):
+    """A ``prometheus_client`` collector yielding what ``families()`` returns at
+    each scrape (so the figures are read when scraped, never copied before)."""
+
+    def __init__(self, families: Callable[[], Iterable[Metric]]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterable[Metric]:
+        """The families now (called by the registry at each scrape)."""
+        return list(self._families())
+
+
+class ReplicatorCollector(FamiliesCollector):
+    """A ``prometheus_client`` collector of a :class:`Replicator`'s figures
+    (:func:`replicator_families` of its :meth:`~Replicator.stats` at each
+    scrape); register it with any registry.  A scrape costs O(symbols +
+    latency samples) on the calling thread: scrape from the replicator's
+    event loop (as the mirror does) or accept a figure read mid-update."""
+
+    def __init__(self, replicator: Replicator) -> None:
+        super().__init__(lambda: replicator_families(replicator.stats()))
+
+
+def exposition(registry: CollectorRegistry, accept: str | None) -> tuple[bytes, str]:
+    """``(body, content type)`` of ``registry`` in the format the ``Accept``
+    header asks for: OpenMetrics when requested, else the Prometheus text
+    format.  O(samples)."""
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(registry), content_type
 
 
 # ------------------------------------------------------------ sinks (issue 14)
-_SINK_FAMILIES = (
+_SINK_FAMILIES: tuple[tuple[str, str, Literal["counter", "gauge"], str], ...] = (
     ("published", "orderbook_sink_published_total", "counter",
      "Messages the broker accepted (Redis: acknowledged; NATS: written to its connection)."),
     ("snapshots", "orderbook_sink_snapshots_total", "counter", "Snapshot messages published."),
@@ -309,12 +248,12 @@ _SINK_FAMILIES = (
 )
 
 
-def write_sink_stats(writer: MetricsWriter, sinks: Sequence[SinkStats]) -> None:
-    """Write the publishing sinks' figures as ``orderbook_sink_*`` families,
-    labelled ``sink`` (the broker URL without credentials); nothing without
-    sinks.  O(sinks)."""
+def sink_families(sinks: Sequence[SinkStats]) -> Iterator[Metric]:
+    """The publishing sinks' figures as ``orderbook_sink_*`` families, labelled
+    ``sink`` (the broker URL without credentials); nothing without sinks.
+    O(sinks)."""
     if not sinks:
         return
-    for field, name, kind, help_text in _SINK_FAMILIES:
-        writer.family(name, "counter" if kind == "counter" else "gauge", help_text,
-                      [({"sink": s.name}, int(getattr(s, field))) for s in sinks])
+    for field_name, name, kind, help_text in _SINK_FAMILIES:
+        yield family(kind, name, help_text, ("sink",),
+                     [((s.name,), int(getattr(s, field_name))) for s in sinks])

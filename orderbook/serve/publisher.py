@@ -46,7 +46,7 @@ import orjson
 from ..core.book import OrderBook
 from ..core.ladder import Level
 from ..protocol.decimals import decimal_str
-from .metrics import Histogram
+from .histogram import Histogram
 from ..protocol.streams import depth_stream, ticker_stream
 from ..sync.updates import BookUpdate
 from ..protocol.wire import DepthEvent, Snapshot

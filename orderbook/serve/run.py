@@ -37,7 +37,8 @@ async def run_mirror(
     :class:`Replicator` (``rest_url``, ``ws_url``, ``depth_stream``...);
     ``limits`` to the mirror (``queue_size`` overrides its field).  With
     ``announce`` the listening address is printed on stdout once bound (a
-    line ``listening on http://HOST:PORT``).  Setting ``stop`` during startup
+    line ``listening on http://HOST:PORT``).  The port is bound before the
+    replicator connects upstream: meanwhile ``/health`` answers 503.  Setting ``stop`` during startup
     abandons it.  Once ``stop`` is set the mirror and the replicator close
     together, each bounded (see :meth:`MirrorServer.close`).  Raises what
     :meth:`Replicator.start` and :meth:`MirrorServer.start` raise.
@@ -48,14 +49,17 @@ async def run_mirror(
     replicator = Replicator(symbols, **replicator_options)
     mirror = MirrorServer(replicator, host=host, port=port, limits=base)
     try:
-        if not await _unless_stopped(stop, replicator.start()):
-            return
-        if not await _unless_stopped(stop, mirror.start()):
+        # bound first: a client connecting while the replicator starts gets a 503, not a refusal
+        if not await _unless_stopped(stop, mirror.listen()):
             return
         if host not in _LOOPBACK:
             log.warning("the mirror is bound to %s: reachable from other hosts", host)
         if announce:
             print(f"listening on {mirror.url} (WebSocket {mirror.ws_url})", flush=True)
+        if not await _unless_stopped(stop, replicator.start()):
+            return
+        if not await _unless_stopped(stop, mirror.start()):
+            return
         await stop.wait()
         log.info("shutting down")
     finally:

@@ -13,7 +13,10 @@ method routing, ``HEAD``, bounded requests) answers:
 * the venue's other public market-data GETs -- forwarded to the configured
   REST URL only, under the rules of :mod:`orderbook.serve.forward`;
 * ``GET /health`` -- JSON per symbol; 503 while any symbol is not ready;
-* ``GET /metrics`` -- Prometheus text (see :mod:`orderbook.serve.metrics`);
+* ``GET /ui`` -- the live page (:mod:`orderbook.serve.ui`; ``GET /`` from a
+  browser redirects there);
+* ``GET /metrics`` -- Prometheus text or OpenMetrics, by ``prometheus_client``
+  (see :mod:`orderbook.serve.metrics`);
 * a WebSocket at ``/`` speaking the venue's ``SUBSCRIBE`` / ``UNSUBSCRIBE``
   protocol (:mod:`orderbook.protocol.subscribe`) for ``depth.<symbol>`` and
   ``bookTicker.<symbol>``; clients are bounded as :mod:`orderbook.serve.websocket` says.
@@ -33,25 +36,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Iterator
 from typing import Any
 
-import orjson
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
 from ..core.book import OrderBook
 from ..errors import TransportError, UsageError
-from .metrics import CONTENT_TYPE, MetricsWriter, write_sink_stats
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import CollectorRegistry
+
+from .metrics import FamiliesCollector, exposition, sink_families
 from ..protocol.streams import DEPTH_LIMITS, StreamKind, now_us, parse_stream
 from ..protocol.subscribe import ErrorCode, ErrorReply, Method, parse_request
 from ..live.consumers import UpdateStream
 from ..live.replicator import Replicator
+from ..sync.status import Status
 from .connections import ConnectionTracker
+from .health import health_body
 from .forward import ApiCode, ApiError, Target, parse_target, query_value
 from .limits import MirrorLimits
 from .publisher import Frame, Publisher
-from .stats import CloseReason, Endpoint, MirrorStats, write_mirror_metrics
+from .stats import CloseReason, Endpoint, MirrorStats, mirror_families
+from .ui import UI_PATH, load_ui, wants_page
+from .http import Handler, HttpLog, checked_target, error_response, relay, serve_file
 from .upstream import Answer, Upstream
 from .websocket import WsClient
 
@@ -62,28 +70,10 @@ log = logging.getLogger("orderbook.serve")
 DEFAULT_PORT = 8765
 """The port ``orderbook serve`` binds unless told otherwise."""
 _LIMITS = {str(n): n for n in DEPTH_LIMITS}
+_STARTING = ApiError(503, ApiCode.SERVICE_UNAVAILABLE,
+                     "the mirror is starting: its replicator is connecting upstream", retry_after=1)
 _MARKETS = "/api/v1/markets"
-_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class _HttpLog(logging.Logger):
-    """aiohttp's server logger: a request it cannot parse is the peer's fault --
-    counted and logged at DEBUG in one line, never with a traceback."""
-
-    def __init__(self, stats: MirrorStats) -> None:
-        super().__init__("orderbook.serve.http")
-        self.parent = log
-        self._stats = stats
-
-    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
-        exc = exc_info if isinstance(exc_info, BaseException) else None
-        text = str(msg) % args if args else str(msg)
-        if isinstance(exc, HttpProcessingError):
-            self._stats.bad_http += 1
-            self.debug("%s: %s", text, exc)
-        else:
-            self._stats.internal_errors += 1
-            self.warning("%s: %r", text, exc)
+_Handler = Handler
 
 
 class MirrorServer:
@@ -121,11 +111,17 @@ class MirrorServer:
         self._listener: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+        self._attached = False
+        self.registry = CollectorRegistry(auto_describe=False)
+        """The ``prometheus_client`` registry ``/metrics`` renders (the mirror's
+        collector is registered; register more of your own if you like)."""
+        self.registry.register(FamiliesCollector(self._families))
         self._local: dict[str, _Handler] = {
             "/": self._counted(Endpoint.WEBSOCKET, self._websocket),
             "/api/v1/depth": self._counted(Endpoint.DEPTH, self._depth),
             "/health": self._counted(Endpoint.HEALTH, self._health),
             "/metrics": self._counted(Endpoint.METRICS, self._metrics),
+            **{path: self._counted(Endpoint.UI, serve_file(file)) for path, file in load_ui().items()},
         }
         """The local endpoints by path (routed for GET and HEAD)."""
 
@@ -148,25 +144,19 @@ class MirrorServer:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def start(self) -> None:
-        """Attach to the replicator, fill the markets cache and listen.
+    async def listen(self) -> None:
+        """Bind and answer before the replicator is started (what ``orderbook
+        serve`` does, so that an early client gets an answer, never a refused
+        connection): until :meth:`start`, ``/health`` and ``/api/v1/depth``
+        answer 503 and a WebSocket handshake 503; forwarding works.
 
-        Raises :class:`UsageError` if the replicator is not started or the
-        mirror already is, :class:`TransportError` if the address cannot be bound.
+        Raises :class:`UsageError` if the mirror already listens,
+        :class:`TransportError` if the address cannot be bound.
         """
-        rep = self.replicator
-        if not rep.symbols:
-            raise UsageError("start the replicator before the mirror")
-        if self._runner is not None or self._closing:
-            raise UsageError("the mirror is already started")
-        self._publisher = Publisher(rep.symbols, self.stats.times)
-        for symbol in rep.symbols:
-            if rep.status(symbol) == "synced":
-                self._publisher.start(symbol, rep.book(symbol))
-        self._stream = rep.updates(policy="conflate")  # no await since the copies: nothing missed
+        if self._listener is not None or self._closing:
+            raise UsageError("the mirror is already listening")
         self._upstream = Upstream(self._rest_url, self.limits)
         try:
-            await self._refresh_markets()
             await self._listen()
         except OSError as exc:
             await self.close()
@@ -174,6 +164,28 @@ class MirrorServer:
         except BaseException:
             await self.close()
             raise
+        log.info("mirror listening on %s (WebSocket %s)", self.url, self.ws_url)
+
+    async def start(self) -> None:
+        """Attach to the (started) replicator, fill the markets cache and serve
+        every endpoint; listens first unless :meth:`listen` was called.
+
+        Raises :class:`UsageError` if the replicator is not started or the
+        mirror already is, :class:`TransportError` if the address cannot be bound.
+        """
+        rep = self.replicator
+        if not rep.symbols:
+            raise UsageError("start the replicator before the mirror")
+        if self._attached or self._closing:
+            raise UsageError("the mirror is already started")
+        if self._listener is None:
+            await self.listen()
+        self._publisher = Publisher(rep.symbols, self.stats.times)
+        for symbol in rep.symbols:
+            if rep.status(symbol) == Status.SYNCED:
+                self._publisher.start(symbol, rep.book(symbol))
+        self._stream = rep.updates(policy="conflate")  # no await since the copies: nothing missed
+        self._attached = True
         self._tasks = [
             asyncio.create_task(self._pump(self._stream), name="orderbook-mirror-pump"),
             asyncio.create_task(self._markets_loop(), name="orderbook-mirror-markets"),
@@ -181,8 +193,12 @@ class MirrorServer:
                                    name="orderbook-mirror-keepalive")]
               if self.limits.ping_interval is not None else []),
         ]
-        log.info("mirror listening on %s (WebSocket %s), %d symbols", self.url, self.ws_url,
-                 len(rep.symbols))
+        try:
+            await self._refresh_markets()
+        except BaseException:
+            await self.close()
+            raise
+        log.info("mirror serving %d symbols", len(rep.symbols))
 
     async def _listen(self) -> None:
         lim = self.limits
@@ -194,7 +210,7 @@ class MirrorServer:
             app, handle_signals=False, access_log=None, shutdown_timeout=lim.close_timeout,
             keepalive_timeout=lim.keepalive_timeout, lingering_time=lim.close_timeout,
             max_line_size=lim.max_line, max_field_size=lim.max_line, max_headers=lim.max_headers,
-            logger=_HttpLog(self.stats))
+            logger=HttpLog(self.stats))
         await self._runner.setup()
         assert self._runner.server is not None
 
@@ -276,7 +292,7 @@ class MirrorServer:
     def ready(self, symbol: str) -> bool:
         """True when ``symbol``'s replica is synced and the published book is current
         (what ``/health`` and ``/api/v1/depth`` require).  O(1)."""
-        return self._publisher.ready(symbol, self.replicator.status(symbol) == "synced")
+        return self._publisher.ready(symbol, self.replicator.status(symbol) == Status.SYNCED)
 
     def published_book(self, symbol: str) -> OrderBook | None:
         """The book the frames sent so far lead to (``None`` before the first
@@ -289,7 +305,7 @@ class MirrorServer:
         async for update in stream:
             try:
                 symbol = update.symbol
-                out = publisher.update(update, rep.book(symbol), rep.status(symbol) == "synced",
+                out = publisher.update(update, rep.book(symbol), rep.status(symbol) == Status.SYNCED,
                                        now_us(), subscribers)
                 for item in out:
                     clients = subscribers.get(item.stream, {})
@@ -314,10 +330,14 @@ class MirrorServer:
             timeout=lim.close_timeout, autoclose=True, autoping=False, heartbeat=None,
             compress=False, max_msg_size=lim.max_message)
         if not ws.can_prepare(request):
-            return _error(ApiError(426, ApiCode.INVALID_CLIENT_REQUEST,
+            if wants_page(request):  # a browser: the live page
+                return web.Response(status=303, headers={"Location": UI_PATH})
+            return error_response(ApiError(426, ApiCode.INVALID_CLIENT_REQUEST,
                                    "this path is the WebSocket API: send an Upgrade request"))
         if self._closing:
-            return _error(ApiError(503, ApiCode.SERVICE_UNAVAILABLE, "the mirror is shutting down"))
+            return error_response(ApiError(503, ApiCode.SERVICE_UNAVAILABLE, "the mirror is shutting down"))
+        if not self._attached:
+            return error_response(_STARTING)
         transport = request.transport
         task = asyncio.current_task()
         assert task is not None and transport is not None
@@ -403,12 +423,12 @@ class MirrorServer:
 
     def _refuse(self, error: ApiError, endpoint: Endpoint = Endpoint.OTHER) -> web.Response:
         self.stats.http[endpoint.value, error.status] += 1
-        return _error(error)
+        return error_response(error)
 
     async def _other(self, request: web.Request) -> web.StreamResponse:
         """Every target the router did not place: local endpoints by their
         normalized path, allowlisted forwards, else 404; wrong methods 405."""
-        target = _target(request)
+        target = checked_target(request)
         local = self._local
         if target.path not in local and not target.forwardable:
             return self._refuse(ApiError(404, ApiCode.NOT_FOUND, "Unknown endpoint"))
@@ -436,55 +456,51 @@ class MirrorServer:
         if markets and not target.query and answer.status == 200 and request.method == "GET":
             self._markets = answer.body
         self.stats.http[endpoint.value, answer.status] += 1
-        return _relay(answer)
+        return relay(answer)
 
     async def _depth(self, request: web.Request) -> web.StreamResponse:
         """The depth body at one update id; nothing here yields to the event loop."""
-        target = _target(request)
+        if not self._attached:
+            return error_response(_STARTING)
+        target = checked_target(request)
         symbol = query_value(target, "symbol")
         if symbol is None:
-            return _error(ApiError(400, ApiCode.INVALID_CLIENT_REQUEST, "symbol is required"))
+            return error_response(ApiError(400, ApiCode.INVALID_CLIENT_REQUEST, "symbol is required"))
         if not self._publisher.knows(symbol):
-            return _error(ApiError(400, ApiCode.INVALID_SYMBOL,
+            return error_response(ApiError(400, ApiCode.INVALID_SYMBOL,
                                    f"Invalid symbol: {symbol[:64]} is not replicated by this mirror"))
         limit = _LIMITS.get(query_value(target, "limit") or "1000")
         if limit is None:
-            return _error(ApiError(400, ApiCode.INVALID_CLIENT_REQUEST,
+            return error_response(ApiError(400, ApiCode.INVALID_CLIENT_REQUEST,
                                    f"limit must be one of {list(DEPTH_LIMITS)}"))
         if not self.ready(symbol):
-            return _error(ApiError(503, ApiCode.SERVICE_UNAVAILABLE,
+            return error_response(ApiError(503, ApiCode.SERVICE_UNAVAILABLE,
                                    f"{symbol} is {self.replicator.status(symbol)} on this mirror; "
                                    "retry shortly", retry_after=1))
         body = self._publisher.depth_body(symbol, limit, now_us())
         return web.Response(body=body, content_type="application/json")
 
     async def _health(self, request: web.Request) -> web.StreamResponse:
-        symbols = {}
-        for symbol in self._publisher.symbols:
-            published = self._publisher.book(symbol)
-            symbols[symbol] = {
-                "status": self.replicator.status(symbol),
-                "ready": self.ready(symbol),
-                "last_update_id": self.replicator.book(symbol).last_update_id,
-                "published_update_id": published.last_update_id if published else None,
-            }
-        healthy = all(entry["ready"] for entry in symbols.values())
-        body = {"status": "ok" if healthy else "unavailable", "clients": len(self._clients),
-                "symbols": symbols}
-        return web.Response(status=200 if healthy else 503, body=orjson.dumps(body),
-                            content_type="application/json")
+        if not self._attached:
+            return web.Response(status=503, body=b'{"status":"starting","clients":0,"symbols":{}}',
+                                content_type="application/json")
+        status, body = health_body(self.replicator, self._publisher, self.ready, len(self._clients))
+        return web.Response(status=status, body=body, content_type="application/json")
 
     async def _metrics(self, request: web.Request) -> web.StreamResponse:
+        body, content_type = exposition(self.registry, request.headers.get("Accept"))
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    def _families(self) -> Iterator[Metric]:
+        """What :attr:`registry` collects: the replicator's families and the mirror's."""
         kinds = {StreamKind.DEPTH.value: 0, StreamKind.BOOK_TICKER.value: 0}
         for name, clients in self._subscribers.items():
             stream = parse_stream(name)
             if stream is not None:
                 kinds[stream.kind.value] += len(clients)
-        writer = MetricsWriter()
-        write_mirror_metrics(writer, self.replicator.stats(), self.stats, self._publisher,
-                             self.ready, len(self._clients), kinds)
-        write_sink_stats(writer, [sink.stats() for sink in self.replicator.sinks])  # issue 14
-        return web.Response(body=writer.text().encode(), headers={"Content-Type": CONTENT_TYPE})
+        yield from sink_families([sink.stats() for sink in self.replicator.sinks])  # issue 14
+        yield from mirror_families(self.replicator.stats(), self.stats, self._publisher, self.ready,
+                                   len(self._clients), kinds)
 
     # -------------------------------------------------------------- markets
     async def _refresh_markets(self) -> None:
@@ -499,25 +515,3 @@ class MirrorServer:
         while True:
             await asyncio.sleep(self._markets_refresh)
             await self._refresh_markets()
-
-
-def _target(request: web.Request) -> Target:
-    """The request's checked target (the middleware refused any other).  O(len)."""
-    target = parse_target(request.raw_path)
-    assert isinstance(target, Target)
-    return target
-
-
-def _error(error: ApiError) -> web.Response:
-    response = web.Response(status=error.status, body=error.body(), content_type="application/json")
-    if error.retry_after is not None:
-        response.headers["Retry-After"] = str(error.retry_after)
-    return response
-
-
-def _relay(answer: Answer) -> web.Response:
-    response = web.Response(status=answer.status, body=answer.body,
-                            headers={"Content-Type": answer.content_type})
-    if answer.retry_after is not None:
-        response.headers["Retry-After"] = str(answer.retry_after)
-    return response

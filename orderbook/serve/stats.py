@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .metrics import Histogram, MetricsWriter, write_replicator_stats
+from prometheus_client.metrics_core import Metric
+
+from .histogram import Histogram
+from .metrics import family, histogram_family, replicator_families
 from ..live.stats import ReplicatorStats
 from .publisher import Publisher, PublishTimes
 
-__all__ = ["CloseReason", "Endpoint", "MirrorStats", "write_mirror_metrics"]
+__all__ = ["CloseReason", "Endpoint", "MirrorStats", "mirror_families"]
 
 
 class Endpoint(StrEnum):
@@ -23,6 +26,7 @@ class Endpoint(StrEnum):
     HEALTH = "health"
     METRICS = "metrics"
     WEBSOCKET = "websocket"
+    UI = "ui"
     OTHER = "other"
 
 
@@ -89,73 +93,76 @@ class MirrorStats:
         return self.times.resync
 
 
-def write_mirror_metrics(writer: MetricsWriter, replicator: ReplicatorStats, stats: MirrorStats,
-                         publisher: Publisher, ready: Callable[[str], bool], clients: int,
-                         subscriptions: dict[str, int]) -> None:
-    """Add the replicator's families and the mirror's to ``writer``.  O(symbols + samples).
+_COUNTERS = (
+    ("connections", "orderbook_mirror_connections_total", "WebSocket clients accepted."),
+    ("messages_sent", "orderbook_mirror_messages_sent_total", "WebSocket messages sent to clients."),
+    ("slow_consumers", "orderbook_mirror_slow_consumers_total",
+     "Clients closed (1008) because their send buffer was full."),
+    ("messages_dropped", "orderbook_mirror_messages_dropped_total",
+     "Messages discarded with the slow consumers that could not take them."),
+    ("control_floods", "orderbook_mirror_control_floods_total",
+     "Clients closed (1008) for sending control frames beyond the rate."),
+    ("keepalive_timeouts", "orderbook_mirror_keepalive_timeouts_total",
+     "Clients dropped (1011) for answering nothing to a ping."),
+    ("subscribe_errors", "orderbook_mirror_subscribe_errors_total", "Refused WebSocket requests."),
+    ("error_replies_dropped", "orderbook_mirror_error_replies_dropped_total",
+     "Error replies not sent (beyond the per-client rate or no room)."),
+    ("bad_http", "orderbook_mirror_bad_http_total", "HTTP requests that could not be parsed."),
+    ("refused_connections", "orderbook_mirror_refused_connections_total",
+     "TCP connections refused beyond the connection limit."),
+    ("stalled_aborts", "orderbook_mirror_stalled_aborts_total",
+     "Connections aborted because their socket accepted nothing for too long."),
+    ("internal_errors", "orderbook_mirror_internal_errors_total",
+     "Internal errors (bugs) caught and logged."),
+)
 
-    ``subscriptions`` counts subscriptions by stream kind (``depth``,
-    ``bookTicker``); ``ready`` tells whether a symbol is served.
-    """
-    write_replicator_stats(writer, replicator)
-    s, symbols = stats, publisher.symbols
-    counters = {sym: publisher.counters(sym) for sym in symbols}
-    writer.gauge("orderbook_mirror_clients", "WebSocket clients connected to the mirror.", clients)
-    writer.counter("orderbook_mirror_connections_total", "WebSocket clients accepted.", s.connections)
-    writer.family("orderbook_mirror_subscriptions", "gauge", "Subscriptions of connected clients.",
-                  [({"stream": kind}, n) for kind, n in subscriptions.items()])
-    writer.family("orderbook_mirror_ready", "gauge",
-                  "1 while the symbol is synced and its published book current.",
-                  [({"symbol": sym}, int(ready(sym))) for sym in symbols])
-    writer.family("orderbook_mirror_published_update_id", "gauge",
-                  "Update id of the last depth frame published.",
-                  [({"symbol": sym}, _last_id(publisher, sym)) for sym in symbols])
-    writer.family("orderbook_mirror_frames_published_total", "counter",
-                  "Depth frames published (each sent once to every subscriber).",
-                  [({"symbol": sym}, c[0]) for sym, c in counters.items()])
-    writer.family("orderbook_mirror_resync_frames_total", "counter",
-                  "Synthetic frames bridging a replica resync (whole-book differences).",
-                  [({"symbol": sym}, c[1]) for sym, c in counters.items()])
-    writer.family("orderbook_mirror_stream_restarts_total", "counter",
-                  "Times the upstream update ids went backwards and depth clients were closed.",
-                  [({"symbol": sym}, c[2]) for sym, c in counters.items()])
-    writer.counter("orderbook_mirror_messages_sent_total", "WebSocket messages sent to clients.",
-                   s.messages_sent)
-    writer.counter("orderbook_mirror_slow_consumers_total",
-                   "Clients closed (1008) because their send buffer was full.", s.slow_consumers)
-    writer.counter("orderbook_mirror_messages_dropped_total",
-                   "Messages discarded with the slow consumers that could not take them.",
-                   s.messages_dropped)
-    writer.counter("orderbook_mirror_control_floods_total",
-                   "Clients closed (1008) for sending control frames beyond the rate.",
-                   s.control_floods)
-    writer.counter("orderbook_mirror_keepalive_timeouts_total",
-                   "Clients dropped (1011) for answering nothing to a ping.", s.keepalive_timeouts)
-    writer.counter("orderbook_mirror_subscribe_errors_total", "Refused WebSocket requests.",
-                   s.subscribe_errors)
-    writer.counter("orderbook_mirror_error_replies_dropped_total",
-                   "Error replies not sent (beyond the per-client rate or no room).",
-                   s.error_replies_dropped)
-    writer.counter("orderbook_mirror_bad_http_total", "HTTP requests that could not be parsed.",
-                   s.bad_http)
-    writer.counter("orderbook_mirror_refused_connections_total",
-                   "TCP connections refused beyond the connection limit.", s.refused_connections)
-    writer.counter("orderbook_mirror_stalled_aborts_total",
-                   "Connections aborted because their socket accepted nothing for too long.",
-                   s.stalled_aborts)
-    writer.counter("orderbook_mirror_internal_errors_total",
-                   "Internal errors (bugs) caught and logged.", s.internal_errors)
-    writer.family("orderbook_mirror_http_requests_total", "counter",
-                  "HTTP requests answered, by endpoint and status.",
-                  [({"endpoint": e, "code": str(c)}, n) for (e, c), n in sorted(s.http.items())])
-    writer.histogram("orderbook_mirror_engine_to_publish_seconds",
-                     "Frame engine time T to frame queued to clients (includes clock offset).",
-                     [({}, s.engine_to_publish)])
-    writer.histogram("orderbook_mirror_receive_to_publish_seconds",
-                     "Frame read from the venue to frame queued to clients.",
-                     [({}, s.receive_to_publish)])
-    writer.histogram("orderbook_mirror_resync_seconds",
-                     "Replica invalidated to published book current again.", [({}, s.resync)])
+_PUBLISHED = (
+    (0, "orderbook_mirror_frames_published_total",
+     "Depth frames published (each sent once to every subscriber)."),
+    (1, "orderbook_mirror_resync_frames_total",
+     "Synthetic frames bridging a replica resync (whole-book differences)."),
+    (2, "orderbook_mirror_stream_restarts_total",
+     "Times the upstream update ids went backwards and depth clients were closed."),
+)
+
+
+def mirror_families(replicator: ReplicatorStats, stats: MirrorStats, publisher: Publisher,
+                    ready: Callable[[str], bool], clients: int,
+                    subscriptions: dict[str, int]) -> Iterator[Metric]:
+    """The replicator's families (:func:`~orderbook.serve.metrics.replicator_families`),
+    then the mirror's.  ``subscriptions`` counts subscriptions by stream kind
+    (``depth``, ``bookTicker``); ``ready`` tells whether a symbol is served.
+    O(symbols + samples)."""
+    yield from replicator_families(replicator)
+    symbols = publisher.symbols
+    published = {sym: publisher.counters(sym) for sym in symbols}
+    yield family("gauge", "orderbook_mirror_clients", "WebSocket clients connected to the mirror.",
+                 samples=[((), clients)])
+    yield family("counter", *_COUNTERS[0][1:], samples=[((), stats.connections)])
+    yield family("gauge", "orderbook_mirror_subscriptions", "Subscriptions of connected clients.",
+                 ("stream",), [((kind,), n) for kind, n in subscriptions.items()])
+    yield family("gauge", "orderbook_mirror_ready",
+                 "1 while the symbol is synced and its published book current.",
+                 ("symbol",), [((sym,), int(ready(sym))) for sym in symbols])
+    yield family("gauge", "orderbook_mirror_published_update_id",
+                 "Update id of the last depth frame published.",
+                 ("symbol",), [((sym,), _last_id(publisher, sym)) for sym in symbols])
+    for index, name, help_text in _PUBLISHED:
+        yield family("counter", name, help_text, ("symbol",),
+                     [((sym,), counts[index]) for sym, counts in published.items()])
+    for field_name, name, help_text in _COUNTERS[1:]:
+        yield family("counter", name, help_text, samples=[((), getattr(stats, field_name))])
+    yield family("counter", "orderbook_mirror_http_requests_total",
+                 "HTTP requests answered, by endpoint and status.", ("endpoint", "code"),
+                 [((e, str(c)), n) for (e, c), n in sorted(stats.http.items())])
+    yield histogram_family("orderbook_mirror_engine_to_publish_seconds",
+                           "Frame engine time T to frame queued to clients (includes clock offset).",
+                           stats.engine_to_publish)
+    yield histogram_family("orderbook_mirror_receive_to_publish_seconds",
+                           "Frame read from the venue to frame queued to clients.",
+                           stats.receive_to_publish)
+    yield histogram_family("orderbook_mirror_resync_seconds",
+                           "Replica invalidated to published book current again.", stats.resync)
 
 
 def _last_id(publisher: Publisher, symbol: str) -> int | None:

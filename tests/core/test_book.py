@@ -438,8 +438,8 @@ def test_impact_price_rejects_bad_arguments() -> None:
     for qty in ("0", D(0), "-1", D(-1), D("NaN"), D("Infinity"), 1, "1e3"):
         with pytest.raises(UsageError):
             book.impact_price(qty, "buy")  # type: ignore[arg-type]
-    with pytest.raises(UsageError):
-        book.impact_price("1", "bid")  # type: ignore[arg-type]
+    with pytest.raises(UsageError):  # the side consumed is "bid" or "ask" (see test_book_sides.py)
+        book.impact_price("1", "bids")  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- integrity etc

@@ -2,7 +2,7 @@
 
 The C module owns two types with pure-Python twins of the same API:
 ``DepthEvent`` (:mod:`orderbook.protocol.wire`) and ``Ladder`` (:mod:`orderbook.core.ladder`),
-plus the functions ``depth_frame``, ``apply_levels`` and ``crossed``.  This
+plus the functions ``depth_frame``, ``apply_levels``, ``crossed`` and ``write_levels``.  This
 file checks that both implementations are interchangeable:
 
 * the extension really is built wherever a C compiler exists (a silently
@@ -48,7 +48,7 @@ import orderbook.core.ladder as ladder_module
 import orderbook.protocol.wire as wire_module
 from orderbook import MalformedMessage, OrderBook, UsageError
 from orderbook._native import PURE_PYTHON_ENV, implementation, speedups
-from orderbook.core.ladder import PyLadder, py_apply_levels, py_crossed
+from orderbook.core.ladder import PyLadder, py_apply_levels, py_crossed, py_write_levels
 from orderbook.protocol.decimals import MAX_DECIMALS
 from orderbook.protocol.wire import DepthEvent, PyDepthEvent, parse_frame, parse_message
 from paths import REPO
@@ -548,6 +548,20 @@ def native_event(bids: Any, asks: Any, parsed: bool) -> Any:
     return speedups.DepthEvent(SYMBOL, 3, 3, 1, 2, bids, asks)
 
 
+def fixed(write: Any, pair: Any, n: int = 8) -> list[tuple[Any, bytes]]:
+    """``write_levels`` of a ladder pair at the scales it needs, at too small
+    ones and at 18: its results and the bytes written (past dirty bytes
+    included, so that a missed zero shows)."""
+    out = bytearray(b"\xff" * (64 * n + 16))
+    results = [(write(pair[0], pair[1], n, out, 16, 18, 18), bytes(out))]
+    _bids, _asks, price_scale, qty_scale = results[0][0]
+    for scales in ((price_scale, qty_scale), (max(price_scale - 1, 0), qty_scale),
+                   (price_scale, max(qty_scale - 1, 0))):
+        out = bytearray(b"\xff" * (64 * n + 16))
+        results.append((write(pair[0], pair[1], n, out, 16, *scales), bytes(out)))
+    return results
+
+
 @needs_native
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(snapshots(), STEPS)
@@ -564,6 +578,7 @@ def test_native_and_pure_ladders_agree_step_by_step(
             pure.check(name)
             assert side_state(native) == side_state(pure), where
         assert speedups.crossed(*c) == py_crossed(*py)
+        assert fixed(speedups.write_levels, c) == fixed(py_write_levels, py), where
 
     def load(bids: Any, asks: Any, scale: int) -> None:
         for pair in (c, py):
@@ -639,6 +654,7 @@ def test_large_ladders_agree(depth: int, frames: list[Any], seed: int) -> None:
                 native_side.check(name)
                 assert side_state(native_side) == side_state(pure_side)
                 assert native_side.view(25) == pure_side.view(25)
+            assert fixed(speedups.write_levels, c, 30) == fixed(py_write_levels, py, 30)
     cut = f"{rng.randint(1, 2000) / 100:.2f}"
     assert c[0].cut_beyond(cut) == py[0].cut_beyond(cut)
     c[0].check("bid")

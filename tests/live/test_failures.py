@@ -20,7 +20,8 @@ from orderbook.live.config import Connection
 from orderbook.errors import UsageError, VenueUnavailable
 from orderbook.sync.policy import Backoff
 from orderbook import NotSynced, Replicator
-from orderbook.live.transport import StreamConnection, check_rest_url, check_ws_url
+from orderbook.live.connection import StreamConnection
+from orderbook.live.urls import check_rest_url, check_ws_url
 from orderbook.testing.venue import DEFAULT_SYMBOLS, OrderFlow, SimulatedVenue
 
 SYMBOLS = list(DEFAULT_SYMBOLS)
@@ -81,7 +82,7 @@ class Handler:
     def on_subscribed(self, streams: Sequence[str]) -> None:
         pass
 
-    def on_frame(self, raw: str | bytes, received_us: int) -> None:
+    def on_frames(self, frames: Sequence[str | bytes], received_us: int) -> None:
         pass
 
     def on_disconnected(self, reason: str) -> None:

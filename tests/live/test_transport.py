@@ -12,7 +12,8 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from orderbook.errors import RateLimited, UnknownSymbol, UsageError, VenueUnavailable
 from orderbook.sync.policy import Backoff, RetryPolicy, TokenBucket
-from orderbook.live.transport import RestClient, StreamConnection
+from orderbook.live.connection import StreamConnection
+from orderbook.live.rest import RestClient
 from orderbook.testing.venue import Faults, OrderFlow, SimulatedVenue
 
 SYMBOLS = ["SOL_USDC", "BTC_USDC_PERP", "SPCX.US_USDC"]
@@ -134,9 +135,9 @@ class Recorder:
     def on_subscribed(self, streams: Sequence[str]) -> None:
         self.events.append(("subscribed", list(streams)))
 
-    def on_frame(self, raw: str | bytes, received_us: int) -> None:
-        assert abs(received_us - time.time_ns() // 1000) < 1_000_000
-        self.frames.append(raw)
+    def on_frames(self, frames: Sequence[str | bytes], received_us: int) -> None:
+        assert frames and abs(received_us - time.time_ns() // 1000) < 1_000_000
+        self.frames.extend(frames)
         self.changed.set()
 
     def on_disconnected(self, reason: str) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from websockets.asyncio.server import ServerConnection, serve
 
-from orderbook.live.transport import StreamConnection
+from orderbook.live.connection import StreamConnection
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -30,7 +30,7 @@ class Handler:
     def on_subscribed(self, streams: Sequence[str]) -> None:
         self.subscribed.set()
 
-    def on_frame(self, raw: str | bytes, received_us: int) -> None:
+    def on_frames(self, frames: Sequence[str | bytes], received_us: int) -> None:
         pass
 
     def on_disconnected(self, reason: str) -> None:

@@ -1,4 +1,4 @@
-"""orderbook.record.capture: reading, writing and replaying recorded sessions.
+"""Replaying recorded sessions: the fixture and the real captures (format version 1), through the engine.
 
 The replay tests on the real captures in ../shared/data/captures check the facts
 stated in that folder's README; they skip when the folder is absent.
@@ -27,7 +27,10 @@ from orderbook import (
     read_capture,
     replay_capture,
 )
-from orderbook.record.capture import CaptureWriter, decimal_str
+from orderbook.protocol.decimals import decimal_str
+from orderbook.record.format import CaptureHeader, CaptureWriter, WsEvent
+from orderbook.record.reader import read_events
+from orderbook.sync.engine import Engine
 from orderbook.protocol.streams import parse_stream
 from orderbook.protocol.wire import BookTickerEvent, DepthEvent, StreamReply, parse_message, parse_snapshot
 from paths import REPO, CAPTURES
@@ -148,20 +151,32 @@ def test_read_capture_missing_file(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------ CaptureWriter
 @pytest.mark.parametrize("name", ["out.jsonl", "out.jsonl.gz"])
-def test_writer_round_trip_replays_identically(tmp_path: Path, name: str) -> None:
+def test_writer_writes_version_2_that_replays_identically(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
-    with CaptureWriter(path) as writer:
+    header = CaptureHeader(rest_url="http://127.0.0.1:1", ws_url="ws://127.0.0.1:1",
+                           streams=("depth.SOL_USDC", "depth.BTC_USDC"), options={"snapshot_limit": 5},
+                           ts=1700000000000000)
+    raws = []
+    with CaptureWriter(path, header) as writer:
         for event in read_capture(FIXTURE):
             if event["kind"] == "ws":
-                writer.write_ws(event["ts"], event["frame"])
+                raws.append(orjson.dumps(event["frame"]).decode())
+                writer.write_ws(event["ts"], raws[-1].encode() if len(raws) % 2 else raws[-1])
             else:
                 limit = event["query"].get("limit")
                 writer.write_rest(event["ts"], event["query"]["symbol"], int(limit) if limit else None,
-                                  event["status"], event["body"])
+                                  event["status"], orjson.dumps(event["body"]))
         assert writer.events == 10
     if name.endswith(".gz"):
         assert path.read_bytes()[:2] == b"\x1f\x8b"
-    assert list(read_capture(path)) == list(read_capture(FIXTURE))
+    lines = list(read_capture(path))
+    assert lines[0] == header.to_json() and lines[0]["kind"] == "header" and lines[0]["format"] == 2
+    assert [e["raw"] for e in lines if e["kind"] == "ws"] == raws  # the text, as written
+    assert all("frame" not in e for e in lines)
+    rest = [e for e in lines if e["kind"] == "rest"]
+    assert all(orjson.loads(e["raw_body"]) == e["body"] for e in rest)
+    events = list(read_events(path))
+    assert events[0] == header and [e.raw for e in events if type(e) is WsEvent] == raws
     assert dumps(replay_capture(path)) == dumps(replay_capture(FIXTURE))
 
 
@@ -169,19 +184,52 @@ def test_writer_round_trip_replays_identically(tmp_path: Path, name: str) -> Non
 def test_fixture_replay_exact_result() -> None:
     result = replay_capture(FIXTURE)
     assert result.to_json() == FIXTURE_JSON
-    assert result.book_tickers == 1
+    assert result.engine is not None and result.engine.options.snapshot_limit == 5  # as recorded
+    assert result.engine.track("SOL_USDC").ticker_mismatches == 0  # the bookTicker agrees
     assert result.ignored_snapshots == 0 and result.unattributed_bad_frames == 0
+    assert result.bad_events == 0 and result.events == 10 and result.last_ts == 1700000000000010
     sol = result.machines["SOL_USDC"].book
     assert sol.timestamp == 1700000000000599
     assert sol.complete_to() == (None, None)  # 3 levels < limit 5
     btc = result.machines["BTC_USDC"].book
-    assert btc.complete_to() == (D("30000.0"), D("30001.0"))  # limit=1: both sides truncated
-    assert not btc.is_complete("30002.0", "ask")
+    assert btc.complete_to() == (None, None)
+
+
+def test_a_snapshot_as_deep_as_the_limit_is_truncated() -> None:
+    events = [dict(e) for e in read_capture(FIXTURE)]
+    btc = events[5]
+    btc["body"] = dict(btc["body"], bids=[[f"{30000 - i}.0", "1"] for i in range(5)],
+                       asks=[[f"{30001 + i}.0", "1"] for i in range(5)])
+    book = replay_capture(events).machines["BTC_USDC"].book
+    assert book.complete_to() == (D("29996.0"), D("30005.0"))  # 5 levels = limit 5
+    assert not book.is_complete("30006.0", "ask")
+
+
+def test_the_engine_checks_book_tickers_in_replay() -> None:
+    """A bookTicker disagreeing with the book at its update id resyncs the
+    symbol, in replay as live."""
+    events = [dict(e) for e in read_capture(FIXTURE)]
+    ticker = events[2]
+    ticker["frame"] = {**ticker["frame"], "data": {**ticker["frame"]["data"], "A": "4"}}
+    result = replay_capture(events)
+    assert result.engine is not None
+    track = result.engine.track("SOL_USDC")
+    assert track.ticker_mismatches == 1 and track.sync.counters.resyncs == 1
+    assert result.to_json()["symbols"]["SOL_USDC"]["status"] == "resyncing"
 
 
 def test_replay_document_does_not_depend_on_reads_during_the_replay() -> None:
-    read_every_step, _ = drive(read_capture(FIXTURE))  # reads every level after every event
-    assert read_every_step.to_json() == FIXTURE_JSON
+    reads = []
+
+    def read_everything(engine: Engine, actions: list[Any], now: int) -> None:
+        for track in engine.tracks():
+            reads.append((track.sync.book.bids(), track.sync.book.asks(), track.status()))
+            track.sync.book.check_integrity()
+
+    assert replay_capture(FIXTURE, observer=read_everything).to_json() == FIXTURE_JSON
+    assert len(reads) > 20
+    machines, _ = drive(read_capture(FIXTURE))  # the independent driver agrees
+    assert documents(machines) == FIXTURE_JSON["symbols"]
 
 
 def test_replay_from_path_or_iterable_is_the_same() -> None:
@@ -220,7 +268,7 @@ def test_dotted_symbols_replay_like_any_other(prefix: str, tmp_path: Path) -> No
     result = replay_capture(path)
     expected = {DOTTED_NAMES[s]: book for s, book in FIXTURE_JSON["symbols"].items()}
     assert result.to_json() == {"symbols": dict(sorted(expected.items()))}
-    assert result.book_tickers == 1 and result.unattributed_bad_frames == 0
+    assert result.unattributed_bad_frames == 0
     assert {symbol_of(e) for e in read_capture(path) if "result" not in e.get("frame", {})} == set(
         DOTTED_NAMES.values())
 
@@ -245,15 +293,23 @@ def real(name: str) -> Path:
     return CAPTURES / name
 
 
-def drive(events: Iterator[dict[str, Any]] | list[dict[str, Any]]) -> tuple[ReplayResult, dict[str, Any]]:
-    """An independent driver of the documented replay rules that checks every
-    book after every event.  Returns the result and per-symbol notes."""
-    result = ReplayResult()
+def drive(events: Iterator[dict[str, Any]] | list[dict[str, Any]]) -> tuple[dict[str, SymbolSync], dict[str, Any]]:
+    """An independent driver of the documented replay rules (one machine per
+    symbol, no engine) that checks every book after every event.  Returns
+    the machines and per-symbol notes."""
+    machines: dict[str, SymbolSync] = {}
     notes: dict[str, Any] = {}
+
+    def machine_of(symbol: str) -> SymbolSync:
+        if symbol not in machines:
+            machines[symbol] = SymbolSync(symbol)
+            machines[symbol].start()
+        return machines[symbol]
+
     for event in events:
         if event["kind"] == "rest":
             symbol = event["query"]["symbol"]
-            machine = result.machine(symbol)
+            machine = machine_of(symbol)
             assert machine.awaiting_snapshot, f"{symbol}: a snapshot nobody asked for"
             snap = parse_snapshot(event["body"], symbol)
             notes.setdefault(symbol, {})["snapshot"] = snap.last_update_id
@@ -263,19 +319,29 @@ def drive(events: Iterator[dict[str, Any]] | list[dict[str, Any]]) -> tuple[Repl
         else:
             parsed = parse_message(event["frame"])
             if isinstance(parsed, DepthEvent):
-                machine = result.machine(parsed.symbol)
+                machine = machine_of(parsed.symbol)
                 note = notes.setdefault(parsed.symbol, {})
                 if "snapshot" in note and "first_usable" not in note and parsed.last_id > note["snapshot"]:
                     note["first_usable"] = (parsed.first_id, parsed.last_id)
                 note.setdefault("frames", []).append((parsed.first_id, parsed.last_id))
                 machine.receive_frame(parsed)
-            elif isinstance(parsed, BookTickerEvent):
-                result.book_tickers += 1
             else:
-                assert isinstance(parsed, StreamReply)
-        for machine in result.machines.values():
+                assert isinstance(parsed, (BookTickerEvent, StreamReply))
+        for machine in machines.values():
             machine.book.check_integrity()  # never crossed, ladders intact, after every event
-    return result, notes
+    return machines, notes
+
+
+def documents(machines: dict[str, SymbolSync]) -> dict[str, Any]:
+    """The ``--json`` document of independently driven machines."""
+    return {symbol: {
+        "status": machine.state.value, "last_update_id": machine.book.last_update_id,
+        "bids": [[decimal_str(p), decimal_str(q)] for p, q in machine.book.bids()],
+        "asks": [[decimal_str(p), decimal_str(q)] for p, q in machine.book.asks()],
+        "frames_applied": machine.counters.frames_applied,
+        "frames_dropped": machine.counters.frames_dropped, "gaps": machine.counters.gaps,
+        "resyncs": machine.counters.resyncs, "bad_frames": machine.counters.bad_frames,
+    } for symbol, machine in sorted(machines.items())}
 
 
 @needs_captures
@@ -298,8 +364,8 @@ def test_real_capture_facts(name: str) -> None:
 @needs_captures
 @pytest.mark.parametrize("name", REAL_FILES)
 def test_real_capture_first_usable_frame_bridges_its_snapshot(name: str) -> None:
-    result, notes = drive(read_capture(real(name)))
-    assert result.to_json() == replay_capture(real(name)).to_json()
+    machines, notes = drive(read_capture(real(name)))
+    assert documents(machines) == replay_capture(real(name)).to_json()["symbols"]
     for symbol, note in notes.items():
         snapshot_id = note["snapshot"]
         first, last = note["first_usable"]
@@ -329,11 +395,22 @@ def test_real_capture_nkn_final_state() -> None:
 
 
 @needs_captures
-def test_real_capture_counts_book_tickers() -> None:
-    lines = [orjson.loads(line) for line in real(BINANCE).read_bytes().splitlines() if line.strip()]
-    expected = sum(1 for e in lines if e["kind"] == "ws" and e["frame"]["stream"].startswith("bookTicker."))
-    assert expected > 0
-    assert replay_capture(real(BINANCE)).book_tickers == expected
+@pytest.mark.parametrize("name", REAL_FILES)
+def test_real_capture_book_tickers_agree_with_the_books(name: str) -> None:
+    """The real captures' bookTicker frames are cross-checked by the engine
+    and agree; made to disagree, they resync the books."""
+    events = list(read_capture(real(name)))
+    tickers = [e for e in events if e["kind"] == "ws" and e["frame"]["stream"].startswith("bookTicker.")]
+    assert tickers
+    result = replay_capture(events)
+    assert result.engine is not None
+    assert all(track.ticker_mismatches == 0 for track in result.engine.tracks())
+    for ticker in tickers:
+        ticker["frame"] = {**ticker["frame"], "data": {**ticker["frame"]["data"], "B": "123456789"}}
+    wrong = replay_capture(events)
+    assert wrong.engine is not None
+    assert sum(track.ticker_mismatches for track in wrong.engine.tracks()) > 0
+    assert sum(m.counters.resyncs for m in wrong.machines.values()) > 0
 
 
 @needs_captures
@@ -425,7 +502,8 @@ def test_real_capture_reaggregated_gives_the_same_books(name: str, size: int) ->
     assert len(merged_events) < len(events)
     whole = replay_capture(events).to_json()["symbols"]
     merged, _ = drive(merged_events)
-    for symbol, document in merged.to_json()["symbols"].items():
+    assert replay_capture(merged_events).to_json()["symbols"] == documents(merged)
+    for symbol, document in documents(merged).items():
         assert document["status"] == "synced" and document["gaps"] == 0 and document["resyncs"] == 0
         assert {k: document[k] for k in ("last_update_id", "bids", "asks")} == {
             k: whole[symbol][k] for k in ("last_update_id", "bids", "asks")

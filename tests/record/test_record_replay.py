@@ -15,11 +15,15 @@ import gzip
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
-from loopback import mismatches, wait_caught_up
+from loopback import Proxy, mismatches, wait_caught_up
 
+from orderbook import __version__
+from orderbook.record.format import CaptureHeader
+from orderbook.record.reader import read_capture, read_events
+from orderbook.record.replay import replay_capture
 from orderbook.sync.engine import EngineOptions
-from orderbook.record.capture import read_capture, replay_capture
 from orderbook.errors import UnknownSymbol, UsageError
 from orderbook.record.recorder import Recording
 from orderbook.testing.venue import DEFAULT_SYMBOLS, Faults, OrderFlow, SimulatedVenue
@@ -81,6 +85,7 @@ def test_replay_of_a_recorded_session_gives_the_live_books(name: str, tmp_path: 
     assert recorder.error is None and recorder.messages > 0 and recorder.responses >= len(SYMBOLS)
 
     result = replay_capture(path)
+    assert result.header is not None and result.header.format == 2  # recorded in version 2
     live, replayed = recording.final["symbols"], result.to_json()["symbols"]
     assert sorted(live) == sorted(replayed) == sorted(SYMBOLS)
     for symbol in SYMBOLS:
@@ -92,12 +97,20 @@ def test_replay_of_a_recorded_session_gives_the_live_books(name: str, tmp_path: 
     assert replay_capture(path).to_json() == result.to_json()  # deterministic
 
 
-def test_the_file_is_a_capture_of_frames_and_depth_responses(tmp_path: Path) -> None:
+def test_the_file_is_a_version_2_capture_of_frames_and_depth_responses(tmp_path: Path) -> None:
     path = tmp_path / "session.jsonl.gz"
     recording = record_session(path, {}, seconds=0.5)
     with gzip.open(path, "rt") as text:
-        assert text.readline().startswith("{")
-    events = list(read_capture(path))
+        assert text.readline().startswith('{"kind":"header","format":2,')
+    lines = list(read_capture(path))
+    header, events = lines[0], lines[1:]
+    assert header["recorder"] == f"orderbook {__version__}"
+    assert header["rest_url"] == recording.replicator.rest_url
+    assert header["ws_url"] == recording.replicator.ws_url
+    assert header["streams"] == [f"depth.{s}" for s in recording.replicator.symbols]
+    assert header["options"]["symbols"] == SYMBOLS and header["options"]["snapshot_limit"] == 1000
+    assert header["options"]["seed"] == recording.replicator.options.seed  # the retry jitter's
+    assert type(header["ts"]) is int and header["ts"] <= events[0]["ts"]
     kinds = {event["kind"] for event in events}  # no disconnect: the recorder stopped first
     assert {"connect", "subscribed", "ws", "rest"} <= kinds <= {"connect", "subscribed", "ws", "rest",
                                                                "tick"}
@@ -107,9 +120,40 @@ def test_the_file_is_a_capture_of_frames_and_depth_responses(tmp_path: Path) -> 
     assert {e["query"]["symbol"] for e in rest} == set(SYMBOLS)
     assert all(e["path"] == "/api/v1/depth" and e["query"]["limit"] == "1000" for e in rest)
     assert all(isinstance(e["body"]["bids"], list) for e in rest if e["status"] == 200)
+    assert all(orjson.loads(e["raw_body"]) == e["body"] for e in rest)
     times = [e["ts"] for e in events]
     assert times == sorted(times)
-    assert all(isinstance(e["frame"], dict) for e in events if e["kind"] == "ws")
+    assert all(type(e["raw"]) is str and "frame" not in e for e in events if e["kind"] == "ws")
+    assert all(type(e["ticket"]) is int and e["purpose"] == "sync" for e in rest)  # the engine's request
+    typed = list(read_events(path))
+    assert type(typed[0]) is CaptureHeader and typed[0].streams == tuple(header["streams"])
+
+
+def test_frames_are_recorded_exactly_as_the_venue_sent_them(tmp_path: Path) -> None:
+    """Byte for byte: every message the replicator received (seen on a proxy
+    between it and the venue) is a ws event's raw, in order, and nothing else is."""
+    path = tmp_path / "session.jsonl"
+    sent: list[str] = []
+
+    def keep(message: str) -> bool:
+        sent.append(message)
+        return True
+
+    async def main() -> None:
+        flow = OrderFlow(SYMBOLS, seed=5)
+        faults = Faults(string_times=True, zero_spelling=True, malformed_rate=0.05)
+        async with SimulatedVenue(flow, faults=faults, rate=300.0, seed=9) as venue:
+            async with Proxy(venue.ws_url, keep) as proxy:
+                recording = Recording(path, SYMBOLS, rest_url=venue.rest_url, ws_url=proxy.url)
+                async with recording:
+                    await recording.run(duration=1.0)
+                received = recording.recorder.messages
+
+        assert received > 50
+        raws = [e["raw"] for e in read_capture(path) if e.get("kind") == "ws"]
+        assert raws == sent[:received]
+
+    asyncio.run(asyncio.wait_for(main(), 30))
 
 
 def test_a_plain_jsonl_file_is_flushed_while_recording(tmp_path: Path) -> None:

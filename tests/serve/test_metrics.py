@@ -1,55 +1,89 @@
-"""The hand-written Prometheus exposition, checked with prometheus_client's own parser."""
+"""``/metrics`` through ``prometheus_client``: the same families as before, read back
+with prometheus_client's own parser."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 
+import metrics_inputs as inputs
+from orderbook import ReplicatorCollector, Replicator, Status
 from orderbook.errors import UsageError
-from orderbook.serve.metrics import Histogram, MetricsWriter, write_replicator_stats
-from orderbook import (
-    AuditStats,
-    ConnectionStats,
-    ConsumerStats,
-    LatencyStats,
-    Percentiles,
-    ReplicatorStats,
-    SymbolStats,
-)
+from orderbook.serve.health import status_of
+from orderbook.serve.histogram import Histogram
+from orderbook.serve.metrics import FamiliesCollector, exposition, replicator_families
+from orderbook.serve.stats import mirror_families
+
+GOLDEN = Path(__file__).with_name("metrics_golden.json")
 
 
-def parse(text: str) -> dict[str, list[tuple[str, dict[str, str], float]]]:
-    """Family name -> its samples, as prometheus_client reads them."""
-    return {
-        family.name: [(s.name, s.labels, s.value) for s in family.samples]
-        for family in text_string_to_metric_families(text)
-    }
+def parsed(text: str) -> list[dict[str, Any]]:
+    """Each family as prometheus_client reads it back: name, type, samples."""
+    return [{"family": f.name, "type": f.type,
+             "samples": [[s.name, s.labels, s.value] for s in f.samples]}
+            for f in text_string_to_metric_families(text)]
 
 
-def symbol_stats(status: str, frames: int) -> SymbolStats:
-    return SymbolStats(
-        status=status, last_update_id=1234567890123 if status == "synced" else None,
-        frames=frames, frames_applied=frames - 1, frames_dropped=1, gaps=2, resyncs=3,
-        bad_frames=0, crossed=0, stale_snapshots=1, bad_snapshots=0, snapshots_applied=4,
-        snapshot_requests=5, last_frame_age=0.25 if frames else None, stale=False,
-        staleness_alerts=0, ticker_mismatches=0, audit_divergences=0,
-        apply_errors=1 if status != "synced" else 0,
-    )
+def mirror_registry() -> CollectorRegistry:
+    stats = inputs.mirror_stats()
+    publisher = inputs.publisher(stats)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(FamiliesCollector(lambda: mirror_families(
+        inputs.replicator_stats(), stats, publisher, inputs.ready, inputs.CLIENTS,
+        dict(inputs.SUBSCRIPTIONS))))
+    return registry
 
 
-def test_labels_and_help_are_escaped_and_parse_back() -> None:
-    writer = MetricsWriter()
-    tricky = 'a"b\\c\nd'
-    writer.family("demo_total", "counter", "Help with \\ and\nnewline.", [({"symbol": tricky}, 3)])
-    writer.gauge("demo_gauge", "A gauge.", 1.5)
-    writer.gauge("demo_absent", "Omitted when None.", None)
-    text = writer.text()
-    assert 'demo_total{symbol="a\\"b\\\\c\\nd"} 3' in text
-    assert "# HELP demo_total Help with \\\\ and\\nnewline." in text
-    families = parse(text)
-    assert families["demo"] == [("demo_total", {"symbol": tricky}, 3.0)]
-    assert families["demo_gauge"] == [("demo_gauge", {}, 1.5)]
-    assert families["demo_absent"] == []
+def test_families_labels_and_values_are_those_of_the_hand_written_writer() -> None:
+    golden = json.loads(GOLDEN.read_text())
+    now = parsed(generate_latest(mirror_registry()).decode())
+    assert [(f["family"], f["type"]) for f in now] == [(f["family"], f["type"]) for f in golden]
+    for new, old in zip(now, golden):
+        key = lambda sample: json.dumps(sample, sort_keys=True)  # noqa: E731
+        assert sorted(new["samples"], key=key) == sorted(old["samples"], key=key), new["family"]
+    assert len(now) == 71 and all(f["samples"] for f in now)
+
+
+def test_the_text_names_every_counter_with_total_and_escapes_labels() -> None:
+    text = generate_latest(mirror_registry()).decode()
+    assert "# TYPE orderbook_frames_total counter" in text
+    assert 'orderbook_frames_total{symbol="SOL_USDC"} 10.0' in text
+    assert "# TYPE orderbook_mirror_engine_to_publish_seconds histogram" in text
+    assert 'orderbook_mirror_engine_to_publish_seconds_bucket{le="+Inf"} 4.0' in text
+    assert 'orderbook_symbol_status{status="error",symbol="ETH_USDC"} 1.0' in text
+    # a label value needing escapes parses back as it was
+    stats = inputs.replicator_stats()
+    stats.symbols['a"b\\c\nd'] = stats.symbols.pop("SOL_USDC")
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(FamiliesCollector(lambda: replicator_families(stats)))
+    [frames] = [f for f in parsed(generate_latest(registry).decode()) if f["family"] == "orderbook_frames"]
+    assert ["orderbook_frames_total", {"symbol": 'a"b\\c\nd'}, 10.0] in frames["samples"]
+
+
+def test_exposition_negotiates_openmetrics() -> None:
+    registry = mirror_registry()
+    body, content_type = exposition(registry, None)
+    assert content_type.startswith("text/plain") and b"orderbook_gaps_total" in body
+    body, content_type = exposition(registry, "application/openmetrics-text; version=1.0.0")
+    assert content_type.startswith("application/openmetrics-text")
+    assert body.endswith(b"# EOF\n")
+    names = {f.name for f in openmetrics_families(body.decode())}
+    assert {"orderbook_gaps", "orderbook_mirror_resync_seconds"} <= names
+
+
+def test_status_of_maps_every_spelling_through_the_enum() -> None:
+    for status in Status:
+        assert status_of(status) is status and status_of(status.value) is status
+    assert status_of("error(snapshots failing: HTTP 503 (x))") is Status.ERROR
+    for bad in ("", "synced(x)", "errors", "bogus(error)"):
+        with pytest.raises(UsageError, match="not a replicator status"):
+            status_of(bad)
 
 
 def test_histogram_buckets_are_cumulative() -> None:
@@ -57,65 +91,19 @@ def test_histogram_buckets_are_cumulative() -> None:
     for value in (0.05, 0.1, 0.5, 2.0, 50.0, -1.0):
         hist.observe(value)
     assert hist.cumulative() == [("0.1", 3), ("1.0", 4), ("10.0", 5), ("+Inf", 6)]
-    writer = MetricsWriter()
-    writer.histogram("lat_seconds", "Latency.", [({"symbol": "SOL_USDC"}, hist)])
-    samples = parse(writer.text())["lat_seconds"]
-    buckets = [(labels["le"], value) for name, labels, value in samples if name.endswith("_bucket")]
-    assert buckets == [("0.1", 3), ("1.0", 4), ("10.0", 5), ("+Inf", 6)]
-    assert ("lat_seconds_count", {"symbol": "SOL_USDC"}, 6.0) in samples
-    [total] = [v for name, _, v in samples if name == "lat_seconds_sum"]
-    assert total == pytest.approx(51.65)
-
-
-def test_writer_refuses_what_prometheus_would_not_accept() -> None:
-    writer = MetricsWriter()
-    with pytest.raises(UsageError, match="_total"):
-        writer.counter("frames", "Counters end in _total.", 1)
-    with pytest.raises(UsageError, match="metric name"):
-        writer.gauge("bad-name", "Dash.", 1)
-    with pytest.raises(UsageError, match="label name"):
-        writer.family("ok_gauge", "gauge", "Bad label.", [({"bad-label": "x"}, 1)])
-    writer.gauge("once", "First.", 1)
-    with pytest.raises(UsageError, match="twice"):
-        writer.gauge("once", "Second.", 2)
+    assert (hist.count, hist.sum) == (6, pytest.approx(51.65))
     with pytest.raises(UsageError):
         Histogram([1.0, 0.5])
+    with pytest.raises(UsageError):
+        Histogram([])
 
 
-def test_replicator_stats_become_families() -> None:
-    latency = Percentiles(2.0, 9.0, 100)
-    none = Percentiles(None, None, 0)
-    stats = ReplicatorStats(
-        symbols={"SOL_USDC": symbol_stats("synced", 10),
-                 "ETH_USDC": symbol_stats("error(snapshots failing: HTTP 503 \"x\")", 0)},
-        connection=ConnectionStats(connected=True, connects=3, reconnects=2, frames=42,
-                                   snapshot_requests=7, rest_requests=9, responses_429=1,
-                                   budget_per_minute=1000.0),
-        consumers=ConsumerStats(consumers=1, delivered=8, dropped=2),
-        audits=AuditStats(started=2, passed=1, skipped=1),
-        latency=LatencyStats(latency, latency, none, none, Percentiles(0.5, 0.5, 1)),
-    )
-    writer = MetricsWriter()
-    write_replicator_stats(writer, stats)
-    families = parse(writer.text())
-    assert ("orderbook_frames_total", {"symbol": "SOL_USDC"}, 10.0) in families["orderbook_frames"]
-    assert ("orderbook_gaps_total", {"symbol": "ETH_USDC"}, 2.0) in families["orderbook_gaps"]
-    assert ("orderbook_apply_errors_total", {"symbol": "ETH_USDC"}, 1.0) in families["orderbook_apply_errors"]
-    assert ("orderbook_history_restarts_total", {"symbol": "SOL_USDC"}, 0.0) in \
-        families["orderbook_history_restarts"]
-    assert families["orderbook_rest_429"] == [("orderbook_rest_429_total", {}, 1.0)]
-    assert families["orderbook_ws_reconnects"] == [("orderbook_ws_reconnects_total", {}, 2.0)]
-    assert families["orderbook_consumers"] == [("orderbook_consumers", {}, 1.0)]
-    assert ("orderbook_synced", {"symbol": "ETH_USDC"}, 0.0) in families["orderbook_synced"]
-    assert ("orderbook_symbol_status", {"symbol": "ETH_USDC", "status": "error"}, 1.0) in \
-        families["orderbook_symbol_status"]
-    # a symbol without a frame yet has no age sample; absent percentiles are omitted
-    assert [s[1] for s in families["orderbook_last_frame_age_seconds"]] == [{"symbol": "SOL_USDC"}]
-    assert families["orderbook_engine_to_receive_seconds"] == [
-        ("orderbook_engine_to_receive_seconds", {"quantile": "0.5"}, 0.002),
-        ("orderbook_engine_to_receive_seconds", {"quantile": "0.99"}, pytest.approx(0.009)),
-    ]
-    assert families["orderbook_send_to_notify_seconds"] == []
-    assert ("orderbook_audits_total", {"result": "skipped"}, 1.0) in families["orderbook_audits"]
-    assert families["orderbook_last_update_id"] == [
-        ("orderbook_last_update_id", {"symbol": "SOL_USDC"}, 1234567890123.0)]
+def test_replicator_collector_registers_with_any_registry() -> None:
+    replicator = Replicator(["SOL_USDC"])  # not started: no symbol yet, connection figures only
+    registry = CollectorRegistry()
+    registry.register(ReplicatorCollector(replicator))
+    families = {f["family"]: f for f in parsed(generate_latest(registry).decode())}
+    assert families["orderbook_ws_connected"]["samples"] == [["orderbook_ws_connected", {}, 0.0]]
+    assert families["orderbook_frames"]["samples"] == []
+    assert families["orderbook_rest_budget_per_minute"]["samples"] == [
+        ["orderbook_rest_budget_per_minute", {}, 1000.0]]

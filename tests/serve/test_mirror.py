@@ -334,9 +334,10 @@ async def _start_serve(venue: SimulatedVenue, symbols: list[str], log_path: Path
 
 
 async def _stop(proc: asyncio.subprocess.Process, signum: int) -> None:
-    """Signal the process; it must exit with status 0 (the timeout only bounds a hang)."""
+    """Signal the process; it must exit with status 130 after SIGINT (Ctrl-C), 0
+    after SIGTERM (the timeout only bounds a hang)."""
     proc.send_signal(signum)
-    assert await asyncio.wait_for(proc.wait(), 30) == 0
+    assert await asyncio.wait_for(proc.wait(), 30) == (130 if signum == signal.SIGINT else 0)
 
 
 def test_serve_process_feeds_independent_clients_and_stops_on_sigterm(tmp_path: Path) -> None:
@@ -422,7 +423,7 @@ def test_serve_stops_on_sigint_and_refuses_bad_arguments(tmp_path: Path) -> None
                     proc.kill()
                     await proc.wait()
     run(main())
-    for argv, code, message in ((["--help"], 0, "SIGINT/SIGTERM"),
+    for argv, code, message in ((["--help"], 0, "SIGINT (exit 130)"),
                                 ([], 2, "either SYMBOL... or --all"),
                                 (["SOL_USDC", "--all"], 2, "either SYMBOL... or --all")):
         import subprocess

@@ -56,6 +56,7 @@ class SimulatedVenue:
         seed: seeds every fault decision.
         queue_size: per-client outgoing queue bound, in messages.
         tick: seconds between generator batches.
+        host, port: the address to listen on (loopback, any free port by default).
 
     Attributes:
         flow: the served `OrderFlow`; `flow.truth(symbol)` is the book to match.
@@ -74,6 +75,8 @@ class SimulatedVenue:
         seed: int = 0,
         queue_size: int = 10_000,
         tick: float = 0.005,
+        host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
         if rate <= 0 or tick <= 0 or ping_interval <= 0 or queue_size < 1:
             raise ValueError("rate, tick, ping_interval must be > 0, queue_size >= 1")
@@ -83,6 +86,8 @@ class SimulatedVenue:
         self._ping_interval = ping_interval
         self._queue_size = queue_size
         self._tick = tick
+        self._host = host
+        self._port = port
         self._injector = FaultInjector(faults if faults is not None else Faults(), seed)
         self._fanout = Fanout(flow, self._injector, self.stats)
         self._clients: dict[Client, None] = {}
@@ -94,6 +99,8 @@ class SimulatedVenue:
             "/api/v1/depth": self._depth,
             "/api/v1/markets": self._markets,
             "/api/v1/market": self._market,
+            "/api/v1/assets": self._assets,
+            "/api/v1/securities": self._securities,
         }
 
     @property
@@ -120,11 +127,11 @@ class SimulatedVenue:
         await self.stop()
 
     async def start(self) -> None:
-        """Listen on an ephemeral loopback port and start generating updates."""
+        """Listen (on an ephemeral loopback port by default) and start generating updates."""
         self._server = await serve(
             self._serve_websocket,
-            "127.0.0.1",
-            0,
+            self._host,
+            self._port,
             process_request=self._process_request,
             ping_interval=self._ping_interval,
             ping_timeout=2 * self._ping_interval,
@@ -155,12 +162,13 @@ class SimulatedVenue:
     @property
     def rest_url(self) -> str:
         """Base URL of the REST API, e.g. "http://127.0.0.1:PORT"."""
-        return f"http://127.0.0.1:{self.port}"
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}"
 
     @property
     def ws_url(self) -> str:
         """URL of the WebSocket API, e.g. "ws://127.0.0.1:PORT/"."""
-        return f"ws://127.0.0.1:{self.port}/"
+        return "ws" + self.rest_url[4:] + "/"
 
     # --- control -------------------------------------------------------------------
 
@@ -359,6 +367,28 @@ class SimulatedVenue:
         if symbol is None or not self._fanout.knows(symbol):
             return 400, _rest_error("INVALID_SYMBOL", f"Invalid symbol: {symbol}"), {}
         return 200, _market_body(self.flow.market(symbol)), {}
+
+
+    def _assets(self, query: dict[str, list[str]]) -> RestResult:
+        """Every base and quote asset of the markets (no deposit networks): what
+        a client such as ccxt loads before the markets."""
+        self.stats.markets_requests += 1
+        rejected = self._gate(depth=False)
+        if rejected is not None:
+            return rejected
+        names = dict.fromkeys(a for s in self.flow.symbols
+                              for a in (self.flow.market(s).base, self.flow.market(s).quote) if a)
+        return 200, [{"symbol": a, "displayName": a, "coingeckoId": None, "tokens": []}
+                     for a in names], {}
+
+    def _securities(self, query: dict[str, list[str]]) -> RestResult:
+        """Tokenized stock metadata: none here (an empty list, as the venue answers
+        when it lists none)."""
+        self.stats.markets_requests += 1
+        rejected = self._gate(depth=False)
+        if rejected is not None:
+            return rejected
+        return 200, [], {}
 
 
 def _not_found(query: dict[str, list[str]]) -> RestResult:
