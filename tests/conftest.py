@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from paths import CAPTURES, FIXTURES
+from paths import CAPTURES, FIXTURES, SANS_IO_TESTS, TRANSPORTS
 
 
 @pytest.fixture
@@ -26,10 +26,6 @@ def real_captures() -> list[Path]:
 
 
 # ------------------------------------------------------------- transports
-TRANSPORTS = ("websockets", "aiohttp")
-"""Every networked test runs once per WebSocket transport (see ``ws_transport``)."""
-SANS_IO_TESTS = frozenset({"core", "protocol", "sync"})
-"""Test folders of the sans-I/O layers: they open no connection, so they run once."""
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

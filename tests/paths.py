@@ -9,3 +9,8 @@ FIXTURES = REPO / "fixtures"
 CAPTURES = REPO.parent / "shared" / "data" / "captures"
 """The real recorded sessions beside the checkout (``../shared/data``); tests
 that need them skip when the folder is absent."""
+
+TRANSPORTS = ("websockets", "aiohttp")
+"""The WebSocket transports every networked test runs on (``tests/conftest.py``)."""
+SANS_IO_TESTS = frozenset({"core", "protocol", "sync"})
+"""Test folders of the sans-I/O layers: not parametrized by transport."""

@@ -500,7 +500,7 @@ def test_every_networked_test_runs_on_each_transport(request: pytest.FixtureRequ
     """The parametrization of ``tests/conftest.py`` is in force for every test
     collected outside the sans-I/O folders (this one included), and the code
     under test sees the transport through the environment."""
-    from conftest import SANS_IO_TESTS, TRANSPORTS
+    from paths import SANS_IO_TESTS, TRANSPORTS
 
     assert os.environ[TRANSPORT_ENV] == ws_transport
     assert resolve_transport(None).name == ws_transport
