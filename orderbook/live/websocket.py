@@ -47,6 +47,8 @@ Which transport :func:`resolve_transport` picks for ``None``: the
 
 from __future__ import annotations
 
+import asyncio
+
 import os
 from collections.abc import Awaitable
 from typing import Protocol, runtime_checkable
@@ -54,6 +56,7 @@ from typing import Protocol, runtime_checkable
 from ..errors import UsageError
 
 __all__ = [
+    "settle_pongs",
     "DEFAULT_TRANSPORT",
     "TRANSPORTS",
     "TRANSPORT_ENV",
@@ -118,6 +121,21 @@ class WebSocketTransport(Protocol):
 TransportChoice = str | WebSocketTransport | None
 """What callers may pass as ``transport=``: a name of :data:`TRANSPORTS`, an
 instance, or ``None`` for the default."""
+
+
+def settle_pongs(pending: dict[bytes, asyncio.Future[None]], payload: bytes) -> None:
+    """A pong for ``payload`` arrived: it answers that ping and every earlier
+    one still waiting (the peer answered in order, so those were answered
+    too); an unsolicited or unknown payload is ignored.  ``pending`` is in sending order.
+    O(pings answered)."""
+    if payload not in pending:
+        return
+    for key in list(pending):
+        future = pending.pop(key)
+        if not future.done():
+            future.set_result(None)
+        if key == payload:
+            break
 
 
 def resolve_transport(choice: TransportChoice) -> WebSocketTransport:

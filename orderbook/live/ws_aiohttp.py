@@ -28,7 +28,7 @@ from aiohttp import WSMsgType
 
 from ..errors import ConnectFailed, WebSocketClosed
 from .urls import parse_ws_url
-from .websocket import describe_close
+from .websocket import describe_close, settle_pongs
 
 __all__ = ["AiohttpSession", "AiohttpTransport"]
 
@@ -193,14 +193,7 @@ class AiohttpSession:
         await self.close()  # our close() in progress (CLOSING) or releasing what is left
 
     def _pong(self, payload: bytes) -> None:
-        if payload not in self._pongs:
-            return
-        for key in list(self._pongs):
-            future = self._pongs.pop(key)
-            if not future.done():
-                future.set_result(None)
-            if key == payload:
-                break
+        settle_pongs(self._pongs, payload)
 
     def _closed(self) -> WebSocketClosed:
         received, sent = self._received, self._sent

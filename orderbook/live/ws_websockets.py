@@ -36,7 +36,7 @@ from websockets.protocol import State
 
 from ..errors import ConnectFailed, WebSocketClosed
 from .urls import parse_ws_url
-from .websocket import describe_close
+from .websocket import describe_close, settle_pongs
 
 __all__ = ["WebsocketsSession", "WebsocketsTransport"]
 
@@ -285,14 +285,7 @@ class WebsocketsSession(asyncio.Protocol):
         return True
 
     def _pong(self, payload: bytes) -> None:
-        if payload not in self._pongs:
-            return
-        for key in list(self._pongs):
-            future = self._pongs.pop(key)
-            if not future.done():
-                future.set_result(None)
-            if key == payload:
-                break
+        settle_pongs(self._pongs, payload)
 
     def _fail(self, code: int, reason: str) -> None:
         self._proto.fail(code, reason)
