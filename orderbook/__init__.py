@@ -72,7 +72,7 @@ from .protocol.wire import (
     parse_message,
     parse_snapshot,
 )
-from .protocol.markets import Market, MarketCatalog, parse_markets
+from .protocol.markets import Market, MarketCatalog, close_matches, parse_markets
 from .sync.policy import (
     Backoff,
     RetryDecision,
@@ -228,6 +228,7 @@ __all__ = [
     "NotSynced",
     "Market",
     "MarketCatalog",
+    "close_matches",
     "Percentiles",
     "Replicator",
     "ReplicatorStats",

@@ -45,7 +45,7 @@ from typing import Any
 
 from ..core.book import OrderBook
 from ..errors import OrderBookError, RateLimited, UnknownSymbol, UsageError, VenueUnavailable
-from ..protocol.markets import Market, MarketCatalog
+from ..protocol.markets import Market
 from ..protocol.streams import now_us
 from ..sync.engine import BookUpdated, Engine, EngineAction, EngineOptions, FetchSnapshot, StatusChanged
 from ..sync.policy import TokenBucket
@@ -558,17 +558,6 @@ class Replicator:
         return NotSynced.SNAPSHOT, f"awaiting a snapshot ({detail})"
 
     def _track(self, symbol: str) -> Track:
-        engine = self._engine
-        found = None
-        if engine is not None:
-            try:
-                found = engine.track(symbol)
-            except UnknownSymbol:
-                found = None
-        if found is None:
-            known = self.symbols
-            matches = MarketCatalog(
-                Market(s, "", "", "", "Open", True, None, None) for s in known
-            ).close_matches(symbol)
-            raise UnknownSymbol(symbol, matches)
-        return found
+        if self._engine is None:
+            raise UnknownSymbol(symbol, [])  # nothing is replicated before start
+        return self._engine.track(symbol)

@@ -23,7 +23,7 @@ import orjson
 from ..errors import MalformedMessage, UnknownSymbol, UsageError
 from .decimals import is_decimal_string
 
-__all__ = ["Market", "MarketCatalog", "parse_market", "parse_markets"]
+__all__ = ["Market", "MarketCatalog", "close_matches", "parse_market", "parse_markets"]
 
 log = logging.getLogger("orderbook.markets")
 
@@ -140,6 +140,14 @@ def parse_markets(body: object) -> tuple[list[Market], int]:
     return markets, skipped
 
 
+def close_matches(symbol: str, known: Iterable[str], n: int = 3) -> list[str]:
+    """Up to ``n`` of the ``known`` symbols closest to ``symbol``
+    (case-insensitive), for "did you mean" suggestions.  O(len(known))."""
+    by_upper = {name.upper(): name for name in known}
+    found = difflib.get_close_matches(symbol.upper(), list(by_upper), n=n, cutoff=0.6)
+    return [by_upper[match] for match in found]
+
+
 class MarketCatalog:
     """The markets the venue lists, by symbol.  Immutable; replace it to refresh.
 
@@ -165,9 +173,7 @@ class MarketCatalog:
 
     def close_matches(self, symbol: str, n: int = 3) -> list[str]:
         """Up to ``n`` listed symbols closest to ``symbol`` (case-insensitive)."""
-        by_upper = {known.upper(): known for known in self._markets}
-        found = difflib.get_close_matches(symbol.upper(), list(by_upper), n=n, cutoff=0.6)
-        return [by_upper[match] for match in found]
+        return close_matches(symbol, self._markets, n)
 
     def validate(self, symbols: Iterable[str]) -> list[str]:
         """Return ``symbols`` (order kept, duplicates removed) if all are listed.

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 
 from ..core.book import OrderBook
 from ..errors import MalformedMessage, OrderBookError, UnknownSymbol, UsageError
+from ..protocol.markets import close_matches
 from ..protocol.streams import depth_stream, ticker_stream
 from ..protocol.wire import BookTickerEvent, DepthEvent, Snapshot, StreamReply, parse_frame, parse_snapshot
 from .actions import (
@@ -164,7 +165,7 @@ class Engine:
         """The engine's state of ``symbol``; raises :class:`UnknownSymbol`.  O(1)."""
         found = self._tracks.get(symbol)
         if found is None:
-            raise UnknownSymbol(symbol, [])
+            raise UnknownSymbol(symbol, close_matches(symbol, self._tracks))
         return found
 
     def tracks(self) -> Iterable[Track]:
