@@ -68,9 +68,11 @@ def test_watch_order_book_yields_exact_independent_books_until_the_truth() -> No
                     if len(kept) < 20:
                         kept.append((book, book.bids(), book.asks(), book.last_update_id))
                     await asyncio.sleep(0.001)  # a reader that awaits while holding books
-                    if len(ids) == 150:
+                    if len(ids) == 150:  # the faults stop: a frame lost last shows as a gap
+                        venue.faults.drop_rate, venue.faults.aggregate = 0.0, False
+                    if len(ids) == 250:
                         await venue.pause()  # the truth stops moving
-                    if len(ids) >= 150 and equals_truth(book, flow):
+                    if len(ids) >= 250 and equals_truth(book, flow):
                         break
                 gaps = books.replicator.stats().symbols["SOL_USDC"].gaps
             assert gaps > 0 and venue.stats.frames_dropped > 0
