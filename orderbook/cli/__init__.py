@@ -292,6 +292,14 @@ def _add_venue_options(parser: argparse.ArgumentParser) -> None:
                         help="give up (exit status 2) when the WebSocket has not connected once "
                              "within S seconds (default: %(default)s); once connected, it "
                              "reconnects forever")
+    parser.add_argument("--book-ticker", action="store_true",
+                        help="also subscribe bookTicker and resync a book whose touch disagrees")
+    parser.add_argument("--audit-every", type=_positive(float), metavar="S",
+                        help="every S seconds, check one synced book against a fresh snapshot "
+                             "(round robin; a divergence resyncs; default: off)")
+    parser.add_argument("--prune-every", type=_positive(float), metavar="S",
+                        help="every S seconds, drop levels beyond each snapshot's window "
+                             "(default: never)")
     from .options import add_transport_option
 
     add_transport_option(parser)

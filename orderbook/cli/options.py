@@ -24,12 +24,15 @@ def add_transport_option(parser: argparse.ArgumentParser) -> None:
 
 def replicator_options(args: argparse.Namespace) -> dict[str, Any]:
     """:class:`~orderbook.live.replicator.Replicator` keywords from the parsed
-    ``--rest-url``, ``--ws-url``, ``--depth-stream``, ``--connect-timeout``
-    and ``--transport``."""
+    ``--rest-url``, ``--ws-url``, ``--depth-stream``, ``--book-ticker``,
+    ``--audit-every``, ``--prune-every``, ``--connect-timeout`` and ``--transport``."""
     return {
         "rest_url": args.rest_url,
         "ws_url": args.ws_url,
-        "sync": EngineOptions(depth_stream=args.depth_stream),
+        "sync": EngineOptions(depth_stream=args.depth_stream,
+                              book_ticker=getattr(args, "book_ticker", False),
+                              audit_every=getattr(args, "audit_every", None),
+                              prune_every=getattr(args, "prune_every", None)),
         "connection": Connection(
             connect_timeout=getattr(args, "connect_timeout", DEFAULT_CONNECT_TIMEOUT),
             transport=getattr(args, "transport", None)),

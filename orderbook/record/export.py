@@ -54,7 +54,8 @@ from ..sync.engine import BookUpdated, Engine, EngineAction
 from ..sync.symbol import BookInvalidated, SyncState
 from .arrow import ROW_GROUP_ROWS, LevelRows, ParquetSink, TableSink, empty_schema, level_batch
 from .reader import CaptureReader
-from .replay import Replay, replay_options, survey
+from .replay import Replay, planned_replay, survey
+from .session import SessionReplay
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -182,10 +183,12 @@ class _Sampler:
         def observe(engine: Engine, actions: list[EngineAction], now: int) -> None:
             for action in actions:
                 if type(action) is not BookUpdated:
-                    if type(action) is BookInvalidated:
+                    if type(action) is BookInvalidated and action.symbol in index:
                         sample(action.symbol, now)
                     continue
                 symbol = action.symbol
+                if symbol not in index:
+                    continue  # replayed, not exported (a session replays every symbol)
                 if syncs[symbol].state is not synced:
                     sample(symbol, now)
                     continue
@@ -265,7 +268,7 @@ class _Sampler:
 @dataclass(slots=True)
 class _Plan:
     symbols: list[str]
-    replay: Replay
+    replay: Replay | SessionReplay
     sampler: _Sampler
     reader: CaptureReader
     every: int | None
@@ -282,16 +285,20 @@ def _plan(pa: ModuleType, capture: str | Path, symbol: str | None, levels: int, 
     if every is not None and every < 1:
         raise UsageError(f"the sampling interval must be >= 1 us, got {every}")
     found = survey(capture)
+    exported = found.symbols
     if symbol is not None:
         if symbol not in found.symbols:
             raise UnknownSymbol(symbol, difflib.get_close_matches(symbol, found.symbols))
-        found.symbols = [symbol]
+        exported = [symbol]
+    replay = planned_replay(found)  # a session replays every symbol, to be exact
+    if isinstance(replay, Replay) and exported != found.symbols:
+        found.symbols = exported  # a replay that follows the file needs only the one
+        replay = planned_replay(found)
     reader = CaptureReader(capture)
-    replay = Replay(found.symbols, replay_options(found), header=found.header)
-    sampler = _Sampler(pa, replay.engine, found.symbols, levels, every is None, as_float, sink)
+    sampler = _Sampler(pa, replay.engine, exported, levels, every is None, as_float, sink)
     if every is None:
         replay.observer = sampler.observer()
-    return _Plan(found.symbols, replay, sampler, reader, every, progress)
+    return _Plan(exported, replay, sampler, reader, every, progress)
 
 
 def _run(plan: _Plan) -> None:

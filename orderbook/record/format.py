@@ -4,7 +4,10 @@ A capture is JSON Lines, optionally gzip-compressed: one event per line in
 receive order.  This module says what a line means and writes them:
 
 * **events** -- :class:`CaptureHeader`, :class:`WsEvent`, :class:`RestEvent`,
-  :class:`DisconnectEvent`, or :class:`BadEvent` for a JSON object that is an
+  :class:`DisconnectEvent`, the session events our recorder adds so that a
+  replay repeats every input of the live engine (:class:`ConnectEvent`,
+  :class:`SubscribedEvent`, :class:`RestErrorEvent`, :class:`TickEvent`,
+  :class:`FailedEvent`), or :class:`BadEvent` for a JSON object that is an
   event of a known kind with unusable fields; :func:`event_from_json` makes
   one of a decoded line, for version 1 and version 2 alike (unknown kinds:
   ``None``);
@@ -43,6 +46,7 @@ import orjson
 from .._version import __version__
 from ..errors import UsageError, shown
 from ..protocol.streams import now_us
+from ..sync.actions import Purpose
 
 __all__ = [
     "FORMAT_VERSION",
@@ -50,8 +54,13 @@ __all__ = [
     "CaptureEvent",
     "CaptureHeader",
     "CaptureWriter",
+    "ConnectEvent",
     "DisconnectEvent",
+    "FailedEvent",
+    "RestErrorEvent",
     "RestEvent",
+    "SubscribedEvent",
+    "TickEvent",
     "WsEvent",
     "event_from_json",
 ]
@@ -125,7 +134,9 @@ class RestEvent:
     ``path``, ``query`` (usually a dict of strings), HTTP ``status`` and
     ``body`` -- the exact text when the file has it (``raw_body``), else the
     parsed JSON.  Fields keep whatever JSON types the file holds; replay
-    checks them.  Treat as immutable."""
+    checks them.  Our recorder adds the engine's ``ticket`` of the request
+    answered and its ``purpose`` (``None`` when absent or unusable).  Treat
+    as immutable."""
 
     ts: int
     method: Any
@@ -133,6 +144,8 @@ class RestEvent:
     query: Any
     status: Any
     body: Any
+    ticket: int | None = None
+    purpose: Purpose | None = None
 
 
 @dataclass(slots=True)
@@ -142,6 +155,56 @@ class DisconnectEvent:
 
     ts: int
     reason: str
+
+
+@dataclass(slots=True)
+class ConnectEvent:
+    """A WebSocket connection opened at ``ts`` (µs) (session event)."""
+
+    ts: int
+
+
+@dataclass(slots=True)
+class SubscribedEvent:
+    """``streams`` were subscribed at ``ts`` (µs) (session event)."""
+
+    ts: int
+    streams: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class RestErrorEvent:
+    """The depth request ``ticket`` of ``symbol`` failed at ``ts`` (µs),
+    after the REST retries (session event): ``error`` in words, the venue's
+    ``retry_after`` seconds if it gave any, the request's ``purpose``."""
+
+    ts: int
+    symbol: str | None
+    ticket: int
+    error: str
+    retry_after: float | None
+    purpose: Purpose | None = None
+
+
+@dataclass(slots=True)
+class TickEvent:
+    """The engine's timer fired at ``ts`` (µs) (session event)."""
+
+    ts: int
+
+
+@dataclass(slots=True)
+class FailedEvent:
+    """The replicator failed for good at ``ts`` (µs): ``detail`` in words
+    (session event)."""
+
+    ts: int
+    detail: str
+
+
+SESSION_EVENTS = (ConnectEvent, SubscribedEvent, RestErrorEvent, TickEvent, FailedEvent)
+"""The event types only a session recording holds: inputs of the live
+engine that a replay of frames and snapshots alone would infer."""
 
 
 @dataclass(slots=True)
@@ -156,7 +219,8 @@ class BadEvent:
     line: int | None = None
 
 
-CaptureEvent = Union[CaptureHeader, WsEvent, RestEvent, DisconnectEvent, BadEvent]
+CaptureEvent = Union[CaptureHeader, WsEvent, RestEvent, DisconnectEvent, ConnectEvent,
+                     SubscribedEvent, RestErrorEvent, TickEvent, FailedEvent, BadEvent]
 """What :func:`read_events` yields, one per line of a known kind."""
 
 
@@ -177,7 +241,7 @@ def event_from_json(obj: dict[str, Any], line: int | None = None) -> CaptureEven
     kind = obj.get("kind")
     if kind == "header":
         return CaptureHeader.from_json(obj)
-    if kind not in ("ws", "rest", "disconnect"):
+    if kind not in _KINDS:
         return None
     ts = obj.get("ts")
     if type(ts) is not int or not 0 <= ts <= MAX_TS:
@@ -187,10 +251,52 @@ def event_from_json(obj: dict[str, Any], line: int | None = None) -> CaptureEven
     if kind == "rest":
         raw_body = obj.get("raw_body")
         body = raw_body if type(raw_body) is str else obj.get("body")
+        ticket = obj.get("ticket")
         return RestEvent(ts, obj.get("method"), obj.get("path"), obj.get("query"),
-                         obj.get("status"), body)
-    reason = obj.get("reason")
-    return DisconnectEvent(ts, reason if type(reason) is str else "")
+                         obj.get("status"), body, ticket if type(ticket) is int else None,
+                         _purpose(obj.get("purpose")))
+    if kind == "disconnect":
+        reason = obj.get("reason")
+        return DisconnectEvent(ts, reason if type(reason) is str else "")
+    return _session_event(kind, obj, ts, line)
+
+
+_KINDS = frozenset({"ws", "rest", "disconnect", "connect", "subscribed", "rest_error", "tick",
+                    "failed"})
+
+
+def _purpose(value: object) -> Purpose | None:
+    try:
+        return Purpose(value) if type(value) is str else None
+    except ValueError:
+        return None
+
+
+def _session_event(kind: str, obj: dict[str, Any], ts: int,
+                   line: int | None) -> CaptureEvent:
+    """The typed session event of ``kind`` (``ts`` already checked)."""
+    if kind == "connect":
+        return ConnectEvent(ts)
+    if kind == "tick":
+        return TickEvent(ts)
+    if kind == "subscribed":
+        streams = obj.get("streams")
+        if type(streams) is not list or not all(type(s) is str for s in streams):
+            return BadEvent(kind, f"streams must be a list of names, got {shown(streams)}", line)
+        return SubscribedEvent(ts, tuple(streams))
+    if kind == "failed":
+        detail = obj.get("detail")
+        return FailedEvent(ts, detail if type(detail) is str else "")
+    ticket, error, retry_after = obj.get("ticket"), obj.get("error"), obj.get("retry_after")
+    if type(ticket) is not int:
+        return BadEvent(kind, f"ticket must be an integer, got {shown(ticket)}", line)
+    if retry_after is not None and type(retry_after) not in (int, float):
+        return BadEvent(kind, f"retry_after must be seconds or null, got {shown(retry_after)}", line)
+    query = obj.get("query")
+    symbol = query.get("symbol") if type(query) is dict else None
+    return RestErrorEvent(ts, symbol if type(symbol) is str else None, ticket,
+                          error if type(error) is str else "", retry_after,
+                          _purpose(obj.get("purpose")))
 
 
 def _ws_event(obj: dict[str, Any], ts: int, line: int | None) -> WsEvent | BadEvent:

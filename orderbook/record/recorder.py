@@ -8,14 +8,15 @@ it answers) and failure, every connect, subscription, disconnect and timer
 tick -- and the recorder appends each to a
 :class:`~orderbook.record.format.CaptureWriter` (``shared/docs/capture-format.md``).
 The header line, written with the first event, names this package, the
-venue URLs, the streams subscribed and the engine's options (its retry
-jitter's seed among them).  Replaying the file with
-:func:`~orderbook.record.replay.replay_capture` feeds the same engine the
-same frames and snapshots in the same order: the books end exactly as the
-live replica's did, gaps and resyncs included.  The events of kinds other
-than ``ws``, ``rest`` and ``disconnect`` (``connect``, ``subscribed``,
-``tick``, ``rest_error``, ``failed``) are extensions a reader may ignore
-(the format says so of unknown kinds).
+venue URLs, the streams subscribed and the engine (its symbols in order and
+all its options, its retry jitter's seed among them:
+:func:`~orderbook.record.session.engine_header`).  Replaying the file with
+:func:`~orderbook.record.replay.replay_capture` is then a session replay
+(:mod:`orderbook.record.session`): the same engine fed the same inputs in the
+same order, so the books, statuses and counters end exactly as the live
+engine's did -- gaps, resyncs, retries, bookTicker checks, audits and prunes
+included.  Readers that know only ``ws``, ``rest`` and ``disconnect`` may
+ignore the other kinds (the format says so of unknown kinds).
 
 :class:`Recording` runs a :class:`~orderbook.live.replicator.Replicator` with a
 recorder attached, flushes the file periodically and closes it cleanly::
@@ -23,14 +24,7 @@ recorder attached, flushes the file periodically and closes it cleanly::
     async with Recording("session.jsonl.gz", ["SOL_USDC"]) as recording:
         await recording.run(duration=60)
     recording.replicator.book("SOL_USDC")  # equals the replay of the file
-
-A dropped connection is recorded as a ``disconnect`` event, on which replay
-voids every book as the live replica did.  One case stays approximate: a
-snapshot requested before a disconnect and answered after it is discarded
-live but is in the file, so replay may apply it and then find it stale; the
-books still end equal, a ``stale snapshot`` count may differ.  Engine
-options that change books outside the frame/snapshot path (``prune_every``,
-``book_ticker``, ``audit_every``) are refused: replay could not follow yet.
+    recording.final_engine                # equals engine_state(replay.engine)
 """
 
 from __future__ import annotations
@@ -39,23 +33,22 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from ..errors import UsageError
 from ..live.replicator import Replicator
-from ..protocol.decimals import decimal_str
 from ..protocol.streams import now_us
 from ..sync.engine import FetchSnapshot
 from .format import DEPTH_PATH, CaptureHeader, CaptureWriter
+from .result import ReplayResult, engine_state
+from .session import ENGINE_KEY, engine_header
 
 __all__ = ["Recorder", "Recording", "final_state"]
 
 log = logging.getLogger("orderbook.recorder")
-
-_UNREPLAYABLE = ("prune_every", "book_ticker", "audit_every")
 
 
 class Recorder:
@@ -166,9 +159,7 @@ class Recording:
     """A replicator of ``symbols`` recording its whole session to ``path``.
 
     ``options`` are :class:`~orderbook.live.replicator.Replicator` keyword
-    arguments (``rest_url``, ``ws_url``, ``depth_stream``, ...), except those
-    that make the live books differ from the replay (see the module
-    docstring).  Entering opens the file (gzip when it ends in ``.gz``,
+    arguments (``rest_url``, ``ws_url``, ``sync``, ...; not ``tap``).  Entering opens the file (gzip when it ends in ``.gz``,
     replacing any file there) and starts the replicator (if that fails the
     file is removed); the file is flushed every ``flush_interval`` seconds.  Leaving stops the recorder, takes :attr:`final` at that same
     instant (so the file holds exactly the inputs those books were built
@@ -177,10 +168,6 @@ class Recording:
 
     def __init__(self, path: str | Path, symbols: list[str] | str, *,
                  flush_interval: float = 1.0, **options: Any) -> None:
-        sync = options.get("sync")
-        refused = [name for name in _UNREPLAYABLE if getattr(sync, name, None)]
-        if refused:
-            raise UsageError(f"a recording cannot use {', '.join(refused)}: replay would differ")
         if "tap" in options:
             raise UsageError("a recording supplies its own tap")
         if flush_interval <= 0:
@@ -198,9 +185,12 @@ class Recording:
         """How long the recording ran (set when it ends)."""
         self.final: dict[str, Any] = {}
         """The live books when the recording ended, in the shape of
-        :meth:`ReplayResult.to_json() <orderbook.record.replay.ReplayResult.to_json>`
-        (``{"symbols": {...}}``) except that ``status`` is the replicator's
-        (``"resyncing"`` where replay says ``"waiting"``)."""
+        :meth:`ReplayResult.to_json() <orderbook.record.result.ReplayResult.to_json>`
+        (``{"symbols": {...}}``)."""
+        self.final_engine: dict[str, Any] = {}
+        """The live engine's whole state when the recording ended
+        (:func:`~orderbook.record.result.engine_state`): a replay of the file
+        ends with an equal one."""
 
     @property
     def replicator(self) -> Replicator:
@@ -244,8 +234,10 @@ class Recording:
             "symbols": self._symbols if isinstance(self._symbols, str) else list(self._symbols)}
         for option in fields(replicator.options):
             value = getattr(replicator.options, option.name)
-            plain = isinstance(value, (bool, int, float, str, type(None)))
-            options[option.name] = value if plain else repr(value)
+            plain = not is_dataclass(value) or isinstance(value, type)
+            options[option.name] = value if plain else asdict(value)
+        if engine is not None:
+            options[ENGINE_KEY] = engine_header(engine)
         return CaptureHeader(rest_url=replicator.rest_url, ws_url=replicator.ws_url,
                              streams=tuple(engine.streams) if engine is not None else (),
                              options=options, ts=self._opened_us)
@@ -258,6 +250,8 @@ class Recording:
         recorder = self.recorder
         recorder.stop()
         self.final = final_state(self.replicator)
+        if self.replicator.engine is not None:
+            self.final_engine = engine_state(self.replicator.engine)
         await self.replicator.close()
         try:
             recorder.writer.close()
@@ -291,22 +285,7 @@ class Recording:
 
 
 def final_state(replicator: Replicator) -> dict[str, Any]:
-    """The replicator's books and sync counters now, shaped like
-    :meth:`~orderbook.record.replay.ReplayResult.to_json` (with the replicator's
-    status).  O(levels)."""
-    stats = replicator.stats().symbols
-    symbols = {}
-    for symbol in sorted(stats):
-        book, figures = replicator.book(symbol), stats[symbol]
-        symbols[symbol] = {
-            "status": figures.status,
-            "last_update_id": book.last_update_id,
-            "bids": [[decimal_str(p), decimal_str(q)] for p, q in book.bids()],
-            "asks": [[decimal_str(p), decimal_str(q)] for p, q in book.asks()],
-            "frames_applied": figures.frames_applied,
-            "frames_dropped": figures.frames_dropped,
-            "gaps": figures.gaps,
-            "resyncs": figures.resyncs,
-            "bad_frames": figures.bad_frames,
-        }
-    return {"symbols": symbols}
+    """The replicator's books and sync counters now, as
+    :meth:`ReplayResult.to_json() <orderbook.record.result.ReplayResult.to_json>`
+    gives them for a replay.  O(levels)."""
+    return ReplayResult(replicator.engine).to_json()

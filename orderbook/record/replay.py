@@ -1,5 +1,11 @@
 """Replay: a capture fed to the same :class:`~orderbook.sync.engine.Engine` as live.
 
+:func:`replay_capture` replays a session recorded by our recorder input for
+input (:class:`~orderbook.record.session.SessionReplay`, to exactly the live
+engine's state); any other capture -- version 1, the real recordings,
+another recorder's -- is followed as described here (:class:`Replay`).
+:func:`planned_replay` chooses.
+
 The events of a capture (:mod:`orderbook.record.format`, read by
 :mod:`orderbook.record.reader`), in file order and
 with their recorded times as the engine's ``now``, become engine inputs, one
@@ -52,18 +58,17 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..errors import MalformedMessage, UsageError, shown
-from ..protocol.decimals import decimal_str
 from ..protocol.streams import StreamKind, parse_stream
-from ..protocol.wire import DepthEvent, parse_frame, parse_snapshot
+from ..protocol.wire import parse_snapshot
+from ..sync.actions import Purpose
 from ..sync.engine import BookUpdated, Engine, EngineAction, EngineOptions, FetchSnapshot, Subscribe
-from ..sync.symbol import SymbolSync
 from .format import (
+    SESSION_EVENTS,
     BadEvent,
     CaptureEvent,
     CaptureHeader,
@@ -72,6 +77,8 @@ from .format import (
     WsEvent,
 )
 from .reader import CaptureReader, events_of, read_header
+from .result import ReplayResult
+from .session import SessionReplay, frame_beyond, session_engine
 from .survey import (
     DEFAULT_SNAPSHOT_LIMIT,
     FOLLOW_THE_FILE,
@@ -90,6 +97,7 @@ __all__ = [
     "ReplayResult",
     "Survey",
     "parse_time",
+    "planned_replay",
     "replay_capture",
     "replay_options",
     "survey",
@@ -98,59 +106,6 @@ __all__ = [
 BATCH = 256
 """Most consecutive frames :meth:`Replay.run` feeds the engine at once."""
 _NEVER = 2**63
-# -------------------------------------------------------------------- result
-@dataclass
-class ReplayResult:
-    """What a replay produced: the engine (its books, statuses and counters)
-    and file-level counts.
-
-    ``ignored_snapshots`` counts depth responses that answered no outstanding
-    request; ``bad_events`` events whose fields were unusable; ``events`` the
-    events fed; ``last_ts`` the receive time of the last one (µs).
-    """
-
-    engine: Engine | None = None
-    header: CaptureHeader | None = None
-    ignored_snapshots: int = 0
-    bad_events: int = 0
-    events: int = 0
-    last_ts: int | None = None
-
-    @property
-    def machines(self) -> dict[str, SymbolSync]:
-        """Each symbol's sequencing machine (its ``book`` and ``counters``)."""
-        if self.engine is None:
-            return {}
-        return {track.name: track.sync for track in self.engine.tracks()}
-
-    @property
-    def unattributed_bad_frames(self) -> int:
-        """Frames too broken to name a symbol."""
-        return self.engine.counters.unattributed_bad_frames if self.engine is not None else 0
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``orderbook replay --json`` document: symbols sorted by name,
-        prices and quantities as exact decimal strings, best first.
-        O(levels)."""
-        symbols = {}
-        tracks = {track.name: track for track in self.engine.tracks()} if self.engine else {}
-        for symbol in sorted(tracks):
-            track = tracks[symbol]
-            book, counters = track.sync.book, track.sync.counters
-            symbols[symbol] = {
-                "status": str(track.status()),
-                "last_update_id": book.last_update_id,
-                "bids": [[decimal_str(p), decimal_str(q)] for p, q in book.bids()],
-                "asks": [[decimal_str(p), decimal_str(q)] for p, q in book.asks()],
-                "frames_applied": counters.frames_applied,
-                "frames_dropped": counters.frames_dropped,
-                "gaps": counters.gaps,
-                "resyncs": counters.resyncs,
-                "bad_frames": counters.bad_frames,
-            }
-        return {"symbols": symbols}
-
-
 # -------------------------------------------------------------------- driver
 Observer = Callable[[Engine, list[EngineAction], int], None]
 """Told the engine, the actions of each of its inputs and the input's time (µs)."""
@@ -188,6 +143,7 @@ class Replay:
         self._handlers: dict[type, Callable[[Any], None]] = {
             WsEvent: self.ws, RestEvent: self.rest, DisconnectEvent: self.disconnect,
             BadEvent: self.bad, CaptureHeader: self.header,
+            **{kind: self.session_event for kind in SESSION_EVENTS},
         }
 
     # ------------------------------------------------------------ running
@@ -304,13 +260,8 @@ class Replay:
         self._event(event.ts)
         if self.engine is None:
             return
-        if self.at is not None:
-            try:
-                parsed = parse_frame(event.raw, validate_levels=False)
-            except MalformedMessage:
-                parsed = None
-            if type(parsed) is DepthEvent and parsed.last_id > self.at:
-                return
+        if self.at is not None and frame_beyond(event.raw, self.at):
+            return
         self._receive(event.raw, event.ts)
 
     def rest(self, event: RestEvent) -> None:
@@ -326,6 +277,8 @@ class Replay:
         tickets = self._tickets.get(symbol)
         if tickets is None:
             return  # a symbol the engine does not replicate
+        if event.purpose is Purpose.AUDIT:
+            return  # an audit's snapshot: the book was synced, nothing asked for it here
         if not tickets:
             self.result.ignored_snapshots += 1  # late, duplicate or unasked: live discards it too
             return
@@ -352,6 +305,10 @@ class Replay:
         for tickets in self._tickets.values():
             tickets.clear()
         self._input(self.engine.disconnected(event.ts, event.reason), event.ts)
+
+    def session_event(self, event: CaptureEvent) -> None:
+        """A session event (connect, subscribed, tick, ...): this replay infers
+        those inputs from the frames and snapshots, so it feeds none."""
 
     def bad(self, event: BadEvent) -> None:
         """An event with unusable fields: counted, skipped."""
@@ -422,12 +379,16 @@ def replay_capture(
     """Replay a capture (a path, or typed events or decoded lines) through a
     fresh :class:`Engine` and return the result.
 
-    ``at`` / ``at_time`` stop the books early (see the module docstring);
-    ``symbols`` limits the replay to those (default: every symbol of the
-    file); ``options`` replaces :func:`replay_options`.  A path raises
+    A session recorded by our recorder is replayed exactly
+    (:mod:`orderbook.record.session`: the live engine's inputs, to the live
+    books, statuses and counters) unless ``symbols`` leaves some of its
+    symbols out or ``options`` replaces its engine's; any other capture is
+    followed (the module docstring).  ``at`` / ``at_time`` stop the books
+    early; ``symbols`` limits the replay to those (default: every symbol of
+    the file); ``options`` replaces :func:`replay_options`.  A path raises
     :class:`MalformedMessage` when the file is not a capture (see
-    :mod:`orderbook.record.reader`) or holds no ``rest``, ``ws`` or
-    ``disconnect`` event, :class:`UsageError` when it does not exist.
+    :mod:`orderbook.record.reader`) or holds no event,
+    :class:`UsageError` when it does not exist.
 
     Cost: O(events), one pass over a file whose header lists its streams.
     A version 1 file learns its symbols as it goes: a symbol (or the first
@@ -439,7 +400,9 @@ def replay_capture(
     allowed = list(symbols) if symbols is not None else None
     if not isinstance(source, (str, Path)):
         listed = list(events_of(source))
-        return _replay(listed, _narrowed(survey(listed), allowed), options, at, at_time, observer)
+        found = _narrowed(survey(listed), allowed)
+        replay = planned_replay(found, options=options, at=at, at_time=at_time, observer=observer)
+        return replay.run(listed)
     header = read_header(source)
     found = Survey(header=header)
     if header is not None and header_symbols(header, found):
@@ -456,18 +419,27 @@ def replay_capture(
             continue
 
 
+def planned_replay(found: Survey, *, options: EngineOptions | None = None, at: int | None = None,
+                   at_time: int | None = None,
+                   observer: Observer | None = None) -> Replay | SessionReplay:
+    """The replay of a surveyed capture: a :class:`SessionReplay` when its
+    header names the recorded engine and neither ``options`` nor a narrower
+    ``found.symbols`` changes it, else a :class:`Replay` following the file
+    (with ``options``, default :func:`replay_options`).  Raises
+    :class:`MalformedMessage` for a header naming an engine that cannot be built."""
+    session = session_engine(found.header) if options is None else None
+    if session is not None and set(found.symbols) >= set(session[0]):
+        return SessionReplay(*session, at=at, at_time=at_time, observer=observer,
+                             header=found.header)
+    return Replay(found.symbols, options if options is not None else replay_options(found),
+                  at=at, at_time=at_time, observer=observer, header=found.header)
+
+
 def _narrowed(found: Survey, allowed: list[str] | None) -> Survey:
     """``found`` replicating only the symbols ``allowed`` (all when ``None``)."""
     if allowed is not None:
         found.symbols = [s for s in found.symbols if s in allowed]
     return found
-
-
-def _replay(events: Iterable[CaptureEvent], found: Survey, options: EngineOptions | None,
-            at: int | None, at_time: int | None, observer: Observer | None) -> ReplayResult:
-    replay = Replay(found.symbols, options if options is not None else replay_options(found),
-                    at=at, at_time=at_time, observer=observer, header=found.header)
-    return replay.run(events)
 
 
 def _replay_file(path: str | Path, found: Survey, options: EngineOptions | None, at: int | None,
@@ -476,10 +448,9 @@ def _replay_file(path: str | Path, found: Survey, options: EngineOptions | None,
     """One pass over the file; with ``learn``, new symbols (those listed, or
     any when True) and the first request limit update ``found`` and raise
     :class:`_Restart`."""
-    replay = Replay(found.symbols, options if options is not None else replay_options(found),
-                    at=at, at_time=at_time, observer=observer, header=found.header)
+    replay = planned_replay(found, options=options, at=at, at_time=at_time, observer=observer)
     reader = CaptureReader(path)
-    if learn:
+    if learn and isinstance(replay, Replay):
         def on_stream(stream: str) -> None:
             name = parse_stream(stream)
             if name is not None and name.kind is StreamKind.DEPTH:

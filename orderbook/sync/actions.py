@@ -132,7 +132,9 @@ EngineAction = Union[Subscribe, FetchSnapshot, BookUpdated, BookInvalidated, Sta
 
 @dataclass(slots=True)
 class EngineCounters:
-    """Counters of the whole engine, only ever increased."""
+    """Counters of the whole engine, only ever increased.  ``prunes`` counts
+    prune rounds (:attr:`EngineOptions.prune_every`), ``levels_pruned`` the
+    levels they removed."""
 
     frames: int = 0
     unattributed_bad_frames: int = 0
@@ -145,3 +147,5 @@ class EngineCounters:
     audits_passed: int = 0
     audit_divergences: int = 0
     audits_skipped: int = 0
+    prunes: int = 0
+    levels_pruned: int = 0

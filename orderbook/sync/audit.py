@@ -109,6 +109,7 @@ def ticker_disagreement(track: Track) -> str | None:
             track.ticker = None
         return None
     track.ticker = None
+    track.ticker_checks += 1
     bid, ask = book.best_bid(), book.best_ask()
     expected_bid = (ticker.bid_price, ticker.bid_qty)
     expected_ask = (ticker.ask_price, ticker.ask_qty)

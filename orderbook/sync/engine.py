@@ -392,9 +392,10 @@ class Engine:
         if self._prune_at is not None and now >= self._prune_at:
             assert self.options.prune_every is not None
             self._prune_at = now + int(self.options.prune_every * _US)
+            self.counters.prunes += 1
             for track in self._tracks.values():
                 if track.sync.state is SyncState.SYNCED:
-                    track.sync.book.prune()
+                    self.counters.levels_pruned += track.sync.book.prune()
         if self._audit_at is not None and now >= self._audit_at:
             assert self.options.audit_every is not None
             self._audit_at = now + int(self.options.audit_every * _US)

@@ -24,7 +24,7 @@ class Track:
         "sync", "started", "ever_synced", "subscribed", "refused", "error", "ticket", "retry",
         "failures", "last_reason", "last_cause", "frames", "last_frame_us", "stale",
         "staleness_alerts", "invalidated_at", "invalidated_by_reconnect", "ticker",
-        "ticker_mismatches", "audit", "audit_deadline", "audit_divergences", "snapshot_requests",
+        "ticker_checks", "ticker_mismatches", "audit", "audit_deadline", "audit_divergences", "snapshot_requests",
         "watched",
     )
 
@@ -51,6 +51,8 @@ class Track:
         self.invalidated_at: int | None = None
         self.invalidated_by_reconnect = False
         self.ticker: BookTickerEvent | None = None
+        self.ticker_checks = 0
+        """bookTickers compared with the touch (at exactly the book's update id)."""
         self.ticker_mismatches = 0
         self.audit: SymbolSync | None = None
         self.audit_deadline: int | None = None

@@ -27,11 +27,17 @@ from orderbook.record.format import (
     BadEvent,
     CaptureHeader,
     CaptureWriter,
+    ConnectEvent,
     DisconnectEvent,
+    FailedEvent,
+    RestErrorEvent,
     RestEvent,
+    SubscribedEvent,
+    TickEvent,
     WsEvent,
     event_from_json,
 )
+from orderbook.sync.actions import Purpose
 from orderbook.record.reader import CaptureReader, read_capture, read_events, read_header
 from orderbook.record.upgrade import upgrade_capture
 from orderbook.record.replay import replay_capture
@@ -131,6 +137,17 @@ def test_version_1_reads_as_typed_events() -> None:
     ({"kind": "rest", "ts": 5, "body": {"a": 1}, "raw_body": '{"a": 1}'},
      RestEvent(5, None, None, None, None, '{"a": 1}')),  # the exact text when there is one
     ({"kind": "disconnect", "ts": 5}, DisconnectEvent(5, "")),
+    ({"kind": "rest", "ts": 5, "status": 200, "ticket": 3, "purpose": "audit"},
+     RestEvent(5, None, None, None, 200, None, 3, Purpose.AUDIT)),
+    ({"kind": "rest", "ts": 5, "ticket": "3", "purpose": "other"},
+     RestEvent(5, None, None, None, None, None, None, None)),  # unusable extras: absent
+    ({"kind": "connect", "ts": 5}, ConnectEvent(5)),
+    ({"kind": "tick", "ts": 5}, TickEvent(5)),
+    ({"kind": "subscribed", "ts": 5, "streams": ["depth.A.B_C"]}, SubscribedEvent(5, ("depth.A.B_C",))),
+    ({"kind": "failed", "ts": 5, "detail": "gone"}, FailedEvent(5, "gone")),
+    ({"kind": "rest_error", "ts": 5, "ticket": 2, "error": "503", "retry_after": 1.5,
+      "query": {"symbol": "SOL_USDC"}, "purpose": "sync"},
+     RestErrorEvent(5, "SOL_USDC", 2, "503", 1.5, Purpose.SYNC)),
     ({"kind": "quote", "ts": 5}, None),  # an unknown kind
     ({"ts": 5}, None),
 ])
@@ -149,6 +166,11 @@ def test_events_of_every_shape(obj: dict[str, Any], expected: Any) -> None:
     ({"kind": "ws", "ts": 5, "raw": {"a": 1}}, "raw must be a string"),
     ({"kind": "ws", "ts": 5}, "needs raw"),
     ({"kind": "ws", "ts": 5, "raw_base64": "***"}, "not base64"),
+    ({"kind": "tick"}, "ts must be an integer"),
+    ({"kind": "subscribed", "ts": 5, "streams": "depth.X"}, "streams must be a list"),
+    ({"kind": "subscribed", "ts": 5, "streams": [1]}, "streams must be a list"),
+    ({"kind": "rest_error", "ts": 5, "ticket": None}, "ticket must be an integer"),
+    ({"kind": "rest_error", "ts": 5, "ticket": 1, "retry_after": "soon"}, "retry_after must be"),
 ])
 def test_unusable_fields_make_a_bad_event(obj: dict[str, Any], detail: str) -> None:
     event = event_from_json(obj, 7)

@@ -21,8 +21,10 @@ from loopback import Proxy, mismatches, wait_caught_up
 
 from orderbook import __version__
 from orderbook.record.format import CaptureHeader
-from orderbook.record.reader import read_capture, read_events
+from orderbook.record.reader import read_capture, read_events, read_header
 from orderbook.record.replay import replay_capture
+from orderbook.record.result import engine_state
+from orderbook.record.session import session_engine
 from orderbook.sync.engine import EngineOptions
 from orderbook.errors import UnknownSymbol, UsageError
 from orderbook.record.recorder import Recording
@@ -45,11 +47,13 @@ CASES: dict[str, dict[str, Any]] = {
 }
 
 
-def record_session(path: Path, faults: dict[str, Any], seconds: float = 2.0) -> Recording:
-    """Record ``seconds`` of faulty flow then a clean catch-up; return the ended recording.
+def record_session(path: Path, faults: dict[str, Any], seconds: float = 2.0, quiet: float = 0.0,
+                   **options: Any) -> Recording:
+    """Record ``seconds`` of faulty flow then a clean catch-up, and ``quiet``
+    seconds of the paused venue after it; return the ended recording.
 
     ``faults["disconnects"]`` (popped) is a number of abrupt disconnects spread
-    over the faulty period."""
+    over the faulty period; ``options`` go to the :class:`Recording`."""
     faults = dict(faults)
     disconnects = faults.pop("disconnects", 0)
 
@@ -58,7 +62,7 @@ def record_session(path: Path, faults: dict[str, Any], seconds: float = 2.0) -> 
         async with SimulatedVenue(flow, faults=Faults(**faults), rate=400.0, seed=9) as venue:
             await asyncio.sleep(0.2)  # some history, for lagging snapshots
             recording = Recording(path, SYMBOLS, rest_url=venue.rest_url, ws_url=venue.ws_url,
-                                  flush_interval=0.5)
+                                  flush_interval=0.5, **options)
             async with recording:
                 for round_ in range(disconnects):
                     await recording.run(duration=seconds / (disconnects + 1))
@@ -72,6 +76,8 @@ def record_session(path: Path, faults: dict[str, Any], seconds: float = 2.0) -> 
                 await venue.pause()
                 await wait_caught_up(recording.replicator, flow)
                 assert mismatches(recording.replicator, flow) == []
+                if quiet:
+                    await recording.run(duration=quiet)
         return recording
 
     return asyncio.run(asyncio.wait_for(main(), 60))
@@ -193,8 +199,62 @@ def test_a_recording_that_cannot_start_leaves_no_file(tmp_path: Path) -> None:
     assert not path.exists()
 
 
-def test_options_that_replay_cannot_reproduce_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="prune"):
-        Recording(tmp_path / "x.jsonl", SYMBOLS, sync=EngineOptions(prune_every=1.0))
+def test_a_recording_supplies_its_own_tap(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="tap"):
         Recording(tmp_path / "x.jsonl", SYMBOLS, tap=None)
+
+
+CHECKED = EngineOptions(book_ticker=True, audit_every=0.1, audit_timeout=1.0, prune_every=0.2,
+                        stale_after=0.3)
+"""Every check the engine has, often: bookTicker cross-checks, audits every
+100 ms, prunes every 200 ms and stale flags after 300 ms of silence (the
+paused venue at the end raises them)."""
+
+
+def test_a_session_with_audits_ticker_checks_and_pruning_replays_to_the_live_engine(
+        tmp_path: Path) -> None:
+    """The acceptance of one engine for live and replay: a session recorded
+    with every check on, under drops, a dropped connection and failing
+    snapshots, replays to the live engine's books, statuses, reasons and
+    every counter (the engine's and each symbol's)."""
+    path = tmp_path / "checked.jsonl.gz"
+    faults = {"drop_rate": 0.02, "disconnects": 1, "rest_5xx_rate": 0.3}
+    recording = record_session(path, faults, seconds=2.0, quiet=0.8, sync=CHECKED)
+    live = recording.final_engine
+    assert recording.final_engine and recording.recorder.error is None
+
+    result = replay_capture(path)
+    assert result.exact and result.bad_events == 0  # a session replay, every event usable
+    assert engine_state(result.engine) == live
+
+    counters, symbols = live["engine"], live["symbols"]
+    assert list(symbols) == SYMBOLS
+    assert counters["connects"] == 2 and counters["disconnects"] == 1
+    assert counters["audits_started"] > 0 and counters["audits_passed"] > 0
+    assert counters["prunes"] > 0
+    assert sum(s["ticker_checks"] for s in symbols.values()) > 0
+    assert sum(s["resyncs"] for s in symbols.values()) > 0
+    assert sum(s["staleness_alerts"] for s in symbols.values()) > 0
+    assert all(s["status"] == "synced" for s in symbols.values())
+    kinds = {e.get("kind") for e in read_capture(path)}
+    assert {"connect", "subscribed", "ws", "rest", "disconnect", "tick"} <= kinds
+
+    # replaying only some symbols cannot be exact (the live engine had all):
+    # the file is followed instead, and still gives that symbol's book
+    one = replay_capture(path, symbols=[SYMBOLS[0]])
+    assert not one.exact
+    followed = one.to_json()["symbols"][SYMBOLS[0]]
+    assert followed["bids"] == symbols[SYMBOLS[0]]["bids"]
+    assert followed["asks"] == symbols[SYMBOLS[0]]["asks"]
+
+
+def test_the_header_names_the_engine_a_session_replay_rebuilds(tmp_path: Path) -> None:
+    path = tmp_path / "session.jsonl"
+    recording = record_session(path, {}, seconds=0.3, sync=CHECKED)
+    header = read_header(path)
+    assert header is not None
+    symbols, options = session_engine(header)  # type: ignore[misc]
+    assert symbols == recording.replicator.symbols
+    assert options == recording.replicator.options  # the seed and the nested policies too
+    assert header.options["snapshot_retry"]["backoff"]["initial"] == \
+        CHECKED.snapshot_retry.backoff.initial  # as JSON, not as repr

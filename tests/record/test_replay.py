@@ -225,3 +225,45 @@ def test_replay_options_follow_the_header(tmp_path: Path) -> None:
 def test_prices_stay_exact(tmp_path: Path) -> None:
     book = replay_capture(FIXTURE).machines["SOL_USDC"].book
     assert book.best_ask() == (Decimal("21.905"), Decimal("2"))
+
+
+# ------------------------------------------------------------ session replay
+def _session_file(path: Path, engine: dict[str, Any]) -> Path:
+    from orderbook.record.format import CaptureHeader
+
+    header = CaptureHeader(streams=("depth.SOL_USDC",), options={"engine": engine})
+    with CaptureWriter(path, header) as writer:
+        writer.write_event({"ts": 1, "kind": "connect"})
+        writer.write_event({"ts": 2, "kind": "subscribed", "streams": ["depth.SOL_USDC"]})
+        writer.write_rest(3, "SOL_USDC", 1000, 200,
+                          b'{"lastUpdateId":"10","bids":[["1","2"]],"asks":[["3","4"]]}',
+                          ticket=1, purpose="sync")
+        writer.write_ws(4, '{"stream":"depth.SOL_USDC","data":{"e":"depth","E":1,"s":"SOL_USDC",'
+                           '"U":11,"u":11,"b":[["1","5"]],"a":[],"T":1}}')
+    return path
+
+
+def test_a_session_file_is_replayed_input_for_input(tmp_path: Path) -> None:
+    from dataclasses import asdict
+
+    from orderbook.sync.engine import EngineOptions
+
+    engine = {"symbols": ["SOL_USDC"], "options": asdict(EngineOptions(seed=7))}
+    result = replay_capture(_session_file(tmp_path / "s.jsonl", engine))
+    assert result.exact and result.events == 4
+    book = result.engine.book("SOL_USDC")
+    assert book.last_update_id == 11 and book.best_bid() == (Decimal("1"), Decimal("5"))
+    assert result.engine.counters.connects == 1 and result.engine.options.seed == 7
+
+
+@pytest.mark.parametrize("engine", [
+    {"symbols": ["SOL_USDC"]},  # no options
+    {"symbols": [], "options": {}},
+    {"symbols": ["SOL_USDC"], "options": {"snapshot_limit": 7}},
+    "not an object",
+])
+def test_a_session_header_naming_no_usable_engine_is_reported(tmp_path: Path, engine: Any) -> None:
+    from orderbook import MalformedMessage
+
+    with pytest.raises(MalformedMessage, match="recorded engine is unusable"):
+        replay_capture(_session_file(tmp_path / "s.jsonl", engine))
