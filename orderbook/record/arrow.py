@@ -69,13 +69,19 @@ def column_names(n: int) -> list[str]:
 
 def level_batch(pa: ModuleType, rows: LevelRows, as_float: bool) -> Any:
     """The rows as one Arrow record batch.  Cost: one copy of the levels
-    (~0.4 µs a row of 10 levels a side) and O(columns) numpy calls."""
+    (~0.1 µs a row of 10 levels a side) and O(columns) numpy calls."""
     import numpy as np
 
     count, n = rows.count, rows.n
     levels = np.frombuffer(rows.levels, dtype=np.int64, count=count * 64 * n // 8)
     # row, value (n bid (px, qty) pairs, then n ask pairs), (low, high) -> value, row, (low, high)
-    columns = np.ascontiguousarray(levels.reshape(count, 4 * n, 2).transpose(1, 0, 2))
+    # Moved as 16-byte items (twice as fast as int64 pairs) into memory of
+    # Arrow's pool, which reuses what earlier batches freed: fresh pages from
+    # numpy cost ~1.5 µs a row in first-touch faults, reused ones ~0.1 µs.
+    storage = pa.allocate_buffer(count * 64 * n)
+    items = np.frombuffer(storage, dtype="V16").reshape(4 * n, count)
+    np.copyto(items, levels.view("V16").reshape(count, 4 * n).T)
+    columns = items.view(np.int64).reshape(4 * n, count, 2)
     prices = columns[0::2]
     present = (prices[:, :, 0] != 0) | (prices[:, :, 1] != 0)  # a level has a price > 0
     nulls = count - np.count_nonzero(present, axis=1)
@@ -200,13 +206,19 @@ class ParquetSink:
         """Times the file was rewritten with wider types."""
 
     def add(self, batch: Any) -> None:
-        """Queue ``batch``; a row group is written every ``row_group_rows`` rows."""
+        """Queue ``batch``; a row group is written every ``row_group_rows`` rows.
+        The file is opened with the first row group: until then a wider
+        batch only widens the schema (the first rows, whose scales usually
+        grow, cost no rewrite)."""
         if self.schema is None:
-            self._open(batch.schema)
+            self.schema = batch.schema
         elif not batch.schema.equals(self.schema):
             wider = widen(self.pa, self.schema, batch.schema)
             if not wider.equals(self.schema):
-                self._rewrite(wider)
+                if self.writer is None:
+                    self.schema = wider
+                else:
+                    self._rewrite(wider)
         self.pending.append(batch)
         self.pending_rows += batch.num_rows
         if self.pending_rows >= self.row_group_rows:
@@ -221,6 +233,8 @@ class ParquetSink:
                                             store_decimal_as_integer=True, use_dictionary=["symbol"])
 
     def _write(self) -> None:
+        if self.writer is None:
+            self._open(self.schema)
         if self.pending:
             batches = [conform(self.pa, batch, self.schema) for batch in self.pending]
             self.writer.write_table(self.pa.Table.from_batches(batches, schema=self.schema))
@@ -241,7 +255,7 @@ class ParquetSink:
         """Write what is queued and put the file in place (``empty``: the schema
         of a file without rows)."""
         if self.schema is None:
-            self._open(empty)
+            self.schema = empty
         self._write()
         self.writer.close()
         assert self.partial is not None

@@ -51,7 +51,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UnknownSymbol, UsageError
 from ..sync.engine import BookUpdated, Engine, EngineAction
-from ..sync.symbol import BookInvalidated, SyncState
+from ..core.book import OrderBook
+from ..sync.symbol import BookInvalidated, SymbolSync, SyncState
+from ..sync.track import Track
 from .arrow import ROW_GROUP_ROWS, LevelRows, ParquetSink, TableSink, empty_schema, level_batch
 from .reader import CaptureReader
 from .replay import Replay, planned_replay, survey
@@ -147,7 +149,9 @@ class _Sampler:
         self.pa = pa
         self.symbols = symbols
         self.index = {symbol: number for number, symbol in enumerate(symbols)}
-        self.syncs = {track.name: track.sync for track in engine.tracks()} if engine else {}
+        tracks = list(engine.tracks()) if engine else []
+        self.tracks = tracks
+        self.syncs = {track.name: track.sync for track in tracks}
         self.n = levels
         self.row_bytes = 64 * levels
         self.capacity = max(1, min(16_384, BATCH_BYTES // self.row_bytes))
@@ -171,50 +175,73 @@ class _Sampler:
         self.update_id = array("q")
         self.symbol = array("i")
 
-    def observer(self) -> Callable[[Engine, list[EngineAction], int], None]:
-        """The replay's observer on change: a row per change of a book's top
-        levels (:meth:`sample` for a book that changed, with the common case
-        -- a synced book, the same scales -- inlined, its names bound)."""
-        syncs, n, row_bytes, view, previous = self.syncs, self.n, self.row_bytes, self.view, self._previous
+    def hooks(self) -> tuple[Callable[[Engine, list[EngineAction], int], None],
+                             Callable[[Track, int], None]]:
+        """The replay's observer and frame hook on change: a row per change of
+        a book's top levels.  The frame hook sees every frame (fed in
+        batches); the observer every other input's actions (snapshots,
+        disconnects, ticks).  The common case -- a synced book, the same
+        scales -- is inlined, its names bound; anything else is :meth:`sample`."""
+        tracks = self.tracks
+        n, row_bytes, view, previous = self.n, self.row_bytes, self.view, self._previous
         buffer, synced, sample, index = self.buffer, SyncState.SYNCED, self.sample, self.index
-        books = {symbol: sync.book for symbol, sync in syncs.items()}
-        writers = {symbol: book.write_levels for symbol, book in books.items()}
+        # per exported symbol, bound once: its machine, book, level writer and number
+        states = {symbol: (sync, sync.book, sync.book.write_levels, index[symbol])
+                  for symbol, sync in self.syncs.items() if symbol in index}
+        by_track = {track: states[track.name] for track in tracks if track.name in states}
+
+        def changed(symbol: str, state: tuple[SymbolSync, OrderBook, Any, int], now: int) -> None:
+            """``symbol``'s book may have changed at ``now``: a row if its top did."""
+            sync, book, write, number = state
+            if sync.state is not synced:
+                sample(symbol, now)
+                return
+            row_at(symbol, book, write, number, now)
+
+        def row_at(symbol: str, book: OrderBook, write: Any, number: int, now: int) -> None:
+            """A row of a synced book if its top changed (the common case inlined)."""
+            count = self.count
+            at = count * row_bytes
+            price_scale, quantity_scale = self.price_scale, self.quantity_scale
+            result = write(n, buffer, at, price_scale, quantity_scale)
+            if result[2] > price_scale or result[3] > quantity_scale:
+                sample(symbol, now)  # a larger scale: the general path
+                return
+            row = bytes(view[at:at + row_bytes])
+            if row == previous.get(symbol):
+                return
+            previous[symbol] = row
+            engine_time = book.timestamp
+            self.receive.append(now)
+            self.engine_time.append(-1 if engine_time is None else engine_time)
+            self.update_id.append(book.last_update_id)  # type: ignore[arg-type]
+            self.symbol.append(number)
+            self.count = count + 1
+            self.rows += 1
+            if count + 1 == self.capacity:
+                self.flush()
 
         def observe(engine: Engine, actions: list[EngineAction], now: int) -> None:
             for action in actions:
-                if type(action) is not BookUpdated:
-                    if type(action) is BookInvalidated and action.symbol in index:
-                        sample(action.symbol, now)
-                    continue
-                symbol = action.symbol
-                if symbol not in index:
-                    continue  # replayed, not exported (a session replays every symbol)
-                if syncs[symbol].state is not synced:
-                    sample(symbol, now)
-                    continue
-                count = self.count
-                at = count * row_bytes
-                price_scale, quantity_scale = self.price_scale, self.quantity_scale
-                result = writers[symbol](n, buffer, at, price_scale, quantity_scale)
-                if result[2] > price_scale or result[3] > quantity_scale:
-                    sample(symbol, now)  # a larger scale: the general path
-                    continue
-                row = bytes(view[at:at + row_bytes])
-                if row == previous.get(symbol):
-                    continue
-                previous[symbol] = row
-                book = books[symbol]
-                engine_time = book.timestamp
-                self.receive.append(now)
-                self.engine_time.append(-1 if engine_time is None else engine_time)
-                self.update_id.append(book.last_update_id)  # type: ignore[arg-type]
-                self.symbol.append(index[symbol])
-                self.count = count + 1
-                self.rows += 1
-                if count + 1 == self.capacity:
-                    self.flush()
+                kind = type(action)
+                if kind is BookUpdated or kind is BookInvalidated:
+                    symbol = action.symbol  # type: ignore[union-attr]
+                    state = states.get(symbol)
+                    if state is not None:  # replayed, maybe not exported (a session replays all)
+                        changed(symbol, state, now)
 
-        return observe
+        def on_frame(track: Track, now: int) -> None:
+            state = by_track.get(track)
+            if state is None:
+                return
+            sync, book, write, number = state
+            if sync.state is synced:
+                row_at(sync.symbol, book, write, number, now)
+            elif type(previous.get(sync.symbol)) is bytes:
+                sample(sync.symbol, now)  # void since this frame: a row of nulls
+            # else void already (or never synced): frames buffered for a snapshot
+
+        return observe, on_frame
 
     def sample(self, symbol: str, now: int) -> None:
         """One row of ``symbol``'s book at receive time ``now`` (on change:
@@ -297,7 +324,7 @@ def _plan(pa: ModuleType, capture: str | Path, symbol: str | None, levels: int, 
     reader = CaptureReader(capture)
     sampler = _Sampler(pa, replay.engine, exported, levels, every is None, as_float, sink)
     if every is None:
-        replay.observer = sampler.observer()
+        replay.observer, replay.on_frame = sampler.hooks()
     return _Plan(exported, replay, sampler, reader, every, progress)
 
 

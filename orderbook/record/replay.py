@@ -67,6 +67,7 @@ from ..protocol.streams import StreamKind, parse_stream
 from ..protocol.wire import parse_snapshot
 from ..sync.actions import Purpose
 from ..sync.engine import BookUpdated, Engine, EngineAction, EngineOptions, FetchSnapshot, Subscribe
+from ..sync.track import Track
 from .format import (
     SESSION_EVENTS,
     BadEvent,
@@ -109,6 +110,8 @@ _NEVER = 2**63
 # -------------------------------------------------------------------- driver
 Observer = Callable[[Engine, list[EngineAction], int], None]
 """Told the engine, the actions of each of its inputs and the input's time (µs)."""
+FrameObserver = Callable[[Track, int], None]
+"""Told a frame's symbol (its track) and receive time (µs) after the engine handled it."""
 
 
 class Replay:
@@ -134,6 +137,12 @@ class Replay:
         self.clock: Callable[[int], None] | None = None
         """Told the receive time of every event before it is fed (a sampler
         on a time grid); set, the replay goes event by event."""
+        self.on_frame: FrameObserver | None = None
+        """Told each frame's symbol (its :class:`~orderbook.sync.track.Track`)
+        and receive time (µs) right after the engine handled it.  Set, frames
+        still go in batches and their actions are not shown to the
+        :attr:`observer` (this sees every frame); other inputs' are."""
+        self._times: list[int] = []
         self.learn: Callable[[str, int | None], None] | None = None
         """Told the symbol and request limit of every depth response before it
         is fed (a replay learning its symbols as it goes)."""
@@ -156,9 +165,10 @@ class Replay:
                 if not step(event):
                     break
             return self.result
-        if self.observer is not None or self.clock is not None:
+        if self.clock is not None or (self.observer is not None and self.on_frame is None):
             return self._run_each(events)
         batch: list[str | bytes] = []
+        times = self._times
         now = 0
         limit = self.at_time if self.at_time is not None else _NEVER
         handlers = self._handlers
@@ -178,6 +188,7 @@ class Replay:
                     open_until = self._open_until()
                 if ts < open_until:  # connected, and before the engine's next deadline
                     batch.append(event.raw)  # type: ignore[union-attr]
+                    times.append(ts)
                     now = ts
                     fed += 1
                     continue
@@ -229,9 +240,14 @@ class Replay:
                     result.events += 1
                     if latest is None or ts > latest:
                         latest = ts
-                    actions = receive(event.raw, ts)  # type: ignore[union-attr]
-                    if observer is not None:
-                        observer(engine, actions, ts)
+                    if self.on_frame is not None:
+                        self._times.append(ts)
+                        actions = receive(event.raw, ts, self._each)  # type: ignore[union-attr]
+                        self._times.clear()
+                    else:
+                        actions = receive(event.raw, ts)  # type: ignore[union-attr]
+                        if observer is not None:
+                            observer(engine, actions, ts)
                     for action in actions:
                         if type(action) is not BookUpdated:
                             self._carry_out(actions, ts)
@@ -262,6 +278,7 @@ class Replay:
             return
         if self.at is not None and frame_beyond(event.raw, self.at):
             return
+        self._times.append(event.ts)
         self._receive(event.raw, event.ts)
 
     def rest(self, event: RestEvent) -> None:
@@ -338,14 +355,22 @@ class Replay:
             self.result.last_ts = ts
 
     def _receive(self, raw: str | bytes | list[str | bytes], now: int) -> None:
+        """Feed frames whose receive times are in ``_times`` (then emptied)."""
         assert self.engine is not None
-        actions = self.engine.receive(raw, now)
-        if self.observer is not None:
-            self.observer(self.engine, actions, now)
+        if self.on_frame is not None:
+            actions = self.engine.receive(raw, now, self._each)
+        else:
+            actions = self.engine.receive(raw, now)
+            if self.observer is not None:
+                self.observer(self.engine, actions, now)
+        self._times.clear()
         for action in actions:
             if type(action) is not BookUpdated:
                 self._carry_out(actions, now)
                 return
+
+    def _each(self, track: Track, position: int) -> None:
+        self.on_frame(track, self._times[position])  # type: ignore[misc]
 
     def _input(self, actions: list[EngineAction], now: int) -> None:
         if self.observer is not None:

@@ -46,6 +46,7 @@ from ..protocol.wire import DepthEvent, parse_frame, parse_snapshot
 from ..sync.actions import EngineAction, EngineOptions
 from ..sync.engine import Engine
 from ..sync.policy import Backoff, SnapshotRetryPolicy
+from ..sync.track import Track
 from .format import (
     BadEvent,
     CaptureEvent,
@@ -127,8 +128,13 @@ class SessionReplay:
         """Told every engine input's actions (see :data:`Observer`)."""
         self.clock: Callable[[int], None] | None = None
         """Told the time of every event before it is fed."""
+        self.on_frame: Callable[[Track, int], None] | None = None
+        """Told each frame's track and receive time after the engine handled
+        it; set, the frames' actions are not shown to the :attr:`observer`
+        (as :attr:`Replay.on_frame <orderbook.record.replay.Replay.on_frame>`)."""
         self.stopped = False
         """True once an event beyond ``at_time`` ended the replay."""
+        self._batch_ts = 0
         self._handlers: dict[type, Callable[[Any], None]] = {
             WsEvent: self.ws, RestEvent: self.rest, RestErrorEvent: self.rest_error,
             ConnectEvent: self.connect, SubscribedEvent: self.subscribed,
@@ -139,7 +145,8 @@ class SessionReplay:
     # ------------------------------------------------------------ running
     def run(self, events: Iterable[CaptureEvent]) -> ReplayResult:
         """Feed every event until the end or ``at_time``; return the result."""
-        if self.observer is not None or self.clock is not None or self.at is not None:
+        if (self.clock is not None or self.at is not None
+                or (self.observer is not None and self.on_frame is None)):
             step = self.step
             for event in events:
                 if not step(event):
@@ -188,6 +195,11 @@ class SessionReplay:
     def ws(self, event: WsEvent) -> None:
         """A WebSocket message: ``receive`` (unless beyond ``at``)."""
         if self.at is not None and frame_beyond(event.raw, self.at):
+            self._counted(event.ts)
+            return
+        if self.on_frame is not None:
+            self._batch_ts = event.ts
+            self.engine.receive(event.raw, event.ts, self._each)
             self._counted(event.ts)
             return
         self._fed(self.engine.receive(event.raw, event.ts), event.ts)
@@ -247,8 +259,16 @@ class SessionReplay:
     # ---------------------------------------------------------- internals
     def _receive(self, batch: list[str | bytes], ts: int) -> None:
         """One socket read's frames (already counted)."""
-        self.engine.receive(batch, ts)
+        if self.on_frame is not None:
+            self._batch_ts = ts
+            self.engine.receive(batch, ts, self._each)
+        else:
+            self.engine.receive(batch, ts)
         self._seen(ts)
+
+    def _each(self, track: Track, position: int) -> None:
+        assert self.on_frame is not None
+        self.on_frame(track, self._batch_ts)
 
     def _fed(self, actions: list[EngineAction], ts: int) -> None:
         self._counted(ts)

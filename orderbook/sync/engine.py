@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ..core.book import OrderBook
@@ -76,6 +76,10 @@ from .status import Reason, Status
 from .symbol import BookChanged, BookInvalidated, RequestSnapshot, SymbolSync, SyncState
 from .track import Track
 
+FrameHook = Callable[[Track, int], None]
+"""Told a symbol's track and a frame's position after the engine handled it
+(see :meth:`Engine.receive`)."""
+
 __all__ = [  # the engine, and (from .actions) what it takes and returns
     "BookUpdated",
     "Engine",
@@ -83,6 +87,7 @@ __all__ = [  # the engine, and (from .actions) what it takes and returns
     "EngineCounters",
     "EngineOptions",
     "FetchSnapshot",
+    "FrameHook",
     "Purpose",
     "StatusChanged",
     "Subscribe",
@@ -226,8 +231,15 @@ class Engine:
             self._status_check(track, before, out)
         return out
 
-    def receive(self, frames: str | bytes | Sequence[str | bytes], now: int) -> list[EngineAction]:
-        """Raw WebSocket frames, in receive order, read at ``now`` (the hot path)."""
+    def receive(self, frames: str | bytes | Sequence[str | bytes], now: int,
+                each: FrameHook | None = None) -> list[EngineAction]:
+        """Raw WebSocket frames, in receive order, read at ``now`` (the hot path).
+
+        ``each``, if given, is called as ``each(track, position)`` right after
+        every frame of a replicated symbol (depth, bookTicker, or a bad frame
+        naming it) was handled, ``position`` its index in ``frames``: a
+        caller that must see the book after every frame (an on-change export)
+        can still feed a batch.  Without it the hot path pays one test."""
         if isinstance(frames, (str, bytes)):
             frames = (frames,)
         out: list[EngineAction] = []
@@ -235,11 +247,13 @@ class Engine:
         self.counters.frames += len(frames)
         tracks = self._tracks
         newest: DepthEvent | None = None
-        for raw in frames:
+        for position, raw in enumerate(frames):
             try:
                 event = parse_frame(raw, validate_levels=False)
             except MalformedMessage as exc:
-                self._bad_frame(exc, raw, now, changed, out)
+                track = self._bad_frame(exc, raw, now, changed, out)
+                if each is not None and track is not None:
+                    each(track, position)
                 continue
             if type(event) is DepthEvent:
                 track = tracks.get(event.symbol)
@@ -269,6 +283,8 @@ class Engine:
                 except Exception:  # a bug: keep the feed alive and make it loud
                     self.counters.internal_errors += 1
                     log.exception("%s: internal error while handling a frame", track.name)
+                if each is not None:
+                    each(track, position)
             elif type(event) is BookTickerEvent:
                 track = tracks.get(event.symbol)
                 if track is not None:
@@ -276,6 +292,8 @@ class Engine:
                     track.watch()
                     self._flush(track, changed, out)
                     self._check_ticker(track, now, out)
+                    if each is not None:
+                        each(track, position)
             elif type(event) is StreamReply and event.error is not None:
                 self._refused(event, raw, now, changed, out)
         if newest is not None:  # one latency sample per input: the freshest frame
@@ -534,16 +552,18 @@ class Engine:
             out.append(StatusChanged(track.name, after, reason, detail))
 
     def _bad_frame(self, error: MalformedMessage, raw: str | bytes, now: int,
-                   changed: dict[str, BookUpdated], out: list[EngineAction]) -> None:
+                   changed: dict[str, BookUpdated], out: list[EngineAction]) -> Track | None:
+        """A frame that cannot be read: the symbol it names resyncs (returned)."""
         track = self._tracks.get(error.symbol) if error.symbol else None
         log.warning("malformed frame from the venue (%s): %.200r", error, raw)
         if track is None:
             self.counters.unattributed_bad_frames += 1
-            return
+            return None
         self._flush(track, changed, out)
         before = track.status()
         self._carry_out(track, track.sync.receive_bad_frame(error), now, out)
         self._status_check(track, before, out)
+        return track
 
     def _refused(self, reply: StreamReply, raw: str | bytes, now: int,
                  changed: dict[str, BookUpdated], out: list[EngineAction]) -> None:

@@ -371,3 +371,29 @@ def test_options_are_checked() -> None:
         EngineOptions(audit_every=0)
     with pytest.raises(UsageError, match="at least one symbol"):
         Engine([])
+
+
+def test_the_frame_hook_sees_every_frame_of_a_batch_with_the_book_after_it() -> None:
+    """``receive(frames, now, each)``: called after each frame of a replicated
+    symbol (depth, or bad and naming it), in order, with its position; the
+    book it sees is the book after exactly that frame."""
+    h = synced_harness()
+    twin = synced_harness()  # the same inputs, fed frame by frame
+    frames = [frame(h.flow.next_update()) for _ in range(40)]
+    for raw in frames:
+        twin.flow.next_update()
+    bad = '{"stream":"depth.SOL_USDC","data":{"e":"depth","s":"SOL_USDC","U":"x"}}'
+    frames.insert(17, bad)
+    frames.insert(3, "not json")  # names no symbol: not shown
+    seen: list[tuple[int, str, int | None]] = []
+    h.engine.receive(frames, h.now, lambda track, position: seen.append(
+        (position, track.name, track.sync.book.last_update_id)))
+    expected = []
+    for position, raw in enumerate(frames):
+        if raw == "not json":
+            continue
+        twin.engine.receive(raw, h.now)
+        name = orjson.loads(raw)["stream"].split(".", 1)[1]
+        expected.append((position, name, twin.engine.book(name).last_update_id))
+    assert seen == expected and len(seen) == 41
+    assert [p for p, _, _ in seen] == sorted(p for p, _, _ in seen)
