@@ -259,10 +259,11 @@ class _Sampler:
         _bids, _asks, price_scale, quantity_scale = book.write_levels(
             self.n, self.buffer, at, self.price_scale, self.quantity_scale)
         if price_scale > self.price_scale or quantity_scale > self.quantity_scale:
-            self.flush()  # the rows so far keep their scales; later ones get the larger
-            self.price_scale = max(price_scale, self.price_scale)
-            self.quantity_scale = max(quantity_scale, self.quantity_scale)
-            at = 0
+            wider = max(price_scale, self.price_scale), max(quantity_scale, self.quantity_scale)
+            if not self._rescale(*wider):
+                self.flush()  # the rows so far keep their scales; later ones get the larger
+                at = 0
+            self.price_scale, self.quantity_scale = wider
             book.write_levels(self.n, self.buffer, at, self.price_scale, self.quantity_scale)
         if self.on_change:
             row = bytes(self.view[at:at + self.row_bytes])
@@ -272,6 +273,35 @@ class _Sampler:
         engine_time = book.timestamp
         self._append(symbol, now, -1 if engine_time is None else engine_time,
                      book.last_update_id)  # type: ignore[arg-type]
+
+    def _rescale(self, price_scale: int, quantity_scale: int) -> bool:
+        """Bring the buffered rows, and each symbol's previous row (which
+        on-change compares with), to the larger scales in place: one batch of
+        one type, no cast later.  False, with nothing changed, when a value
+        would not stay below 2**63 (the caller flushes instead).  O(rows)."""
+        import numpy as np
+
+        factors = (10 ** (price_scale - self.price_scale),
+                   10 ** (quantity_scale - self.quantity_scale))
+        # value (lo, hi) int64 pairs: level, (price, quantity), (lo, hi)
+        buffered = np.frombuffer(self.buffer, dtype=np.int64,
+                                 count=self.count * self.row_bytes // 8).reshape(-1, 2, 2)
+        previous = {symbol: np.frombuffer(row, dtype=np.int64).reshape(-1, 2, 2).copy()
+                    for symbol, row in self._previous.items() if row is not None}
+        blocks = [buffered, *previous.values()]
+        for block in blocks:
+            for kind, factor in enumerate(factors):
+                low, high = block[:, kind, 0], block[:, kind, 1]
+                if factor > 1 and (high.any() or (low < 0).any()
+                                   or (low > (2**63 - 1) // factor).any()):
+                    return False
+        for block in blocks:
+            for kind, factor in enumerate(factors):
+                if factor > 1:
+                    block[:, kind, 0] *= factor
+        for symbol, values in previous.items():
+            self._previous[symbol] = values.tobytes()  # the dict the hooks hold, updated
+        return True
 
     def _append(self, symbol: str, now: int, engine_time: int, update_id: int) -> None:
         self.receive.append(now)

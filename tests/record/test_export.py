@@ -23,6 +23,7 @@ pa = pytest.importorskip("pyarrow")  # the research extra; CI installs it with t
 pq = pytest.importorskip("pyarrow.parquet")
 
 from orderbook import UnknownSymbol, UsageError  # noqa: E402
+import orderbook.record.export as export_module  # noqa: E402
 from orderbook.record.export import export_parquet, export_table, parse_interval  # noqa: E402
 from orderbook.record.format import CaptureWriter  # noqa: E402
 from orderbook.record.reader import read_capture  # noqa: E402
@@ -184,10 +185,12 @@ def test_parquet_round_trip_and_storage(tmp_path: Path) -> None:
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temporary file left
 
 
-def test_a_larger_scale_later_rewrites_the_file_in_wider_types(tmp_path: Path) -> None:
+def test_a_larger_scale_later_rewrites_the_file_in_wider_types(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Prices with 2 decimals for many rows (written out in row groups), then
     one with 4 and a quantity of 25 digits: the file ends in the wider types,
-    every value exact."""
+    every value exact.  Rows still buffered are rescaled in place; rows
+    already in the file make it be rewritten."""
     path = tmp_path / "grow.jsonl"
     symbol = "SOL_USDC"
     with CaptureWriter(path) as writer:
@@ -199,13 +202,17 @@ def test_a_larger_scale_later_rewrites_the_file_in_wider_types(tmp_path: Path) -
             writer.write_ws(n, orjson.dumps({"stream": f"depth.{symbol}", "data": {
                 "e": "depth", "E": n, "T": n, "s": symbol, "U": n, "u": n, "b": [[bid, qty]], "a": []}}))
     out = tmp_path / "grow.parquet"
+    at_once = export_parquet(path, out, levels=3, row_group_rows=16)
+    assert at_once.rewrites == 0  # every row still buffered when the scales grew
+    whole = pq.read_table(out)
+    monkeypatch.setattr(export_module, "BATCH_BYTES", 64 * 3 * 10)  # batches of 10 rows
     result = export_parquet(path, out, levels=3, row_group_rows=16)
     table = pq.read_table(out)
     assert table.schema.field("bid_px_0").type == pa.decimal128(18, 4)
     assert table.schema.field("bid_qty_0").type == pa.decimal128(38, 1)
     assert result.rows == table.num_rows and (result.price_scale, result.quantity_scale) == (4, 1)
-    assert result.rewrites == 2  # more decimals at 250, more digits at 260
-    assert table.equals(export_table(path, levels=3))
+    assert result.rewrites >= 1  # row groups of narrower types were in the file already
+    assert table.equals(export_table(path, levels=3)) and table.equals(whole)
     final = replay_capture(path).machines[symbol].book
     assert levels_of(table.to_pylist()[-1], 3) == (final.bids(3), final.asks(3))
 
@@ -258,3 +265,21 @@ def test_progress_is_reported_as_the_file_is_read(tmp_path: Path) -> None:
     assert positions == sorted(positions) and seen[-1].position == seen[-1].size == path.stat().st_size
     assert [p.rows for p in seen] == sorted(p.rows for p in seen) and seen[-1].rows == result.rows
     assert seen[-1].events == result.events == 29_990
+
+
+def test_a_larger_scale_beyond_the_top_levels_adds_no_row(tmp_path: Path) -> None:
+    """A deep price with more decimals widens the book's scale but not its
+    top: on change, no row (the rows so far are rescaled, not repeated)."""
+    path = tmp_path / "deep.jsonl"
+    symbol = "SOL_USDC"
+    with CaptureWriter(path) as writer:
+        writer.write_rest(1, symbol, 1000, 200, orjson.dumps(
+            {"lastUpdateId": 10, "bids": [["10.00", "1"], ["9.00", "1"]], "asks": [["11.00", "1"]]}))
+        for n, bid in ((11, ["10.00", "2"]), (12, ["8.1234", "5"]), (13, ["10.00", "3"])):
+            writer.write_ws(n, orjson.dumps({"stream": f"depth.{symbol}", "data": {
+                "e": "depth", "E": n, "T": n, "s": symbol, "U": n, "u": n, "b": [bid], "a": []}}))
+    table = export_table(path, levels=1)
+    assert table.column("update_id").to_pylist() == [10, 11, 13]  # none for the deep level at 12
+    assert table.schema.field("bid_px_0").type.scale == 4
+    assert [str(v) for v in table.column("bid_qty_0").to_pylist()] == ["1", "2", "3"]
+    assert [str(v) for v in table.column("bid_px_0").to_pylist()] == ["10.0000"] * 3
