@@ -27,10 +27,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = [
-    "LevelRows", "ParquetSink", "ROW_GROUP_ROWS", "TableSink", "column_names", "conform",
+    "BatchSink", "LevelRows", "ParquetSink", "ROW_GROUP_ROWS", "TableSink", "column_names", "conform",
     "empty_schema", "level_batch", "widen",
 ]
 
@@ -67,19 +67,23 @@ def column_names(n: int) -> list[str]:
               for rank in range(n))]
 
 
-def level_batch(pa: ModuleType, rows: LevelRows, as_float: bool) -> Any:
-    """The rows as one Arrow record batch.  Cost: one copy of the levels
-    (~0.1 µs a row of 10 levels a side) and O(columns) numpy calls."""
+def level_batch(pa: ModuleType, rows: LevelRows, as_float: bool, storage: Any = None) -> Any:
+    """The rows as one Arrow record batch, its level columns in ``storage``
+    (an Arrow buffer of at least ``64 * n`` bytes a row, which the batch then
+    uses; ``None``: a new one).  Cost: one copy of the levels (~0.1 µs a row
+    of 10 levels a side into memory touched before, ~1 µs into fresh pages)
+    and O(columns) numpy calls."""
     import numpy as np
 
     count, n = rows.count, rows.n
     levels = np.frombuffer(rows.levels, dtype=np.int64, count=count * 64 * n // 8)
     # row, value (n bid (px, qty) pairs, then n ask pairs), (low, high) -> value, row, (low, high)
     # Moved as 16-byte items (twice as fast as int64 pairs) into memory of
-    # Arrow's pool, which reuses what earlier batches freed: fresh pages from
-    # numpy cost ~1.5 µs a row in first-touch faults, reused ones ~0.1 µs.
-    storage = pa.allocate_buffer(count * 64 * n)
-    items = np.frombuffer(storage, dtype="V16").reshape(4 * n, count)
+    # Arrow's pool or the sink's (fresh pages from numpy cost ~1.5 µs a row in
+    # first-touch faults, memory touched before ~0.1 µs).
+    if storage is None:
+        storage = pa.allocate_buffer(count * 64 * n)
+    items = np.frombuffer(storage, dtype="V16", count=count * 4 * n).reshape(4 * n, count)
     np.copyto(items, levels.view("V16").reshape(count, 4 * n).T)
     columns = items.view(np.int64).reshape(4 * n, count, 2)
     prices = columns[0::2]
@@ -164,6 +168,16 @@ def conform(pa: ModuleType, batch: Any, schema: Any) -> Any:
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
+class BatchSink(Protocol):
+    """Where the export's batches go (:class:`TableSink`, :class:`ParquetSink`)."""
+
+    def storage(self, size: int) -> Any:
+        """A buffer of at least ``size`` bytes for the next batch's levels."""
+
+    def add(self, batch: Any, storage: Any = None) -> None:
+        """Take ``batch``, whose levels are in ``storage``."""
+
+
 class TableSink:
     """Keeps every batch; :meth:`table` casts the earlier ones to the final
     types and returns one ``pyarrow.Table``."""
@@ -173,7 +187,11 @@ class TableSink:
         self.batches: list[Any] = []
         self.schema: Any = None
 
-    def add(self, batch: Any) -> None:
+    def storage(self, size: int) -> Any:
+        """A new buffer of ``size`` bytes for a batch's levels (kept with it)."""
+        return self.pa.allocate_buffer(size)
+
+    def add(self, batch: Any, storage: Any = None) -> None:
         """Keep ``batch``."""
         self.schema = batch.schema if self.schema is None else widen(self.pa, self.schema, batch.schema)
         self.batches.append(batch)
@@ -202,11 +220,26 @@ class ParquetSink:
         self.writer: Any = None
         self.pending: list[Any] = []
         self.pending_rows = 0
+        self._storages: list[Any] = []
+        """The level buffers of the pending batches."""
+        self._free: list[Any] = []
+        """Level buffers of batches written out, for the next ones."""
         self.rewrites = 0
         """Times the file was rewritten with wider types."""
 
-    def add(self, batch: Any) -> None:
-        """Queue ``batch``; a row group is written every ``row_group_rows`` rows.
+    def storage(self, size: int) -> Any:
+        """A buffer of at least ``size`` bytes for a batch's levels: one that
+        a batch already written used, when there is one (no page faults)."""
+        while self._free:
+            buffer = self._free.pop()
+            if buffer.size >= size:
+                return buffer
+        return self.pa.allocate_buffer(size)
+
+    def add(self, batch: Any, storage: Any = None) -> None:
+        """Queue ``batch`` (its levels in ``storage``, from :meth:`storage`,
+        reused once the batch is written); a row group is written every
+        ``row_group_rows`` rows.
         The file is opened with the first row group: until then a wider
         batch only widens the schema (the first rows, whose scales usually
         grow, cost no rewrite)."""
@@ -220,6 +253,8 @@ class ParquetSink:
                 else:
                     self._rewrite(wider)
         self.pending.append(batch)
+        if storage is not None:
+            self._storages.append(storage)
         self.pending_rows += batch.num_rows
         if self.pending_rows >= self.row_group_rows:
             self._write()
@@ -238,7 +273,10 @@ class ParquetSink:
         if self.pending:
             batches = [conform(self.pa, batch, self.schema) for batch in self.pending]
             self.writer.write_table(self.pa.Table.from_batches(batches, schema=self.schema))
+            del batches
         self.pending, self.pending_rows = [], 0
+        self._free += self._storages  # nothing refers to the batches written any more
+        self._storages = []
 
     def _rewrite(self, schema: Any) -> None:
         """Copy what was written into a new file of the wider ``schema``."""

@@ -54,7 +54,7 @@ from ..sync.engine import BookUpdated, Engine, EngineAction
 from ..core.book import OrderBook
 from ..sync.symbol import BookInvalidated, SymbolSync, SyncState
 from ..sync.track import Track
-from .arrow import ROW_GROUP_ROWS, LevelRows, ParquetSink, TableSink, empty_schema, level_batch
+from .arrow import ROW_GROUP_ROWS, BatchSink, LevelRows, ParquetSink, TableSink, empty_schema, level_batch
 from .reader import CaptureReader
 from .replay import Replay, planned_replay, survey
 from .session import SessionReplay
@@ -145,7 +145,7 @@ class _Sampler:
     when a larger scale turns up.  O(1) Python work per row."""
 
     def __init__(self, pa: ModuleType, engine: Engine | None, symbols: list[str], levels: int,
-                 on_change: bool, as_float: bool, sink: Callable[[Any], None]) -> None:
+                 on_change: bool, as_float: bool, sink: BatchSink) -> None:
         self.pa = pa
         self.symbols = symbols
         self.index = {symbol: number for number, symbol in enumerate(symbols)}
@@ -316,9 +316,11 @@ class _Sampler:
     def flush(self) -> None:
         """Hand the buffered rows on as one Arrow batch."""
         if self.count:
-            self.sink(level_batch(self.pa, LevelRows(
+            storage = self.sink.storage(self.count * self.row_bytes)
+            self.sink.add(level_batch(self.pa, LevelRows(
                 self.buffer, self.count, self.n, self.price_scale, self.quantity_scale, self.symbols,
-                self.symbol, self.receive, self.engine_time, self.update_id), self.as_float))
+                self.symbol, self.receive, self.engine_time, self.update_id), self.as_float,
+                storage), storage)
         self._reset()
 
 
@@ -336,7 +338,7 @@ class _Plan:
 
 def _plan(pa: ModuleType, capture: str | Path, symbol: str | None, levels: int, every: int | None,
           as_float: bool, progress: Callable[[ExportProgress], None] | None,
-          sink: Callable[[Any], None]) -> _Plan:
+          sink: BatchSink) -> _Plan:
     if levels < 1:
         raise UsageError(f"levels must be >= 1, got {levels}")
     if every is not None and every < 1:
@@ -420,7 +422,7 @@ def export_table(capture: str | Path, *, symbol: str | None = None, levels: int 
     """
     pa = _arrow()
     sink = TableSink(pa)
-    plan = _plan(pa, capture, symbol, levels, every, as_float, progress, sink.add)
+    plan = _plan(pa, capture, symbol, levels, every, as_float, progress, sink)
     _run(plan)
     return sink.table(empty_schema(pa, levels, as_float))
 
@@ -443,7 +445,7 @@ def export_parquet(capture: str | Path, output: str | Path, *, symbol: str | Non
         raise UsageError(f"row_group_rows must be >= 1, got {row_group_rows}")
     sink = ParquetSink(pa, Path(output), compression, row_group_rows)
     try:
-        plan = _plan(pa, capture, symbol, levels, every, as_float, progress, sink.add)
+        plan = _plan(pa, capture, symbol, levels, every, as_float, progress, sink)
         _run(plan)
         sink.close(empty_schema(pa, levels, as_float))
     except BaseException:

@@ -21,7 +21,6 @@ import math
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 
 from ..errors import RateLimited, TransportError, UsageError
 
@@ -303,6 +302,8 @@ def parse_retry_after(value: str | None, now_epoch: float) -> float | None:
         seconds = float(text)
     except ValueError:
         try:
+            from email.utils import parsedate_to_datetime  # 6 ms to import: only when needed
+
             when = parsedate_to_datetime(text)
         except (TypeError, ValueError, IndexError):
             return None
