@@ -1,7 +1,8 @@
 """Export: a capture's books sampled into an Arrow table or a Parquet file.
 
-The capture is replayed through the engine (:mod:`orderbook.record.replay`,
-one event at a time) and sampled, per symbol:
+The capture is replayed through the engine (:mod:`orderbook.record.replay`
+or, for a session recording, :mod:`orderbook.record.session`) and sampled,
+per symbol:
 
 * **on change** (default): a row whenever a symbol's top ``levels`` levels
   change -- a frame that only touches deeper levels adds none -- and one
@@ -24,13 +25,16 @@ decimals a quantity exported was spelled with; precision 18 (stored as
 Parquet INT64), or 38 when a value needs more digits.  With ``as_float``
 they are ``float64`` instead (rounded; for analytics only).
 
-How it runs: each row is written by :meth:`OrderBook.write_levels` as 128-bit
-fixed-point integers at the scales seen so far into a reused buffer (~0.2 µs
-for 10 levels a side); every :data:`BATCH_BYTES` the buffer becomes an Arrow
-batch without a Python object per value (:mod:`orderbook.record.arrow`).  A
+How it runs: frames go to the engine in batches, its frame hook
+(:meth:`Engine.receive`'s ``each``) showing the sampler the book after
+every frame.  Each row is written by :meth:`OrderBook.write_levels` as
+128-bit fixed-point integers at the scales seen so far into a reused buffer
+(~0.2 µs for 10 levels a side); a larger scale rescales the rows buffered
+in place; every :data:`BATCH_BYTES` the buffer becomes an Arrow batch
+without a Python object per value (:mod:`orderbook.record.arrow`).  A
 Parquet export streams its row groups to the file, rewriting it in wider
-types should a later batch need more decimals or digits; memory stays at
-about one row group.  Over 100,000 rows/s on one core.
+types should a later batch need more decimals or digits than rows already
+written; memory stays at about one row group.  Figures: benchmarks/REPLAY.md.
 
 ``pyarrow`` is an optional dependency: ``pip install 'orderbook[research]'``.
 Without it these functions raise :class:`~orderbook.errors.UsageError`
