@@ -9,10 +9,15 @@ then measured for ``--seconds`` *beside an ``off`` process started with it and
 measured over the same window* (whatever else loads a shared machine loads
 both alike): the CPU time each used (user + system, from
 ``/proc/<pid>/stat``) divided by the depth frames it received (its
-``orderbook_ws_messages_total``).  The configurations are interleaved round
-by round (``--rounds``); the table reports the median µs per frame of each,
-of the ``off`` processes, and the median of the per-round ratios, plus how
-many messages the sinks published per frame.
+``orderbook_ws_messages_total``).  Of two such processes the one started
+second pays more per frame (12-17% on the 2-core test machine, whatever it
+runs), so each pair is measured twice, once in each order, and its ratio is
+the geometric mean of the two (see :func:`pair_ratio`); a ``control`` row, a
+second ``off`` process beside the first, shows what is left of the method's
+error.  The configurations are interleaved round by round (``--rounds``); the
+table reports the median µs per frame of each, of the ``off`` processes, and
+the median of the per-round ratios, plus how many messages the sinks
+published per frame.
 Each broker is measured at every ``--lingers`` value (the ``linger`` option
 of the ``--publish`` URL: how long updates are gathered before publishing).
 
@@ -105,7 +110,9 @@ class Results:
 
 
 def configs(lingers: list[str]) -> list[str]:
-    """``off``, then ``redis``/``nats``/``both`` at each linger (``redis@0.02``)."""
+    """``off``, then ``redis``/``nats``/``both`` at each linger (``redis@0.02``).
+    (``control``, measured too, is a serve process without ``--publish``
+    beside ``off``: the method's own error, which should be a ratio of 1.)"""
     return ["off"] + [f"{broker}@{linger}" for linger in lingers for broker in ("redis", "nats", "both")]
 
 
@@ -138,10 +145,14 @@ async def stop_serve(proc: asyncio.subprocess.Process) -> None:
 
 
 async def measure_pair(config: str, venue: SimulatedVenue, symbols: list[str], urls: dict[str, str],
-                       seconds: float, warmup: float, workdir: Path) -> tuple[Sample, Sample]:
+                       seconds: float, warmup: float, workdir: Path, off_first: bool
+                       ) -> tuple[Sample, Sample]:
     """``off`` and ``config`` as two serve processes at once, over the same window:
-    whatever else loads the machine loads both alike."""
-    procs = [await start_serve(name, venue, symbols, urls, workdir) for name in ("off", config)]
+    whatever else loads the machine loads both alike.  ``off_first``: which
+    one is started (and subscribed to the venue) first -- that one is
+    cheaper (see :func:`pair_ratio`)."""
+    order = ("off", config) if off_first else (config, "off")
+    procs = [await start_serve(name, venue, symbols, urls, workdir) for name in order]
     try:
         async with httpx.AsyncClient() as http:
             deadline = time.monotonic() + 30
@@ -156,17 +167,35 @@ async def measure_pair(config: str, venue: SimulatedVenue, symbols: list[str], u
             cpu1 = [cpu_seconds(proc.pid) for proc, _ in procs]
             after = [(await http.get(url + "/metrics")).text for _, url in procs]
         samples = []
-        for name, b, a, c0, c1 in zip(("off", config), before, after, cpu0, cpu1):
+        for name, b, a, c0, c1 in zip(order, before, after, cpu0, cpu1):
             frames = int(metric_sum(a, "orderbook_ws_messages_total") - metric_sum(b, "orderbook_ws_messages_total"))
             published = (metric_sum(a, "orderbook_sink_published_total")
                          - metric_sum(b, "orderbook_sink_published_total"))
             cpu = c1 - c0
             samples.append(Sample(name, cpu / max(frames, 1) * 1e6, frames, cpu, published,
                                   metric_sum(a, "orderbook_sink_dropped_total")))
-        return samples[0], samples[1]
+        return (samples[0], samples[1]) if off_first else (samples[1], samples[0])
     finally:
         for proc, _ in procs:
             await stop_serve(proc)
+
+
+async def pair_ratio(config: str, venue: SimulatedVenue, symbols: list[str], urls: dict[str, str],
+                     seconds: float, warmup: float, workdir: Path) -> tuple[float, list[Sample]]:
+    """``config``'s CPU per frame over ``off``'s, free of the start order.
+
+    Of two identical serve processes started one after the other from the
+    same venue, the second uses 12-17% more CPU per frame on this machine (the
+    ``control`` row measures it).  So the pair is measured twice, each order
+    once, and the ratio is the geometric mean of the two: a factor that
+    favours whichever process comes first cancels exactly."""
+    ratios, samples = [], []
+    for off_first in (True, False):
+        off, sample = await measure_pair(config, venue, symbols, urls, seconds, warmup, workdir,
+                                         off_first)
+        ratios.append(sample.us_per_frame / off.us_per_frame)
+        samples += [sample, off]
+    return (ratios[0] * ratios[1]) ** 0.5, samples
 
 
 def machine() -> str:
@@ -198,7 +227,7 @@ async def main(args: argparse.Namespace) -> int:
                          b"", b"INFO"),
         ]
         urls = {"redis": f"redis://127.0.0.1:{redis_port}/0", "nats": f"nats://127.0.0.1:{nats_port}"}
-        names = configs(args.lingers.split(","))[1:]
+        names = ["control"] + configs(args.lingers.split(","))[1:]
         results = Results()
         try:
             flow = OrderFlow(symbols, seed=17)
@@ -206,13 +235,14 @@ async def main(args: argparse.Namespace) -> int:
                 for round_ in range(args.rounds):
                     shift = round_ % len(names)
                     for config in names[shift:] + names[:shift]:
-                        off, sample = await measure_pair(config, venue, symbols, urls, args.seconds,
-                                                         args.warmup, workdir)
-                        results.samples.append(sample)
-                        results.ratios.setdefault(config, []).append(sample.us_per_frame / off.us_per_frame)
-                        results.samples.append(off)
-                        print(f"round {round_ + 1} {config:>11}: {sample.us_per_frame:6.1f} µs/frame "
-                              f"vs off {off.us_per_frame:6.1f} ({sample.frames} frames, "
+                        ratio, pair = await pair_ratio(config, venue, symbols, urls, args.seconds,
+                                                       args.warmup, workdir)
+                        results.samples += pair
+                        results.ratios.setdefault(config, []).append(ratio)
+                        sample, off = pair[0], pair[1]
+                        print(f"round {round_ + 1} {config:>11}: ratio {ratio:.3f} (first/second order: "
+                              f"{sample.us_per_frame:.1f} vs off {off.us_per_frame:.1f}, "
+                              f"{pair[2].us_per_frame:.1f} vs off {pair[3].us_per_frame:.1f} µs/frame; "
                               f"{sample.published:.0f} published, {sample.dropped:.0f} dropped)",
                               flush=True)
         finally:
@@ -232,10 +262,12 @@ async def main(args: argparse.Namespace) -> int:
         broker, _, linger = config.partition("@")
         picked = [s for s in results.samples if s.config == config]
         ratios = results.ratios[config]
-        label = {"redis": "--publish redis://", "nats": "--publish nats://", "both": "both"}[broker]
+        label = {"redis": "--publish redis://", "nats": "--publish nats://", "both": "both",
+                 "control": "control: a second `off`"}[broker]
         per_frame = statistics.median(s.published / max(s.frames, 1) for s in picked)
         offs = [s.us_per_frame for s in results.samples if s.config == "off"]
-        print(f"| {label} | {float(linger) * 1000:g} ms | {results.median(config):.1f} µs | "
+        shown_linger = f"{float(linger) * 1000:g} ms" if linger else "-"
+        print(f"| {label} | {shown_linger} | {results.median(config):.1f} µs | "
               f"{statistics.median(offs):.1f} µs | {statistics.median(ratios):.2f}x | {per_frame:.3f} | "
               f"{', '.join(f'{r:.2f}' for r in ratios)} |")
     print()

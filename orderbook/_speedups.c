@@ -15,6 +15,7 @@
  *                      to let orjson and the Python reader decide.
  *   apply_levels(bids, asks, event)  validate a whole frame, then apply it.
  *   crossed(bids, asks)              best bid >= best ask.
+ *   fold_levels(into, levels)        merge levels into a dict keyed by exact value.
  *
  * Each has a pure-Python twin of the same API (orderbook/core/ladder.py,
  * orderbook/protocol/wire.py); tests/core/test_native.py runs both on the
@@ -1924,6 +1925,82 @@ configure(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------ fold_levels */
+
+/* The key of a plain decimal string's value: without leading zeros and
+ * without trailing zeros after the point (Python's value_key, in
+ * orderbook/protocol/decimals.py).  A new reference; the string itself when
+ * it is already in that form (the common case: no allocation). */
+static PyObject *
+value_key(PyObject *text)
+{
+    if (!PyUnicode_Check(text) || !PyUnicode_IS_ASCII(text)) {
+        PyErr_Format(PyExc_TypeError, "a price must be an ASCII str, got %R", text);
+        return NULL;
+    }
+    const char *s = (const char *)PyUnicode_DATA(text);
+    Py_ssize_t start = 0, end = PyUnicode_GET_LENGTH(text);
+    if (memchr(s, '.', (size_t)end) != NULL) {
+        while (end > 0 && s[end - 1] == '0')
+            end--;
+        if (end > 0 && s[end - 1] == '.')
+            end--;
+    }
+    while (start < end && s[start] == '0')
+        start++;
+    if (start == 0 && end == PyUnicode_GET_LENGTH(text))
+        return Py_NewRef(text);
+    return PyUnicode_FromStringAndSize(s + start, end - start);
+}
+
+/* fold_levels(into, levels): into[value_key(price)] = (price, qty) for each
+ * [price, qty] of levels, in order.  The twin of _fold in
+ * orderbook/sync/updates.py.  O(levels), no Python call per level. */
+static PyObject *
+fold_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyDict_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "fold_levels(into: dict, levels)");
+        return NULL;
+    }
+    PyObject *into = args[0];
+    PyObject *levels = PySequence_Fast(args[1], "levels must be a sequence");
+    if (levels == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(levels);
+    PyObject **items = PySequence_Fast_ITEMS(levels);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = items[i];
+        PyObject *price, *qty;
+        if (PyList_CheckExact(pair) && PyList_GET_SIZE(pair) == 2) {
+            price = PyList_GET_ITEM(pair, 0);
+            qty = PyList_GET_ITEM(pair, 1);
+        } else if (PyTuple_CheckExact(pair) && PyTuple_GET_SIZE(pair) == 2) {
+            price = PyTuple_GET_ITEM(pair, 0);
+            qty = PyTuple_GET_ITEM(pair, 1);
+        } else {
+            PyErr_Format(PyExc_ValueError, "a level must be a [price, quantity] pair, got %R", pair);
+            Py_DECREF(levels);
+            return NULL;
+        }
+        PyObject *key = value_key(price);
+        if (key == NULL) {
+            Py_DECREF(levels);
+            return NULL;
+        }
+        PyObject *value = PyTuple_Pack(2, price, qty);
+        int failed = value == NULL || PyDict_SetItem(into, key, value) < 0;
+        Py_DECREF(key);
+        Py_XDECREF(value);
+        if (failed) {
+            Py_DECREF(levels);
+            return NULL;
+        }
+    }
+    Py_DECREF(levels);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
     {"configure", (PyCFunction)(void (*)(void))configure, METH_FASTCALL,
      "Set the Python objects and tuning constants the module uses (called once at import)."},
@@ -1935,6 +2012,8 @@ static PyMethodDef module_methods[] = {
      "crossed(bids, asks) -> bool: best bid >= best ask."},
     {"ws_line", (PyCFunction)ws_line, METH_O,
      "ws_line(line) -> (ts, raw) for a version 2 capture ws line as written here, else None."},
+    {"fold_levels", (PyCFunction)(void (*)(void))fold_levels, METH_FASTCALL,
+     "fold_levels(into, levels): into[value_key(price)] = (price, qty) for each level, in order."},
     {"write_levels", (PyCFunction)(void (*)(void))write_levels, METH_FASTCALL,
      "write_levels(bids, asks, n, out, offset, price_scale, qty_scale) -> (bids, asks, price "
      "scale needed, quantity scale needed): the best n levels of each side as 128-bit "

@@ -30,6 +30,8 @@ from ..sync.samples import Samples
 from ..sync.updates import BookUpdate, UpdateKind
 
 if TYPE_CHECKING:
+    from ..core.ladder import Level
+    from ..protocol.wire import DepthEvent
     from .replicator import Replicator
 
 __all__ = ["ConsumerQueue", "ConsumerStats", "QueuePolicy", "UpdateStream"]
@@ -98,6 +100,23 @@ class ConsumerQueue:
             self._fifo.append(update)
         self._dirty = True
 
+    def extend(self, symbol: str, frames: list[DepthEvent], best_bid: Level | None,
+               best_ask: Level | None, received_us: int) -> bool:
+        """Fold the new frames of ``symbol`` into its pending delta, if this
+        queue conflates and one is pending (:meth:`BookUpdate.extend`), and
+        return True; else False and nothing changes (then :meth:`push` a new
+        update).  O(1): a lingering consumer costs the feed no allocation per
+        frame."""
+        if not self._conflate:
+            return False
+        pending = self._pending.get(symbol)
+        if pending is None or pending.kind is not UpdateKind.DELTA:
+            return False
+        pending.extend(frames, best_bid, best_ask, received_us)
+        self._counts.conflated += 1
+        self._dirty = True
+        return True
+
     def wake(self) -> None:
         """Wake the consumer if anything was pushed since it last looked.  O(1)."""
         if self._dirty:
@@ -125,6 +144,29 @@ class ConsumerQueue:
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
             self._waiter = None
+
+    async def wait(self) -> bool:
+        """Until an update is pending (True) or the queue is closed (False);
+        takes nothing.  One suspension per burst at most."""
+        while not self.closed:
+            if self._pending or self._fifo:
+                return True
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+            self._waiter = None
+        return False
+
+    def drain(self) -> list[BookUpdate]:
+        """Every pending update, in the order :meth:`get` would return them,
+        without awaiting (empty once closed).  O(pending)."""
+        if self.closed:
+            return []
+        out = [self._delivered(update) for update in self._pending.values()]
+        self._pending.clear()
+        if self._fifo:
+            out += [self._delivered(update) for update in self._fifo]
+            self._fifo.clear()
+        return out
 
     def _delivered(self, update: BookUpdate) -> BookUpdate:
         self._counts.delivered += 1
@@ -159,6 +201,26 @@ class UpdateStream:
                 raise failure
             raise StopAsyncIteration
         return update
+
+    async def wait(self) -> bool:
+        """Wait until updates are pending, without taking any (then
+        :meth:`drain` takes them all at once): True, or False once the
+        iterator has ended (it is then detached); raises
+        :attr:`Replicator.failure` if the replicator failed.  For a consumer
+        that works in batches (a sink lingering before it publishes): one
+        suspension per batch instead of one ``await`` per update."""
+        if await self._queue.wait():
+            return True
+        self._detach(self._queue)
+        failure: OrderBookError | None = self._replicator.failure
+        if failure is not None:
+            raise failure
+        return False
+
+    def drain(self) -> list[BookUpdate]:
+        """Every update pending now, oldest symbol first, without awaiting
+        (empty once ended).  O(pending)."""
+        return self._queue.drain()
 
     async def aclose(self) -> None:
         """Detach from the replicator; the iterator ends."""

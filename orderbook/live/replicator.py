@@ -415,6 +415,8 @@ class Replicator:
             if frames is None:
                 update = BookUpdate(action.symbol, UpdateKind.SNAPSHOT, None, book.last_update_id,
                                     bid, ask, book.timestamp, None, action.received_us)
+            elif consumer.extend(action.symbol, frames, bid, ask, action.received_us):
+                continue  # folded into the delta this consumer has pending
             else:
                 last = frames[-1]
                 update = BookUpdate(action.symbol, UpdateKind.DELTA, frames[0].first_id,

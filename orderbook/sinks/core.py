@@ -41,9 +41,11 @@ rule of the published sequence lives here:
    broker, so :meth:`pause` discards the queue (counted as dropped) and every
    symbol owes a snapshot; nothing is queued until :meth:`resume`.
 
-Costs: :meth:`offer` is O(changed levels) for a delta (a dict merge), O(book)
-when it makes a snapshot; :meth:`take` O(levels of the messages taken: their
-encoding), plus O(book) per snapshot it makes.
+Costs: :meth:`offer` is O(changed levels) for a delta (a dict merge of the
+update's raw strings, :meth:`BookUpdate.raw_changes`: no ``Decimal`` is built
+for a quantity), O(book) when it makes a snapshot; :meth:`take` O(levels of
+the messages taken: their encoding, canonical spellings published as they
+came), plus O(book) per snapshot it makes.
 """
 
 from __future__ import annotations
@@ -51,13 +53,11 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from decimal import Decimal
 
 from ..core.book import OrderBook
-from ..core.ladder import Level
 from ..errors import UsageError
-from ..sync.updates import BookUpdate
-from .messages import Message, MessageKind, wire_levels
+from ..sync.updates import BookUpdate, RawChanges
+from .messages import Message, MessageKind, wire_levels, wire_raw_levels
 
 __all__ = ["BookSource", "CoreCounters", "PublisherCore"]
 
@@ -87,22 +87,27 @@ class CoreCounters:
 
 
 class _Delta:
-    """A delta waiting in the queue, still open to merging (rule 5)."""
+    """A delta waiting in the queue, still open to merging (rule 5).
+
+    Its levels are kept as the venue spelled them (the price's exact key ->
+    ``(price, quantity)`` strings, :meth:`BookUpdate.raw_changes`): merging is a dict
+    update, and no quantity becomes a ``Decimal`` on the way to the wire
+    (:func:`~orderbook.sinks.messages.wire_raw_levels`)."""
 
     __slots__ = ("symbol", "first", "last", "ts", "bids", "asks")
 
-    def __init__(self, symbol: str, first: int, last: int, ts: int, bids: Iterable[Level],
-                 asks: Iterable[Level]) -> None:
+    def __init__(self, symbol: str, first: int, last: int, ts: int, bids: RawChanges,
+                 asks: RawChanges) -> None:
         self.symbol = symbol
         self.first = first
         self.last = last
         self.ts = ts
-        self.bids: dict[Decimal, Decimal] = dict(bids)
-        self.asks: dict[Decimal, Decimal] = dict(asks)
+        self.bids: RawChanges = dict(bids)
+        self.asks: RawChanges = dict(asks)
 
     def freeze(self) -> Message:
         return Message(self.symbol, MessageKind.DELTA, self.first, self.last, self.ts,
-                       wire_levels(self.bids.items()), wire_levels(self.asks.items()))
+                       wire_raw_levels(self.bids.values()), wire_raw_levels(self.asks.values()))
 
 
 class _Feed:
@@ -263,9 +268,10 @@ class PublisherCore:
             return
         ts = update.engine_time if update.engine_time is not None else update.received_us
         tail = feed.tail
+        bids, asks = update.raw_changes()
         if tail is not None:  # rule 5: merge into the delta waiting for this symbol
-            tail.bids.update(update.bids)
-            tail.asks.update(update.asks)
+            tail.bids.update(bids)
+            tail.asks.update(asks)
             tail.last, tail.ts = last_id, ts
             feed.last = last_id
             counters.merged += 1
@@ -276,7 +282,7 @@ class PublisherCore:
             return
         if first_id <= last:
             counters.trimmed += 1
-        tail = feed.tail = _Delta(feed.symbol, last + 1, last_id, ts, update.bids, update.asks)
+        tail = feed.tail = _Delta(feed.symbol, last + 1, last_id, ts, bids, asks)
         self._queue.append(tail)
         counters.deltas += 1
         feed.last = last_id

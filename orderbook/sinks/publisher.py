@@ -25,13 +25,12 @@ import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from ..core.book import OrderBook
 from ..errors import OrderBookError, UnknownSymbol, UsageError
+from ..live.consumers import UpdateStream
 from ..live.replicator import Replicator
-from ..sync.updates import BookUpdate
 from ..live.sink import SinkStats
 from ..sync.policy import Backoff
 from .core import PublisherCore
@@ -181,44 +180,41 @@ class BrokerSink(ABC):
             self._core = self._replicator = None
             self._connected = False
 
-    async def _pump(self, stream: AsyncIterator[BookUpdate], core: PublisherCore) -> None:
-        """Hand every update to the core; with ``linger``, sleep after the first
-        update of each burst so that the replicator's conflating queue merges
-        the rest of the burst (one update per symbol per ``linger``).
+    async def _pump(self, stream: UpdateStream, core: PublisherCore) -> None:
+        """Hand every update to the core in batches, one batch per ``linger``:
+        take everything pending at once (:meth:`UpdateStream.drain`: the
+        replicator's conflating queue has merged it to one update per symbol),
+        offer it, then sleep ``linger`` while the next batch gathers.  When
+        nothing is pending, wait for an update (without taking it) and hold it
+        ``linger`` first.
 
-        Whether an update is the first of a burst is whether waiting for it
-        suspended the pump (the queue was empty): a callback scheduled just
-        before the wait has then run.  Costs O(1) per update besides the
+        So under load the pump is woken once per ``linger`` by its own timer
+        (not per socket read, not per update), and an update waits at most
+        ``linger`` before it is offered.  Costs O(1) per update besides the
         core's :meth:`~PublisherCore.offer`.
         """
-        loop = asyncio.get_running_loop()
         linger = self.options.linger
-        ticks = 0
-
-        def tick() -> None:
-            nonlocal ticks
-            ticks += 1
-
-        updates = stream.__aiter__()
         while True:
-            before = ticks
+            updates = stream.drain()
+            if not updates:
+                try:
+                    if not await stream.wait():
+                        return
+                except OrderBookError as exc:  # the replicator failed: it says why itself
+                    log.info("%s: the replicator stopped (%s)", self._name, exc)
+                    return
+                if linger:
+                    await asyncio.sleep(linger)  # the first of a burst: hold it while the rest merges
+                continue
+            for update in updates:
+                try:
+                    core.offer(update)
+                except Exception:  # a bug: keep publishing, resnapshot the symbol, be loud
+                    self._internal_errors += 1
+                    log.exception("%s: internal error on an update of %s", self._name, update.symbol)
+                    core.owe([update.symbol])
             if linger:
-                loop.call_soon(tick)
-            try:
-                update = await updates.__anext__()
-            except StopAsyncIteration:
-                return
-            except OrderBookError as exc:  # the replicator failed: it says why itself
-                log.info("%s: the replicator stopped (%s)", self._name, exc)
-                return
-            if linger and ticks != before:
-                await asyncio.sleep(linger)  # the first of a burst: hold it while the rest merges
-            try:
-                core.offer(update)
-            except Exception:  # a bug: keep publishing, resnapshot the symbol, be loud
-                self._internal_errors += 1
-                log.exception("%s: internal error on an update of %s", self._name, update.symbol)
-                core.owe([update.symbol])
+                await asyncio.sleep(linger)  # the next batch gathers meanwhile
 
     # -------------------------------------------------------------- broker
     @abstractmethod

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit, urlunsplit
@@ -137,10 +138,32 @@ then the six fields).  One command per batch instead of one per entry (a
 round trip costs the replica far more than the entries), and atomic."""
 
 
+def _packer(client: Redis) -> Callable[..., Any]:
+    """How a command becomes RESP bytes: hiredis' C packer when hiredis is
+    installed (the ``redis`` extra brings it), else redis-py's own."""
+    try:
+        import hiredis
+    except ImportError:
+        connection = cast(Any, client).connection
+        return cast(Callable[..., Any], connection.pack_command)
+    pack = hiredis.pack_command
+    return lambda *args: pack(args)
+
+
 class _RedisConnection(BrokerConnection):
+    """The sink's one connection (redis-py's, opened by ``SCRIPT LOAD``).
+
+    A batch is written on it directly (packed command, one send, one read of
+    the answer) rather than through ``Redis.execute_command``: its lock,
+    retry and pool layers cost more CPU than the batch itself, and the
+    writer is the connection's only user.  Redis-py still opens, authenticates,
+    selects the database and parses (with hiredis when installed)."""
+
     def __init__(self, client: Redis, script: bytes, trimmer: StreamTrimmer, keys: dict[str, str],
                  prefix: str) -> None:
         self._client = client
+        self._connection = cast(Any, client).connection
+        self._pack = _packer(client)
         self._script = script
         self._trimmer = trimmer
         self._keys = keys
@@ -168,7 +191,10 @@ class _RedisConnection(BrokerConnection):
                 trimmer.entry(key, False)
                 argv.append(b"")
             argv += message.fields().values()
-        ids = await _command(self._client, "EVALSHA", self._script, len(keys), *keys, *argv)
+        connection = self._connection
+        await connection.send_packed_command(
+            self._pack("EVALSHA", self._script, len(keys), *keys, *argv), check_health=False)
+        ids = await connection.read_response()  # raises redis-py's ResponseError for an error
         if not isinstance(ids, list) or len(ids) != len(batch):
             raise MalformedMessage(f"unexpected answer to the append script: {ids!r:.200}")
         for position, key, index in snapshots:

@@ -805,3 +805,41 @@ def test_core_modules_pass_in_pure_python_mode() -> None:
     )  # fmt: skip
     tail = "\n".join((result.stdout + result.stderr).splitlines()[-40:])
     assert result.returncode == 0, f"core tests fail in pure-Python mode:\n{tail}"
+
+
+# ============================================================ fold_levels
+
+plain_decimals = st.from_regex(r"\A(0{0,3}[0-9]{1,6}(\.[0-9]{0,6})?|\.[0-9]{1,6}|0+(\.0*)?)\Z")
+
+
+@needs_native
+@given(st.lists(st.tuples(plain_decimals, plain_decimals).map(list), max_size=12),
+       st.lists(st.tuples(plain_decimals, plain_decimals), max_size=4))
+def test_fold_levels_twins_merge_alike_and_keys_are_exact_values(
+        levels: list[list[str]], earlier: list[tuple[str, str]]) -> None:
+    """The C fold and the Python one give the same map, in the same order, and
+    two prices share a key exactly when their values are equal."""
+    from orderbook.protocol.decimals import value_key
+    from orderbook.sync.updates import _py_fold
+
+    assert speedups is not None
+    native: dict[str, tuple[str, str]] = {}
+    python: dict[str, tuple[str, str]] = {}
+    for into, fold in ((native, speedups.fold_levels), (python, _py_fold)):
+        fold(into, earlier)
+        fold(into, levels)
+    assert list(native.items()) == list(python.items())
+    for price, _ in levels + [list(level) for level in earlier]:
+        assert value_key(price) in native
+    for a in native:
+        for b in native:
+            assert (a == b) == (Decimal(native[a][0]) == Decimal(native[b][0]))
+
+
+@needs_native
+def test_fold_levels_refuses_what_is_not_a_level() -> None:
+    assert speedups is not None
+    with pytest.raises(ValueError, match="pair"):
+        speedups.fold_levels({}, [["1", "2", "3"]])
+    with pytest.raises(TypeError, match="ASCII str"):
+        speedups.fold_levels({}, [[1, "2"]])

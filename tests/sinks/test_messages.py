@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import orjson
 import pytest
 from hypothesis import given
@@ -19,6 +21,7 @@ from orderbook.sinks import (
     subject_token,
     symbol_of_token,
 )
+from orderbook.sinks.messages import wire_decimal, wire_levels, wire_raw_levels
 from orderbook.sinks.naming import check_nats_prefix, check_redis_prefix
 
 decimals = st.from_regex(r"[0-9]{1,20}(\.[0-9]{1,18})?", fullmatch=True)
@@ -128,3 +131,25 @@ def test_keys_and_subjects() -> None:
             check_nats_prefix(bad)
     with pytest.raises(UsageError, match="Redis key prefix"):
         check_redis_prefix("")
+
+
+# Every spelling the engine accepts in a frame (is_decimal_string): leading
+# zeros, a leading or trailing point, zeros of any length.
+plain = st.from_regex(r"(0{0,3}[0-9]{1,6}(\.[0-9]{0,8})?|\.[0-9]{1,8}|0+(\.0*)?)", fullmatch=True)
+
+
+@given(st.lists(st.tuples(plain, plain), max_size=8))
+def test_raw_levels_are_published_exactly_as_their_values(raw: list[tuple[str, str]]) -> None:
+    """The sinks publish received strings without building Decimals; the text
+    must be what wire_levels makes of the same values (zero: "0")."""
+    assert wire_raw_levels(raw) == wire_levels((Decimal(p), Decimal(q)) for p, q in raw)
+
+
+@pytest.mark.parametrize(("text", "wire"), [
+    ("1.50", "1.50"), ("0.5", "0.5"), ("0", "0"), ("10", "10"), (".5", "0.5"), ("5.", "5"),
+    ("007.5", "7.5"), ("00", "0"), ("0.000", "0.000"),
+])
+def test_wire_decimal_keeps_canonical_spellings_and_fixes_the_others(text: str, wire: str) -> None:
+    assert wire_decimal(text) == wire
+    assert wire_raw_levels([(text, "0.000"), ("1", text)]) == (
+        (wire, "0"), ("1", "0" if Decimal(text) == 0 else wire))

@@ -198,3 +198,14 @@ def test_a_sink_run_by_hand_on_a_started_replicator(redis_server: Broker) -> Non
             await asyncio.wait_for(task, 10)  # ends with the replicator's updates()
             assert sink.stats().published >= 2 and not sink.stats().connected
     run(main())
+
+
+def test_the_batch_is_packed_alike_with_and_without_hiredis() -> None:
+    """The sink packs its one command with hiredis when installed, else with
+    redis-py: the bytes on the wire must not depend on which."""
+    import hiredis
+    from redis.asyncio.connection import Connection
+
+    args = ("EVALSHA", b"abc", 2, "orderbook:SPCX.US_USDC", "orderbook:SOL_USDC", b"", b"delta",
+            b"7", b"[[\"1.5\",\"0\"]]")
+    assert hiredis.pack_command(args) == b"".join(Connection().pack_command(*args))

@@ -52,9 +52,12 @@ LEVELS = st.lists(st.tuples(PRICES, QTYS).map(list), max_size=4)
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(LEVELS, LEVELS), min_size=1, max_size=COMPACT_AFTER + 40),
-       st.lists(st.integers(1, 50), min_size=1, max_size=20))
+       st.lists(st.integers(1, 50), min_size=1, max_size=20), st.lists(st.booleans(), min_size=1))
 def test_a_folded_update_applied_to_the_old_book_gives_the_new_book(
-        changes: list[tuple[list[list[str]], list[list[str]]]], chunks: list[int]) -> None:
+        changes: list[tuple[list[list[str]], list[list[str]]]], chunks: list[int],
+        extends: list[bool]) -> None:
+    """Batches are folded in as updates (fold) or as bare frames (extend, what
+    a queue with a pending delta does): either way, the same book."""
     start = OrderBook("SOL_USDC")
     start.apply_snapshot({"lastUpdateId": 100, "bids": [["0.5", "1"]], "asks": [["20", "1"]]})
     truth = OrderBook("SOL_USDC")
@@ -70,6 +73,9 @@ def test_a_folded_update_applied_to_the_old_book_gives_the_new_book(
         batch = delta(events[at: at + size])
         if pending is None:
             pending = batch
+        elif extends[turn % len(extends)]:
+            pending.extend(events[at: at + size], None, None, turn)
+            assert pending.received_us == turn and pending.last_id == events[at: at + size][-1].last_id
         else:
             pending.fold(batch)
         at, turn = at + size, turn + 1
