@@ -133,21 +133,16 @@ class ConsumerQueue:
 
     async def get(self) -> BookUpdate | None:
         """The next update, oldest symbol first; ``None`` once closed."""
-        while True:
-            if self.closed:
-                return None
-            if self._pending:
-                symbol = next(iter(self._pending))
-                return self._delivered(self._pending.pop(symbol))
-            if self._fifo:
-                return self._delivered(self._fifo.popleft())
-            self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter
-            self._waiter = None
+        if not await self.wait():
+            return None
+        if self._pending:
+            symbol = next(iter(self._pending))
+            return self._delivered(self._pending.pop(symbol))
+        return self._delivered(self._fifo.popleft())
 
     async def wait(self) -> bool:
         """Until an update is pending (True) or the queue is closed (False);
-        takes nothing.  One suspension per burst at most."""
+        takes nothing.  Suspends only while nothing is pending."""
         while not self.closed:
             if self._pending or self._fifo:
                 return True

@@ -103,10 +103,7 @@ class BookUpdate:
         self.merged += newer.merged
         if newer.kind is UpdateKind.DELTA and self.kind is not UpdateKind.INVALIDATED:
             if self.kind is UpdateKind.DELTA:
-                self._frames.extend(newer._frames)
-                if len(self._frames) > COMPACT_AFTER:
-                    self._raw = merge_levels(self._frames, self._raw)
-                    self._frames = []
+                self._add_frames(newer._frames)
         else:
             self.kind, self.first_id, self.reason = newer.kind, newer.first_id, newer.reason
             self._frames, self._raw = newer._frames, newer._raw
@@ -123,17 +120,30 @@ class BookUpdate:
         for a delta not yet delivered.  O(1) amortised (the frames are
         copied by reference)."""
         self.merged += 1
-        self._frames.extend(frames)
-        if len(self._frames) > COMPACT_AFTER:
-            self._raw = merge_levels(self._frames, self._raw)
-            self._frames = []
+        self._add_frames(frames)
         last = frames[-1]
         self.last_id = last.last_id
         self.best_bid, self.best_ask = best_bid, best_ask
         self.engine_time, self.event_time = last.engine_time, last.event_time
         self.received_us = received_us
 
-    def _merged_raw(self) -> tuple[RawChanges, RawChanges]:
+    def _add_frames(self, frames: list[DepthEvent]) -> None:
+        """Keep ``frames`` as they came; merge them into the maps once more
+        than :data:`COMPACT_AFTER` wait (bounds a slow consumer's memory)."""
+        self._frames.extend(frames)
+        if len(self._frames) > COMPACT_AFTER:
+            self._raw = merge_levels(self._frames, self._raw)
+            self._frames = []
+
+    def raw_changes(self) -> tuple[RawChanges, RawChanges]:
+        """The changed levels of a delta as two maps (:data:`RawChanges`), bids
+        then asks: the price's exact key -> ``(price, quantity)`` strings as
+        received, the newest winning, in the order each price first changed
+        (both empty for a snapshot or an invalidation).  The maps belong to
+        this update: read them, never change them.  O(changed levels) on
+        first call, merged once and cached, then O(1).  The cheapest view for
+        a consumer that republishes strings (:mod:`orderbook.sinks`): no
+        quantity becomes a ``Decimal``."""
         if self.kind is not UpdateKind.DELTA:
             return {}, {}
         if self._frames or self._raw is None:
@@ -141,30 +151,19 @@ class BookUpdate:
             self._frames = []
         return self._raw
 
-    def raw_changes(self) -> tuple[RawChanges, RawChanges]:
-        """The changed levels of a delta as two maps (:data:`RawChanges`), bids
-        then asks: the price's exact key -> ``(price, quantity)`` strings as
-        received, the newest winning,
-        in the order each price first changed (both empty for a snapshot or an
-        invalidation).  The maps belong to this update: read them, never change
-        them.  O(changed levels) on first call, merged once and cached, then
-        O(1).  The cheapest view for a consumer that republishes strings
-        (:mod:`orderbook.sinks`): no quantity becomes a ``Decimal``."""
-        return self._merged_raw()
-
     @property
     def raw_bids(self) -> tuple[tuple[str, str], ...]:
         """Changed bid levels as received, ``(price, quantity)`` strings, last one winning."""
-        return tuple(self._merged_raw()[0].values())
+        return tuple(self.raw_changes()[0].values())
 
     @property
     def raw_asks(self) -> tuple[tuple[str, str], ...]:
         """Changed ask levels as received, ``(price, quantity)`` strings, last one winning."""
-        return tuple(self._merged_raw()[1].values())
+        return tuple(self.raw_changes()[1].values())
 
     def _decimal_levels(self) -> tuple[tuple[Level, ...], tuple[Level, ...]]:
         if self._levels is None:
-            bids, asks = self._merged_raw()
+            bids, asks = self.raw_changes()
             self._levels = (tuple((Decimal(p), Decimal(q)) for p, q in bids.values()),
                             tuple((Decimal(p), Decimal(q)) for p, q in asks.values()))
         return self._levels
