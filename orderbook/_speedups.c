@@ -15,7 +15,8 @@
  *                      to let orjson and the Python reader decide.
  *   apply_levels(bids, asks, event)  validate a whole frame, then apply it.
  *   crossed(bids, asks)              best bid >= best ask.
- *   fold_levels(into, levels)        merge levels into a dict keyed by exact value.
+ *   fold_frames(bids, asks, frames)  merge frames' levels into dicts keyed by exact value.
+ *   wire_raw_levels(levels, slow)    levels as strings in the spelling a sink publishes.
  *
  * Each has a pure-Python twin of the same API (orderbook/core/ladder.py,
  * orderbook/protocol/wire.py); tests/core/test_native.py runs both on the
@@ -1953,20 +1954,14 @@ value_key(PyObject *text)
     return PyUnicode_FromStringAndSize(s + start, end - start);
 }
 
-/* fold_levels(into, levels): into[value_key(price)] = (price, qty) for each
- * [price, qty] of levels, in order.  The twin of _fold in
- * orderbook/sync/updates.py.  O(levels), no Python call per level. */
-static PyObject *
-fold_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* into[value_key(price)] = (price, qty) for each [price, qty] of the
+ * sequence levels, in order.  0, or -1 with an exception set. */
+static int
+fold_into(PyObject *into, PyObject *levels_obj)
 {
-    if (nargs != 2 || !PyDict_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "fold_levels(into: dict, levels)");
-        return NULL;
-    }
-    PyObject *into = args[0];
-    PyObject *levels = PySequence_Fast(args[1], "levels must be a sequence");
+    PyObject *levels = PySequence_Fast(levels_obj, "levels must be a sequence");
     if (levels == NULL)
-        return NULL;
+        return -1;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(levels);
     PyObject **items = PySequence_Fast_ITEMS(levels);
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -1981,12 +1976,12 @@ fold_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         } else {
             PyErr_Format(PyExc_ValueError, "a level must be a [price, quantity] pair, got %R", pair);
             Py_DECREF(levels);
-            return NULL;
+            return -1;
         }
         PyObject *key = value_key(price);
         if (key == NULL) {
             Py_DECREF(levels);
-            return NULL;
+            return -1;
         }
         PyObject *value = PyTuple_Pack(2, price, qty);
         int failed = value == NULL || PyDict_SetItem(into, key, value) < 0;
@@ -1994,11 +1989,167 @@ fold_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_XDECREF(value);
         if (failed) {
             Py_DECREF(levels);
-            return NULL;
+            return -1;
         }
     }
     Py_DECREF(levels);
+    return 0;
+}
+
+/* fold_frames(bids, asks, frames): for each frame, in order, and each
+ * [price, qty] of its bids (asks), bids[value_key(price)] = (price, qty)
+ * (asks[...]).  The twin of
+ * _py_fold_frames in orderbook/sync/updates.py.  O(levels), no Python call
+ * per frame (a DepthEvent of this module is read directly; its level lists
+ * are built once and kept, as its .bids / .asks do). */
+static PyObject *
+fold_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyDict_Check(args[0]) || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "fold_frames(bids: dict, asks: dict, frames)");
+        return NULL;
+    }
+    PyObject *frames = PySequence_Fast(args[2], "frames must be a sequence");
+    if (frames == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(frames);
+    PyObject **items = PySequence_Fast_ITEMS(frames);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *frame = items[i];
+        PyObject *bids, *asks;
+        if (Py_IS_TYPE(frame, &DepthEventType)) {
+            bids = event_get_bids((DepthEventObject *)frame, NULL);
+            asks = bids ? event_get_asks((DepthEventObject *)frame, NULL) : NULL;
+        } else {
+            bids = PyObject_GetAttrString(frame, "bids");
+            asks = bids ? PyObject_GetAttrString(frame, "asks") : NULL;
+        }
+        int failed = asks == NULL || fold_into(args[0], bids) < 0 || fold_into(args[1], asks) < 0;
+        Py_XDECREF(bids);
+        Py_XDECREF(asks);
+        if (failed) {
+            Py_DECREF(frames);
+            return NULL;
+        }
+    }
+    Py_DECREF(frames);
     Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------ wire_raw_levels */
+
+/* Whether a plain decimal string is already spelled as decimal_str(Decimal(s))
+ * would spell it: no '.' first or last, no leading zero but a lone "0" before
+ * the point (Python's wire_decimal, in orderbook/sinks/messages.py). */
+static int
+canonical_spelling(const char *s, Py_ssize_t n)
+{
+    return n > 0 && s[0] != '.' && s[n - 1] != '.' && !(s[0] == '0' && n > 1 && s[1] != '.');
+}
+
+/* A published spelling: the string itself when canonical (a new reference,
+ * no allocation), else slow(text).  NULL with TypeError for what is not an
+ * ASCII str. */
+static PyObject *
+wire_spelling(PyObject *text, PyObject *slow)
+{
+    if (!PyUnicode_Check(text) || !PyUnicode_IS_ASCII(text)) {
+        PyErr_Format(PyExc_TypeError, "a level must hold ASCII strings, got %R", text);
+        return NULL;
+    }
+    const char *s = (const char *)PyUnicode_DATA(text);
+    if (canonical_spelling(s, PyUnicode_GET_LENGTH(text)))
+        return Py_NewRef(text);
+    return PyObject_CallOneArg(slow, text);
+}
+
+/* Whether a decimal string's value is zero: only '0' and '.' in it. */
+static int
+zero_spelling(PyObject *text)
+{
+    const char *s = (const char *)PyUnicode_DATA(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (s[i] != '0' && s[i] != '.')
+            return 0;
+    return 1;
+}
+
+static PyObject *zero_text = NULL; /* "0" */
+
+/* wire_raw_levels(levels, slow) -> tuple of (price, qty): each level of the
+ * iterable as published (the twin of _py_wire_raw_levels in
+ * orderbook/sinks/messages.py): a canonical spelling kept as it is, another
+ * one given to slow(text), a zero quantity as "0".  An input tuple whose
+ * strings are kept is reused: O(levels), no allocation but the result for
+ * canonical input. */
+static PyObject *
+wire_raw_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "wire_raw_levels(levels, slow)");
+        return NULL;
+    }
+    PyObject *slow = args[1];
+    PyObject *levels = PySequence_List(args[0]);
+    if (levels == NULL)
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(levels);
+    PyObject *out = PyTuple_New(n);
+    if (out == NULL) {
+        Py_DECREF(levels);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PyList_GET_ITEM(levels, i);
+        PyObject *price, *qty;
+        if (PyTuple_CheckExact(pair) && PyTuple_GET_SIZE(pair) == 2) {
+            price = PyTuple_GET_ITEM(pair, 0);
+            qty = PyTuple_GET_ITEM(pair, 1);
+        } else if (PyList_CheckExact(pair) && PyList_GET_SIZE(pair) == 2) {
+            price = PyList_GET_ITEM(pair, 0);
+            qty = PyList_GET_ITEM(pair, 1);
+        } else {
+            PyErr_Format(PyExc_ValueError, "a level must be a (price, quantity) pair, got %R", pair);
+            goto fail;
+        }
+        PyObject *wire_price = wire_spelling(price, slow);
+        if (wire_price == NULL)
+            goto fail;
+        PyObject *wire_qty;
+        if (!PyUnicode_Check(qty) || !PyUnicode_IS_ASCII(qty))
+            wire_qty = wire_spelling(qty, slow); /* raises the TypeError */
+        else if (zero_spelling(qty))  /* "0" itself is kept: no new tuple for it */
+            wire_qty = Py_NewRef(PyUnicode_GET_LENGTH(qty) == 1 && PyUnicode_READ_CHAR(qty, 0) == '0'
+                                     ? qty : zero_text);
+        else
+            wire_qty = wire_spelling(qty, slow);
+        if (wire_qty == NULL) {
+            Py_DECREF(wire_price);
+            goto fail;
+        }
+        if (PyTuple_CheckExact(pair) && wire_price == price && wire_qty == qty) {
+            Py_DECREF(wire_price);
+            Py_DECREF(wire_qty);
+            PyTuple_SET_ITEM(out, i, Py_NewRef(pair));
+        } else {
+            PyObject *level = PyTuple_New(2);
+            if (level == NULL) {
+                Py_DECREF(wire_price);
+                Py_DECREF(wire_qty);
+                goto fail;
+            }
+            PyTuple_SET_ITEM(level, 0, wire_price);
+            PyTuple_SET_ITEM(level, 1, wire_qty);
+            PyTuple_SET_ITEM(out, i, level);
+        }
+    }
+    Py_DECREF(levels);
+    return out;
+fail:
+    Py_DECREF(levels);
+    Py_DECREF(out);
+    return NULL;
 }
 
 static PyMethodDef module_methods[] = {
@@ -2012,8 +2163,10 @@ static PyMethodDef module_methods[] = {
      "crossed(bids, asks) -> bool: best bid >= best ask."},
     {"ws_line", (PyCFunction)ws_line, METH_O,
      "ws_line(line) -> (ts, raw) for a version 2 capture ws line as written here, else None."},
-    {"fold_levels", (PyCFunction)(void (*)(void))fold_levels, METH_FASTCALL,
-     "fold_levels(into, levels): into[value_key(price)] = (price, qty) for each level, in order."},
+    {"fold_frames", (PyCFunction)(void (*)(void))fold_frames, METH_FASTCALL,
+     "fold_frames(bids, asks, frames): fold_levels of every frame's two sides, in order."},
+    {"wire_raw_levels", (PyCFunction)(void (*)(void))wire_raw_levels, METH_FASTCALL,
+     "wire_raw_levels(levels, slow) -> tuple of (price, qty) strings as a sink publishes them."},
     {"write_levels", (PyCFunction)(void (*)(void))write_levels, METH_FASTCALL,
      "write_levels(bids, asks, n, out, offset, price_scale, qty_scale) -> (bids, asks, price "
      "scale needed, quantity scale needed): the best n levels of each side as 128-bit "
@@ -2034,6 +2187,9 @@ PyInit__speedups(void)
 {
     init_string_bytes();
     init_pow10();
+    zero_text = PyUnicode_InternFromString("0");
+    if (zero_text == NULL)
+        return NULL;
     if (PyType_Ready(&DepthEventType) < 0 || PyType_Ready(&LadderType) < 0 ||
         PyType_Ready(&LadderIterType) < 0)
         return NULL;

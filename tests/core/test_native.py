@@ -807,39 +807,85 @@ def test_core_modules_pass_in_pure_python_mode() -> None:
     assert result.returncode == 0, f"core tests fail in pure-Python mode:\n{tail}"
 
 
-# ============================================================ fold_levels
+# ============================================================ fold_frames
 
 plain_decimals = st.from_regex(r"\A(0{0,3}[0-9]{1,6}(\.[0-9]{0,6})?|\.[0-9]{1,6}|0+(\.0*)?)\Z")
+sides = st.lists(st.tuples(plain_decimals, plain_decimals).map(list), max_size=6)
 
 
 @needs_native
-@given(st.lists(st.tuples(plain_decimals, plain_decimals).map(list), max_size=12),
+@given(st.lists(st.tuples(sides, sides), max_size=5),
        st.lists(st.tuples(plain_decimals, plain_decimals), max_size=4))
-def test_fold_levels_twins_merge_alike_and_keys_are_exact_values(
-        levels: list[list[str]], earlier: list[tuple[str, str]]) -> None:
-    """The C fold and the Python one give the same map, in the same order, and
-    two prices share a key exactly when their values are equal."""
+def test_fold_frames_twins_merge_alike_and_keys_are_exact_values(
+        frames: list[tuple[list[list[str]], list[list[str]]]], earlier: list[tuple[str, str]]) -> None:
+    """The C fold and the Python one give the same maps, in the same order,
+    for the engine's own frames (C ``DepthEvent``) and for any object with
+    ``bids`` / ``asks``; two prices share a key exactly when their values are
+    equal."""
     from orderbook.protocol.decimals import value_key
-    from orderbook.sync.updates import _py_fold
+    from orderbook.protocol.wire import DepthEvent as PyDepthEvent
+    from orderbook.sync.updates import _py_fold_frames
 
     assert speedups is not None
-    native: dict[str, tuple[str, str]] = {}
-    python: dict[str, tuple[str, str]] = {}
-    for into, fold in ((native, speedups.fold_levels), (python, _py_fold)):
-        fold(into, earlier)
-        fold(into, levels)
-    assert list(native.items()) == list(python.items())
-    for price, _ in levels + [list(level) for level in earlier]:
-        assert value_key(price) in native
-    for a in native:
-        for b in native:
-            assert (a == b) == (Decimal(native[a][0]) == Decimal(native[b][0]))
+    for kind in (speedups.DepthEvent, PyDepthEvent):
+        events = [kind("S_USDC", n, n, n, n, bids, asks) for n, (bids, asks) in enumerate(frames, 1)]
+        native: tuple[dict[str, tuple[str, str]], dict[str, tuple[str, str]]] = ({}, {})
+        python: tuple[dict[str, tuple[str, str]], dict[str, tuple[str, str]]] = ({}, {})
+        for (bids, asks), fold in ((native, speedups.fold_frames), (python, _py_fold_frames)):
+            bids.update((value_key(p), (p, q)) for p, q in earlier)
+            fold(bids, asks, events)
+        assert [list(side.items()) for side in native] == [list(side.items()) for side in python]
+        for price, _ in [level for bids, _ in frames for level in bids] + earlier:
+            assert value_key(price) in native[0]
+        for a in native[0]:
+            for b in native[0]:
+                assert (a == b) == (Decimal(native[0][a][0]) == Decimal(native[0][b][0]))
 
 
 @needs_native
-def test_fold_levels_refuses_what_is_not_a_level() -> None:
+def test_fold_frames_refuses_what_is_not_a_level() -> None:
+    from orderbook.protocol.wire import DepthEvent as PyDepthEvent
+
     assert speedups is not None
     with pytest.raises(ValueError, match="pair"):
-        speedups.fold_levels({}, [["1", "2", "3"]])
+        speedups.fold_frames({}, {}, [PyDepthEvent("S", 1, 1, 1, 1, [["1", "2", "3"]], [])])
     with pytest.raises(TypeError, match="ASCII str"):
-        speedups.fold_levels({}, [[1, "2"]])
+        speedups.fold_frames({}, {}, [PyDepthEvent("S", 1, 1, 1, 1, [], [[1, "2"]])])
+    with pytest.raises(AttributeError):
+        speedups.fold_frames({}, {}, [object()])
+
+
+# ============================================================ wire_raw_levels
+
+@needs_native
+@given(st.lists(st.tuples(plain_decimals, plain_decimals), max_size=12),
+       st.lists(st.tuples(plain_decimals, plain_decimals).map(list), max_size=4))
+def test_wire_raw_levels_twins_publish_alike(tuples: list[tuple[str, str]],
+                                             lists: list[list[str]]) -> None:
+    """The C and the Python spelling of published levels agree level for level
+    (both follow ``wire_decimal``, whose own agreement with ``wire_levels``
+    is tested in tests/sinks/test_messages.py), and a level already spelled
+    as published comes back as the very tuple given."""
+    from orderbook.sinks.messages import _py_wire_raw_levels, wire_decimal
+
+    assert speedups is not None
+    levels: list[Any] = [*tuples, *lists]
+    native = speedups.wire_raw_levels(levels, wire_decimal)
+    assert native == _py_wire_raw_levels(levels, wire_decimal)
+    assert type(native) is tuple and all(type(level) is tuple for level in native)
+    for given_level, out in zip(tuples, native):
+        if out == given_level:
+            assert out is given_level
+
+
+@needs_native
+def test_wire_raw_levels_refuses_what_is_not_a_level() -> None:
+    from orderbook.sinks.messages import wire_decimal
+
+    assert speedups is not None
+    with pytest.raises(ValueError, match="pair"):
+        speedups.wire_raw_levels([("1", "2", "3")], wire_decimal)
+    with pytest.raises(TypeError, match="ASCII strings"):
+        speedups.wire_raw_levels([(1, "2")], wire_decimal)
+    with pytest.raises(TypeError, match="ASCII strings"):
+        speedups.wire_raw_levels([("1", b"2")], wire_decimal)

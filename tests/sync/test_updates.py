@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orderbook import DepthEvent, OrderBook, parse_frame
-from orderbook.sync.updates import COMPACT_AFTER, BookUpdate, UpdateKind
+from orderbook.sync.updates import BookUpdate, UpdateKind
 
 
 def frame(first: int, last: int, bids: list[list[str]], asks: list[list[str]]) -> DepthEvent:
@@ -45,13 +45,39 @@ def test_a_snapshot_or_an_invalidation_replaces_what_is_pending() -> None:
     assert update.kind is UpdateKind.INVALIDATED and update.reason == "sequence gap"
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.tuples(st.sampled_from(["1", "1.0", "1.5", "1.50", "2", "3"]),
+                                             st.sampled_from(["0", "0.0", "1", "2.5"])).map(list),
+                                   max_size=4),
+                          st.lists(st.tuples(st.sampled_from(["5", "5.0", "6"]),
+                                             st.sampled_from(["0", "1"])).map(list), max_size=3)),
+                min_size=1, max_size=40))
+def test_folding_changes_into_maps_is_updating_them_with_raw_changes(
+        changes: list[tuple[list[list[str]], list[list[str]]]]) -> None:
+    """``fold_changes_into`` gives what ``dict.update`` with ``raw_changes``
+    gives, whether the update holds only its own frames (one frame) or later
+    ones merged into its maps too, and leaves the update as it was."""
+    events = [frame(n, n, bids, asks) for n, (bids, asks) in enumerate(changes, 1)]
+    update = delta(events[:1])
+    for event in events[1:]:
+        update.extend([event], None, None, 0)
+    mine = ({"1": ("1", "9"), "7": ("7", "9")}, {"6": ("6.00", "4")})
+    expected = (dict(mine[0]), dict(mine[1]))
+    update.fold_changes_into(*mine)
+    raw = update.raw_changes()
+    expected[0].update(raw[0])
+    expected[1].update(raw[1])
+    assert [list(m.items()) for m in mine] == [list(m.items()) for m in expected]
+    assert update.raw_changes() == raw and (update.first_id, update.last_id) == (1, len(changes))
+
+
 PRICES = st.sampled_from(["1", "1.0", "1.5", "1.50", "2", "2.25", "3", "10"])
 QTYS = st.sampled_from(["0", "0.000", "1", "2.5", "7"])
 LEVELS = st.lists(st.tuples(PRICES, QTYS).map(list), max_size=4)
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(LEVELS, LEVELS), min_size=1, max_size=COMPACT_AFTER + 40),
+@given(st.lists(st.tuples(LEVELS, LEVELS), min_size=1, max_size=300),
        st.lists(st.integers(1, 50), min_size=1, max_size=20), st.lists(st.booleans(), min_size=1))
 def test_a_folded_update_applied_to_the_old_book_gives_the_new_book(
         changes: list[tuple[list[list[str]], list[list[str]]]], chunks: list[int],
