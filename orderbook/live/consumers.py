@@ -64,7 +64,7 @@ class ConsumerQueue:
     """One consumer's bounded queue.  :meth:`push` is O(1) and never blocks."""
 
     __slots__ = ("policy", "_conflate", "_maxsize", "_counts", "_latency", "_pending", "_fifo",
-                 "_waiter", "_dirty", "closed")
+                 "_waiter", "_dirty", "_nudged", "closed")
 
     def __init__(self, policy: QueuePolicy, maxsize: int, counts: ConsumerStats,
                  latency: DeliveryLatency) -> None:
@@ -81,6 +81,7 @@ class ConsumerQueue:
         self._fifo: deque[BookUpdate] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._dirty = False
+        self._nudged = False
         self.closed = False
 
     def push(self, update: BookUpdate) -> None:
@@ -131,20 +132,30 @@ class ConsumerQueue:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
+    def nudge(self) -> None:
+        """Wake a :meth:`wait` now, with nothing pending (it returns True): for
+        a consumer that has work of its own to do.  O(1)."""
+        self._nudged = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
     async def get(self) -> BookUpdate | None:
         """The next update, oldest symbol first; ``None`` once closed."""
-        if not await self.wait():
-            return None
-        if self._pending:
-            symbol = next(iter(self._pending))
-            return self._delivered(self._pending.pop(symbol))
-        return self._delivered(self._fifo.popleft())
+        while await self.wait():
+            if self._pending:
+                symbol = next(iter(self._pending))
+                return self._delivered(self._pending.pop(symbol))
+            if self._fifo:
+                return self._delivered(self._fifo.popleft())
+        return None
 
     async def wait(self) -> bool:
-        """Until an update is pending (True) or the queue is closed (False);
-        takes nothing.  Suspends only while nothing is pending."""
+        """Until an update is pending or :meth:`nudge` was called (True), or
+        the queue is closed (False); takes nothing.  Suspends only while
+        nothing is pending."""
         while not self.closed:
-            if self._pending or self._fifo:
+            if self._pending or self._fifo or self._nudged:
+                self._nudged = False
                 return True
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
@@ -216,6 +227,13 @@ class UpdateStream:
         """Every update pending now, oldest symbol first, without awaiting
         (empty once ended).  O(pending)."""
         return self._queue.drain()
+
+    def nudge(self) -> None:
+        """Wake a pending :meth:`wait` now, although nothing is pending (it
+        returns True and :meth:`drain` may be empty): for a batching consumer
+        that has other work to start (a sink whose broker just connected).
+        O(1)."""
+        self._queue.nudge()
 
     async def aclose(self) -> None:
         """Detach from the replicator; the iterator ends."""

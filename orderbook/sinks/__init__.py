@@ -21,7 +21,7 @@ Modules, one responsibility each:
 * :mod:`~orderbook.sinks.messages` -- the message and its two encodings;
 * :mod:`~orderbook.sinks.naming` -- stream keys, subjects, the symbol escaping rule;
 * :mod:`~orderbook.sinks.core` -- the published sequence and the bounded queue (pure);
-* :mod:`~orderbook.sinks.publisher` -- the asyncio shell: pump, writer, reconnects;
+* :mod:`~orderbook.sinks.publisher` -- the asyncio shell: pump, connector, reconnects;
 * :mod:`~orderbook.sinks.redis`, :mod:`~orderbook.sinks.nats` -- one broker each,
   publishing and reading;
 * :mod:`~orderbook.sinks.follow` -- the reader's book and its bridging rule;

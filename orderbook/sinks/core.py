@@ -2,7 +2,7 @@
 
 :class:`PublisherCore` turns the :class:`~orderbook.live.replicator.BookUpdate`
 stream of a conflating consumer into :class:`~orderbook.sinks.messages.Message`
-values waiting in one bounded queue, for an asyncio writer to send.  Every
+values waiting in one bounded queue, for an asyncio pump to send.  Every
 rule of the published sequence lives here:
 
 1. **Shape.**  Per symbol the published sequence is a snapshot, then deltas
@@ -29,7 +29,7 @@ rule of the published sequence lives here:
    ``u`` advances, each level takes its newest quantity.  Exact for the same
    reason as rule 4.  So the queue holds at most one delta per symbol
    between two :meth:`take` calls plus the snapshots, and the slower the
-   writer, the fewer and larger its messages; encoding happens in
+   broker, the fewer and larger its messages; encoding happens in
    :meth:`take`, once per message.
 6. **Bounded.**  At most ``max_queue`` messages wait.  A delta that would
    need a new message in a full queue is dropped and counted, and its symbol
@@ -42,8 +42,8 @@ rule of the published sequence lives here:
    symbol owes a snapshot; nothing is queued until :meth:`resume`.
 
 Costs: :meth:`offer` is O(changed levels) for a delta (a dict merge of the
-update's raw strings, :meth:`BookUpdate.raw_changes`: no ``Decimal`` is built
-for a quantity), O(book) when it makes a snapshot; :meth:`take` O(levels of
+update's raw strings, :meth:`BookUpdate.fold_changes_into`: no ``Decimal`` is
+built for a quantity), O(book) when it makes a snapshot; :meth:`take` O(levels of
 the messages taken: their encoding, canonical spellings published as they
 came), plus O(book) per snapshot it makes.
 """
@@ -90,20 +90,20 @@ class _Delta:
     """A delta waiting in the queue, still open to merging (rule 5).
 
     Its levels are kept as the venue spelled them (the price's exact key ->
-    ``(price, quantity)`` strings, :meth:`BookUpdate.raw_changes`): merging is a dict
-    update, and no quantity becomes a ``Decimal`` on the way to the wire
+    ``(price, quantity)`` strings, :data:`RawChanges`): each update's frames
+    are folded straight into them (:meth:`BookUpdate.fold_changes_into`), and
+    no quantity becomes a ``Decimal`` on the way to the wire
     (:func:`~orderbook.sinks.messages.wire_raw_levels`)."""
 
     __slots__ = ("symbol", "first", "last", "ts", "bids", "asks")
 
-    def __init__(self, symbol: str, first: int, last: int, ts: int, bids: RawChanges,
-                 asks: RawChanges) -> None:
+    def __init__(self, symbol: str, first: int, last: int, ts: int) -> None:
         self.symbol = symbol
         self.first = first
         self.last = last
         self.ts = ts
-        self.bids: RawChanges = dict(bids)
-        self.asks: RawChanges = dict(asks)
+        self.bids: RawChanges = {}
+        self.asks: RawChanges = {}
 
     def freeze(self) -> Message:
         return Message(self.symbol, MessageKind.DELTA, self.first, self.last, self.ts,
@@ -132,14 +132,12 @@ class PublisherCore:
     snapshot is made); ``snapshot_interval`` is the number of deltas between
     periodic snapshots (``None``: snapshots only when owed otherwise);
     ``max_queue`` bounds the queue; ``now_us`` is the clock used as ``ts``
-    of a snapshot whose book has no timestamp; ``on_queued`` is called after
-    a message was queued (the writer's wake-up).  The core starts paused:
+    of a snapshot whose book has no timestamp.  The core starts paused:
     call :meth:`resume` once the broker is connected.  Not thread-safe.
     """
 
     def __init__(self, books: BookSource, *, snapshot_interval: int | None = 1000,
-                 max_queue: int = 10_000, now_us: Callable[[], int],
-                 on_queued: Callable[[], object] | None = None) -> None:
+                 max_queue: int = 10_000, now_us: Callable[[], int]) -> None:
         if snapshot_interval is not None and snapshot_interval < 1:
             raise UsageError(f"snapshot_interval must be >= 1 or None, got {snapshot_interval}")
         if max_queue < 2:
@@ -149,7 +147,6 @@ class PublisherCore:
         self._max = max_queue
         self._low = max_queue // 2
         self._now_us = now_us
-        self._on_queued = on_queued
         self._queue: deque[Message | _Delta] = deque()
         self._feeds: dict[str, _Feed] = {}
         self._owed: dict[str, None] = {}
@@ -196,7 +193,7 @@ class PublisherCore:
             self._owe(feed)
 
     def take(self, limit: int) -> list[Message]:
-        """Up to ``limit`` messages, oldest first, for the writer to send.
+        """Up to ``limit`` messages, oldest first, to send.
 
         Queues owed snapshots first while the queue is at most half full.
         Returns nothing while paused.  O(messages) + O(book) per snapshot made.
@@ -268,10 +265,8 @@ class PublisherCore:
             return
         ts = update.engine_time if update.engine_time is not None else update.received_us
         tail = feed.tail
-        bids, asks = update.raw_changes()
         if tail is not None:  # rule 5: merge into the delta waiting for this symbol
-            tail.bids.update(bids)
-            tail.asks.update(asks)
+            update.fold_changes_into(tail.bids, tail.asks)
             tail.last, tail.ts = last_id, ts
             feed.last = last_id
             counters.merged += 1
@@ -282,7 +277,8 @@ class PublisherCore:
             return
         if first_id <= last:
             counters.trimmed += 1
-        tail = feed.tail = _Delta(feed.symbol, last + 1, last_id, ts, bids, asks)
+        tail = feed.tail = _Delta(feed.symbol, last + 1, last_id, ts)
+        update.fold_changes_into(tail.bids, tail.asks)
         self._queue.append(tail)
         counters.deltas += 1
         feed.last = last_id
@@ -291,8 +287,6 @@ class PublisherCore:
             self._owe(feed)
             if len(self._queue) < self._max:
                 self._snapshot(feed)
-        if self._on_queued is not None:
-            self._on_queued()
 
     def _snapshot(self, feed: _Feed) -> bool:
         """Queue a snapshot of the live book if the replica is synced; True if queued."""
@@ -308,8 +302,6 @@ class PublisherCore:
         feed.deltas = 0
         feed.tail = None
         self._owed.pop(feed.symbol, None)
-        if self._on_queued is not None:
-            self._on_queued()
         return True
 
     def _settle(self) -> None:

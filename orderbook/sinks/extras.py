@@ -1,6 +1,6 @@
 """Optional dependencies: each broker's client library comes with an extra.
 
-``pip install 'orderbook[redis]'`` brings redis-py, ``'orderbook[nats]'``
+``pip install 'orderbook[redis]'`` brings redis-py and hiredis, ``'orderbook[nats]'``
 nats-py.  Without it, creating a sink or reader of that broker raises
 :class:`MissingExtra` naming the extra to install.
 """
@@ -14,7 +14,7 @@ from ..errors import UsageError
 
 __all__ = ["MissingExtra", "require"]
 
-_LIBRARIES = {"redis": "redis-py", "nats": "nats-py"}
+_LIBRARIES = {"redis": "redis-py and hiredis", "nats": "nats-py"}
 
 
 class MissingExtra(UsageError):

@@ -32,7 +32,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -71,36 +71,68 @@ async def _quiet(exc: Exception) -> None:
     log.debug("nats: %s", exc)
 
 
-async def _connect(url: str, timeout: float, **callbacks: Any) -> Client:
+async def _connect(url: str, timeout: float, **options: Any) -> Client:
     nats = require("nats", "nats")
     client: Client = await nats.connect(
         url, connect_timeout=max(1, round(timeout)), error_cb=_quiet, name="orderbook",
-        **callbacks)
+        **options)
     return client
 
 
 # ------------------------------------------------------------------ publishing
+_PENDING_SIZE = 2 * 1024 * 1024
+"""Bytes nats-py buffers for the publisher before a publish waits for a flush."""
+
+_PUB_OVERHEAD = 64
+"""Bytes of a ``PUB`` command besides its subject and payload, at most."""
+
+
 class _NatsConnection(BrokerConnection):
-    def __init__(self, wake: Callable[[], object], prefix: str) -> None:
+    """The sink's nats-py client: a batch is published message by message into
+    nats-py's buffer, which its own flusher writes out."""
+
+    def __init__(self, lost: Callable[[BrokerConnection, BaseException], None],
+                 acknowledged: Callable[[int, int], None], prefix: str, timeout: float) -> None:
         self.client: Client | None = None
-        self._wake = wake
+        self._timeout = timeout
+        self._lost = lost
+        self._acknowledged = acknowledged
         self._prefix = prefix
         self._subjects: dict[str, str] = {}
 
     async def closed(self) -> None:
         """nats-py's ``closed_cb``: the connection is gone (we never let it reconnect)."""
-        self.lost = True
-        self._wake()
+        self._lost(self, ConnectionError("the NATS connection was closed"))
 
-    async def write(self, batch: list[Message]) -> None:
-        client = self.client
-        assert client is not None
+    def send(self, batch: list[Message]) -> Coroutine[Any, Any, None]:
         subjects, prefix = self._subjects, self._prefix
+        payloads: list[tuple[str, bytes]] = []
+        size = 0
         for message in batch:
             subject = subjects.get(message.symbol)
             if subject is None:
                 subject = subjects[message.symbol] = delta_subject(message.symbol, prefix)
-            await client.publish(subject, message.json())
+            payload = message.json()
+            payloads.append((subject, payload))
+            size += len(subject) + len(payload) + _PUB_OVERHEAD
+        snapshots = sum(1 for m in batch if m.kind is MessageKind.SNAPSHOT)
+        return self._publish(payloads, size, snapshots)
+
+    async def _publish(self, payloads: list[tuple[str, bytes]], size: int, snapshots: int) -> None:
+        """Publish into nats-py's buffer.  nats-py suspends a publish only to
+        force a flush once its buffer would pass ``pending_size``; below that,
+        nothing here can wait, and no timer is armed (one per batch would cost
+        the replica as much as the publishing)."""
+        client = self.client
+        assert client is not None
+        if client.pending_data_size + size < _PENDING_SIZE:
+            for subject, payload in payloads:
+                await client.publish(subject, payload)
+        else:
+            async with asyncio.timeout(self._timeout):
+                for subject, payload in payloads:
+                    await client.publish(subject, payload)
+        self._acknowledged(len(payloads), snapshots)
 
     async def close(self) -> None:
         if self.client is not None and not self.client.is_closed:
@@ -130,9 +162,10 @@ class NatsSink(BrokerSink):
         return self._requests
 
     async def _connect(self) -> BrokerConnection:
-        conn = _NatsConnection(self._wake.set, self.options.prefix)
+        conn = _NatsConnection(self._lost, self._acknowledged, self.options.prefix,
+                               self.options.write_timeout)
         client = await _connect(self.url, self.options.write_timeout, allow_reconnect=False,
-                                closed_cb=conn.closed)
+                                closed_cb=conn.closed, pending_size=_PENDING_SIZE)
         conn.client = client
         try:
             rep = self._replicator
@@ -151,7 +184,7 @@ class NatsSink(BrokerSink):
             self._requests += 1
             try:
                 await msg.respond(self._reply(symbol))
-            except Exception as exc:  # the connection went: the writer sees it too
+            except Exception as exc:  # the connection went: the sink sees it too
                 log.debug("%s: snapshot reply for %s not sent: %s", self.name, symbol, exc)
         return answer
 

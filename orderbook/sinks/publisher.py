@@ -2,18 +2,24 @@
 
 :class:`BrokerSink` runs two loops per replicator:
 
-* the **pump** reads the replicator's conflating :meth:`~Replicator.updates`
-  and hands each update to the :class:`~orderbook.sinks.core.PublisherCore`
-  (bounded work, never awaits the broker);
-* the **writer** connects (with :class:`~orderbook.sync.policy.Backoff`
-  between attempts), then takes batches from the core and writes them, each
-  write bounded by ``write_timeout``.  A failed connection or write pauses
-  the core (its queue is discarded and counted as dropped, every symbol owes
-  a snapshot), closes the connection and reconnects after a backoff.
+* the **pump**, once per ``linger``: takes every update the replicator's
+  conflating :meth:`~Replicator.updates` consumer has merged meanwhile (one
+  per symbol), hands each to the :class:`~orderbook.sinks.core.PublisherCore`
+  (bounded work), then hands the core's next batch of messages to the broker
+  connection (:meth:`BrokerConnection.send`: Redis writes it to the socket at
+  once and reads the answer when it comes, NATS awaits nats-py's buffered
+  publishes; no send waits longer than ``write_timeout``);
+* the **connector**: connects (with :class:`~orderbook.sync.policy.Backoff`
+  between attempts), then sleeps until the connection fails.  A failed
+  connection or write pauses the core (its queue is discarded and counted as
+  dropped, every symbol owes a snapshot), closes the connection and
+  reconnects after a backoff.
 
 So a slow or absent broker costs the replica one :meth:`PublisherCore.offer`
-per update and nothing else: no await on the broker ever happens on the
-replica's path, and memory is bounded by ``queue_size`` messages.
+per update and nothing else: nothing on the replica's path ever awaits the
+broker, and memory is bounded by ``queue_size`` messages.  Under load the
+sink is woken once per ``linger`` (by its own timer), whatever the rate of
+updates.
 
 A broker module subclasses :class:`BrokerSink` with :meth:`BrokerSink._connect`
 returning a :class:`BrokerConnection`.
@@ -24,17 +30,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from abc import ABC, abstractmethod
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..core.book import OrderBook
 from ..errors import OrderBookError, UnknownSymbol, UsageError
 from ..live.consumers import UpdateStream
 from ..live.replicator import Replicator
 from ..live.sink import SinkStats
+from ..sync.updates import BookUpdate
 from ..sync.policy import Backoff
 from .core import PublisherCore
-from .messages import Message, MessageKind
+from .messages import Message
 from .naming import DEFAULT_PREFIX
 
 __all__ = ["BrokerConnection", "BrokerSink", "PublishOptions"]
@@ -82,18 +92,45 @@ class PublishOptions:
 
 
 class BrokerConnection(ABC):
-    """One open connection to a broker, as the writer uses it."""
+    """One open connection to a broker, as the pump uses it.
+
+    A connection reports back to its sink through the two callables it was
+    made with (see :meth:`BrokerSink._connect`): ``lost(exc)`` when it learns,
+    unprompted, that it is gone (then :attr:`lost` is True), and
+    ``acknowledged(messages, snapshots)`` when the broker has accepted a sent
+    batch.
+    """
 
     lost: bool = False
-    """Set by the connection when it learns, unprompted, that it is gone."""
+    """True once the connection is gone (the sink then reconnects)."""
+
+    def ready(self) -> bool:
+        """True if a batch can be sent now; False while earlier ones still
+        wait for the broker (the messages wait in the core meanwhile, merging).
+        O(1)."""
+        return True
 
     @abstractmethod
-    async def write(self, batch: list[Message]) -> None:
-        """Send ``batch`` in order; raise on any failure (the writer reconnects)."""
+    def send(self, batch: list[Message]) -> Coroutine[Any, Any, None] | None:
+        """Hand ``batch`` to the broker, in order.
+
+        Either it is written at once and ``None`` returned (the broker's
+        answer arrives later: ``acknowledged``, or ``lost`` on an error), or
+        a coroutine is returned that the sink awaits, which acknowledges the
+        batch on success and never waits longer than ``write_timeout`` (the
+        connection bounds it, arming a timer only when it may wait at all).
+        Raises (or the coroutine raises) on any failure, after which the sink
+        reconnects.
+        """
 
     @abstractmethod
     async def close(self) -> None:
         """Close; must not raise (bounded by the caller)."""
+
+
+_RETRY_SEND = 0.001
+"""Seconds before the pump tries again to send what the connection could not
+take yet (``linger`` 0 only; otherwise it tries once per ``linger``)."""
 
 
 def _now_us() -> int:
@@ -113,7 +150,11 @@ class BrokerSink(ABC):
         self.options = options
         self._core: PublisherCore | None = None
         self._replicator: Replicator | None = None
-        self._wake = asyncio.Event()
+        self._shared: _SharedUpdates | None = None
+        self._conn: BrokerConnection | None = None
+        """The connection the pump sends on (``None`` while there is none)."""
+        self._broken: asyncio.Future[BaseException] | None = None
+        """What the connector waits on while connected: why the connection failed."""
         self._connected = False
         self._ever_connected = False
         self._published = 0
@@ -165,40 +206,42 @@ class BrokerSink(ABC):
             return replicator.book(symbol) if replicator.status(symbol) == "synced" else None
 
         core = PublisherCore(books, snapshot_interval=options.snapshot_interval,
-                             max_queue=options.queue_size, now_us=_now_us, on_queued=self._wake.set)
-        self._core, self._replicator = core, replicator
-        stream = replicator.updates(policy="conflate")
+                             max_queue=options.queue_size, now_us=_now_us)
+        shared = _SharedUpdates.join(replicator, self, core)
+        self._core, self._replicator, self._shared = core, replicator, shared
         core.owe(replicator.symbols)
-        writer = asyncio.create_task(self._write_loop(core), name=f"orderbook-sink-writer-{self._name}")
+        connector = asyncio.create_task(self._connect_loop(core),
+                                        name=f"orderbook-sink-connector-{self._name}")
         try:
-            await self._pump(stream, core)
+            await self._pump(shared, core)
         finally:
-            writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
-            await stream.aclose()
+            connector.cancel()
+            await asyncio.gather(connector, return_exceptions=True)
+            await shared.leave(self)
             self._dropped_before += core.counters.dropped
-            self._core = self._replicator = None
+            self._core = self._replicator = self._shared = None
             self._connected = False
 
-    async def _pump(self, stream: UpdateStream, core: PublisherCore) -> None:
-        """Hand every update to the core in batches, one batch per ``linger``:
-        take everything pending at once (:meth:`UpdateStream.drain`: the
-        replicator's conflating queue has merged it to one update per symbol),
-        offer it, then sleep ``linger`` while the next batch gathers.  When
-        nothing is pending, wait for an update (without taking it) and hold it
-        ``linger`` first.
+    async def _pump(self, shared: _SharedUpdates, core: PublisherCore) -> None:
+        """Once per ``linger``: take everything pending at once
+        (:meth:`_SharedUpdates.pull`: the replicator's conflating queue has
+        merged it to one update per symbol, and it is offered to the core of
+        every sink of the replicator), send the core's next batch, then sleep
+        ``linger`` while the next batch gathers.  When nothing is pending,
+        wait for an update (or a connection, which has snapshots to send) and
+        hold it ``linger`` first.
 
         So under load the pump is woken once per ``linger`` by its own timer
         (not per socket read, not per update), and an update waits at most
-        ``linger`` before it is offered.  Costs O(1) per update besides the
-        core's :meth:`~PublisherCore.offer`.
+        ``linger`` before it is offered and sent.  Costs O(1) per update
+        besides the core's :meth:`~PublisherCore.offer` and the encoding of
+        what is sent.
         """
         linger = self.options.linger
         while True:
-            updates = stream.drain()
-            if not updates:
+            if not shared.pull() and not len(core):
                 try:
-                    if not await stream.wait():
+                    if not await shared.wait():
                         return
                 except OrderBookError as exc:  # the replicator failed: it says why itself
                     log.info("%s: the replicator stopped (%s)", self._name, exc)
@@ -206,20 +249,47 @@ class BrokerSink(ABC):
                 if linger:
                     await asyncio.sleep(linger)  # the first of a burst: hold it while the rest merges
                 continue
-            for update in updates:
-                try:
-                    core.offer(update)
-                except Exception:  # a bug: keep publishing, resnapshot the symbol, be loud
-                    self._internal_errors += 1
-                    log.exception("%s: internal error on an update of %s", self._name, update.symbol)
-                    core.owe([update.symbol])
-            if linger:
-                await asyncio.sleep(linger)  # the next batch gathers meanwhile
+            conn = self._conn
+            if conn is not None:
+                await self._send(conn, core)
+            if linger or len(core):  # the next batch gathers meanwhile (or the broker catches up)
+                await asyncio.sleep(max(linger, _RETRY_SEND))
+
+    def _offer(self, core: PublisherCore, update: BookUpdate) -> None:
+        """Offer one update to this sink's core; a bug is logged and counted,
+        and the symbol resnapshotted, never raised into the other sinks."""
+        try:
+            core.offer(update)
+        except Exception:  # a bug: keep publishing, resnapshot the symbol, be loud
+            self._internal_errors += 1
+            log.exception("%s: internal error on an update of %s", self._name, update.symbol)
+            core.owe([update.symbol])
+
+    async def _send(self, conn: BrokerConnection, core: PublisherCore) -> None:
+        """Send the core's next batch on ``conn`` if it can take one; a
+        failure breaks the connection (the connector reconnects)."""
+        if conn.lost:
+            self._break(conn, ConnectionError("the broker connection was closed"))
+            return
+        if not conn.ready():
+            return
+        batch = core.take(self.options.batch_size)
+        if not batch:
+            return
+        try:
+            pending = conn.send(batch)
+            if pending is not None:
+                await pending
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._break(conn, exc)
 
     # -------------------------------------------------------------- broker
     @abstractmethod
     async def _connect(self) -> BrokerConnection:
-        """Open a connection (raise on failure)."""
+        """Open a connection (raise on failure), made with :meth:`_lost` and
+        :meth:`_acknowledged` as its two callbacks."""
 
     def _snapshot_requests(self) -> int:
         return 0
@@ -234,10 +304,30 @@ class BrokerSink(ABC):
             return None
         return rep.book(symbol)
 
-    # -------------------------------------------------------------- writer
-    async def _write_loop(self, core: PublisherCore) -> None:
+    def _acknowledged(self, messages: int, snapshots: int) -> None:
+        """A connection's callback: the broker accepted a batch."""
+        self._published += messages
+        self._snapshots += snapshots
+
+    def _lost(self, conn: BrokerConnection, exc: BaseException) -> None:
+        """A connection's callback: it is gone (``exc`` says why)."""
+        conn.lost = True
+        self._break(conn, exc)
+
+    def _break(self, conn: BrokerConnection, exc: BaseException) -> None:
+        """``conn`` failed: the pump stops sending on it, the connector reconnects."""
+        if self._conn is not conn:
+            return
+        self._conn = None
+        broken = self._broken
+        if broken is not None and not broken.done():
+            broken.set_result(exc)
+
+    # ----------------------------------------------------------- connector
+    async def _connect_loop(self, core: PublisherCore) -> None:
         options = self.options
         attempt = 0
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 async with asyncio.timeout(options.write_timeout):
@@ -256,14 +346,18 @@ class BrokerSink(ABC):
                 log.info("%s: connected", self._name)
             self._ever_connected = self._connected = True
             attempt = 0
+            broken = self._broken = loop.create_future()
+            self._conn = conn
             core.resume()
+            if self._shared is not None:
+                self._shared.nudge()  # the pump has snapshots to send now
             try:
-                await self._write_batches(core, conn)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._failed(exc, "connection lost")
+                if conn.lost:
+                    self._break(conn, ConnectionError("the broker connection was closed"))
+                self._failed(await broken, "connection lost")
             finally:
+                self._break(conn, ConnectionError("the sink stopped"))
+                self._broken = None
                 self._connected = False
                 core.pause()
                 try:
@@ -275,24 +369,72 @@ class BrokerSink(ABC):
             await asyncio.sleep(options.backoff.delay(attempt))
             attempt += 1
 
-    async def _write_batches(self, core: PublisherCore, conn: BrokerConnection) -> None:
-        options = self.options
-        wake = self._wake
-        while not conn.lost:
-            batch = core.take(options.batch_size)
-            if not batch:
-                wake.clear()
-                await wake.wait()
-                continue
-            async with asyncio.timeout(options.write_timeout):
-                await conn.write(batch)
-            self._published += len(batch)
-            self._snapshots += sum(1 for m in batch if m.kind is MessageKind.SNAPSHOT)
-        raise ConnectionError("the broker connection was closed")
-
     def _failed(self, exc: BaseException, what: str) -> None:
         self._failures += 1
         reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         level = logging.WARNING if reason != self._last_error else logging.DEBUG
         log.log(level, "%s: %s (%s); retrying with backoff", self._name, what, reason)
         self._last_error = reason
+
+
+class _SharedUpdates:
+    """The updates of one replicator, taken once for all the sinks run on it.
+
+    One conflating :meth:`~Replicator.updates` consumer serves every sink of
+    the replicator: the replica pays for one consumer per socket read however
+    many brokers it publishes to.  Whichever sink's pump ticks first drains
+    it (:meth:`pull`) and each update is offered to the core of every sink, so
+    each core sees every update, in order, exactly once; each sink still
+    sends on its own timer, over its own connection.  Made by the first sink
+    to :meth:`join`, detached when the last one leaves.
+    """
+
+    _of: weakref.WeakKeyDictionary[Replicator, _SharedUpdates] = weakref.WeakKeyDictionary()
+
+    def __init__(self, replicator: Replicator) -> None:
+        self._replicator = replicator
+        self._stream: UpdateStream = replicator.updates(policy="conflate")
+        self._members: dict[BrokerSink, PublisherCore] = {}
+        self._waiting: asyncio.Future[bool] | None = None
+
+    @classmethod
+    def join(cls, replicator: Replicator, sink: BrokerSink, core: PublisherCore) -> _SharedUpdates:
+        """The replicator's shared updates (made on first use), with ``sink``'s
+        core among those offered every update from now on."""
+        shared = cls._of.get(replicator)
+        if shared is None:
+            shared = cls._of[replicator] = cls(replicator)
+        shared._members[sink] = core
+        return shared
+
+    async def leave(self, sink: BrokerSink) -> None:
+        """``sink`` no longer takes updates; the last one to leave detaches the consumer."""
+        self._members.pop(sink, None)
+        if not self._members:
+            if self._of.get(self._replicator) is self:
+                del self._of[self._replicator]
+            await self._stream.aclose()
+
+    def pull(self) -> bool:
+        """Offer every pending update to every member's core; True if there
+        was any.  O(pending x members) besides the cores' offers."""
+        updates = self._stream.drain()
+        if not updates:
+            return False
+        for sink, core in self._members.items():
+            for update in updates:
+                sink._offer(core, update)
+        return True
+
+    async def wait(self) -> bool:
+        """Until updates are pending or :meth:`nudge` was called (True), or the
+        replicator's updates ended (False; raises its failure if it failed).
+        Any number of members may wait at once: they share one wait."""
+        waiting = self._waiting
+        if waiting is None or waiting.done():
+            waiting = self._waiting = asyncio.ensure_future(self._stream.wait())
+        return await asyncio.shield(waiting)
+
+    def nudge(self) -> None:
+        """Wake the members waiting in :meth:`wait` (a sink has something to send)."""
+        self._stream.nudge()

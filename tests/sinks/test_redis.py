@@ -7,7 +7,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from brokers import Broker
+from brokers import Broker, redis_argv
 from orderbook.live.replicator import Replicator
 from orderbook.sinks import PublishOptions, RedisSink, redis_book, redis_key
 from orderbook.testing.venue import OrderFlow, SimulatedVenue
@@ -200,12 +200,114 @@ def test_a_sink_run_by_hand_on_a_started_replicator(redis_server: Broker) -> Non
     run(main())
 
 
-def test_the_batch_is_packed_alike_with_and_without_hiredis() -> None:
-    """The sink packs its one command with hiredis when installed, else with
-    redis-py: the bytes on the wire must not depend on which."""
-    import hiredis
-    from redis.asyncio.connection import Connection
+def test_the_publisher_authenticates_and_writes_to_the_url_database(tmp_path: Any) -> None:
+    """The publisher opens its own connection: it sends the URL's password
+    (``AUTH``) and selects its database (``SELECT 3``), so the stream is in
+    db 3 and nowhere else; a wrong password is a failed connection, counted
+    and named, and never holds the replica back."""
+    server = Broker("redis", lambda port: redis_argv(port, "--requirepass", "s3cret"), b"-NOAUTH",
+                    b"PING\r\n", tmp_path)
+    server.start()
+    good = f"redis://:s3cret@127.0.0.1:{server.port}/3"
+    bad = f"redis://:wrong@127.0.0.1:{server.port}/3"
 
-    args = ("EVALSHA", b"abc", 2, "orderbook:SPCX.US_USDC", "orderbook:SOL_USDC", b"", b"delta",
-            b"7", b"[[\"1.5\",\"0\"]]")
-    assert hiredis.pack_command(args) == b"".join(Connection().pack_command(*args))
+    async def main() -> None:
+        flow = OrderFlow(["SOL_USDC"], seed=21)
+        right, wrong = (RedisSink(url, options=PublishOptions(linger=0.01)) for url in (good, bad))
+        async with SimulatedVenue(flow, rate=300.0) as venue:
+            async with Replicator(["SOL_USDC"], rest_url=venue.rest_url, ws_url=venue.ws_url,
+                                  sinks=[right, wrong]) as rep:
+                await rep.wait_synced(timeout=20)
+                async with redis_book(good, "SOL_USDC") as reader:
+                    await wait_for(lambda: wrong.stats().failures >= 2, what="failed logins")
+                    await venue.pause()
+                    await assert_followers_exact({"SOL_USDC": reader}, flow)
+                assert right.stats().connected and right.stats().published >= 2
+                assert not wrong.stats().connected and wrong.stats().published == 0
+                assert wrong.last_error is not None and "password" in wrong.last_error.lower()
+                assert rep.status("SOL_USDC") == "synced"
+        db0 = aioredis.Redis.from_url(f"redis://:s3cret@127.0.0.1:{server.port}/0")
+        db3 = aioredis.Redis.from_url(good)
+        try:
+            key = redis_key("SOL_USDC")
+            assert await db0.exists(key) == 0 and await db3.exists(key) == 1
+        finally:
+            await db0.aclose()
+            await db3.aclose()
+
+    try:
+        run(main())
+    finally:
+        server.stop()
+
+
+def test_an_error_answer_breaks_the_connection_and_the_reader_stays_exact(redis_server: Broker) -> None:
+    """Redis answering a batch with an error (here ``NOSCRIPT``: the script was
+    flushed behind the publisher's back) fails that connection: the sink
+    reconnects, loads the script again, publishes a snapshot, and a reader
+    following the stream throughout is exact at the end."""
+    async def main() -> None:
+        flow = OrderFlow(["SOL_USDC"], seed=23)
+        sink = RedisSink(redis_server.url, options=PublishOptions(linger=0.01))
+        admin = aioredis.Redis.from_url(redis_server.url)
+        async with SimulatedVenue(flow, rate=300.0) as venue:
+            async with Replicator(["SOL_USDC"], rest_url=venue.rest_url, ws_url=venue.ws_url,
+                                  sinks=[sink]) as rep:
+                await rep.wait_synced(timeout=20)
+                async with redis_book(redis_server.url, "SOL_USDC") as reader:
+                    await wait_for(lambda: sink.stats().published >= 5, what="publishing")
+                    await admin.script_flush()
+                    await wait_for(lambda: sink.stats().reconnects >= 1, what="a reconnect")
+                    assert sink.last_error is not None and "NOSCRIPT" in sink.last_error
+                    snapshots = sink.stats().snapshots
+                    await wait_for(lambda: sink.stats().snapshots > snapshots or
+                                   sink.stats().published > 10, what="publishing again")
+                    await venue.pause()
+                    await assert_followers_exact({"SOL_USDC": reader}, flow)
+        await admin.aclose()
+    run(main())
+
+
+def test_sinks_of_one_replicator_share_one_consumer_and_each_stays_exact(redis_server: Broker) -> None:
+    """Two sinks on one replicator (two prefixes, different lingers) take the
+    replica's updates through one consumer, not one each; each one's readers
+    are exact, also after the other sink stopped, and the consumer is
+    detached when the last one stops."""
+    async def main() -> None:
+        flow = OrderFlow(SYMBOLS, seed=29)
+        fast = RedisSink(redis_server.url, options=PublishOptions(linger=0.005, prefix="fast"))
+        slow = RedisSink(redis_server.url, options=PublishOptions(linger=0.08, prefix="slow"))
+        async with SimulatedVenue(flow, rate=300.0) as venue:
+            async with Replicator(SYMBOLS, rest_url=venue.rest_url, ws_url=venue.ws_url) as rep:
+                await rep.wait_synced(timeout=20)
+                tasks = [asyncio.create_task(sink.run(rep)) for sink in (fast, slow)]
+                await wait_for(lambda: fast.stats().published >= 4 and slow.stats().published >= 4,
+                               what="both publishing")
+                assert rep.stats().consumers.consumers == 1
+                readers = {f"{prefix}:{symbol}": redis_book(redis_server.url, symbol, prefix=prefix)
+                           for prefix in ("fast", "slow") for symbol in SYMBOLS}
+                for reader in readers.values():
+                    await reader.start()
+                def following(prefix: str) -> dict[str, Any]:
+                    return {symbol: readers[f"{prefix}:{symbol}"] for symbol in SYMBOLS}
+
+                try:
+                    await asyncio.sleep(0.5)
+                    await venue.pause()
+                    await assert_followers_exact(following("fast"), flow)
+                    await assert_followers_exact(following("slow"), flow)
+                    venue.resume()
+                    tasks[0].cancel()  # the fast sink stops; the slow one goes on alone
+                    await asyncio.gather(tasks[0], return_exceptions=True)
+                    assert rep.stats().consumers.consumers == 1
+                    published = slow.stats().published
+                    await wait_for(lambda: slow.stats().published > published + 2, what="the slow sink alone")
+                    await venue.pause()
+                    await assert_followers_exact(following("slow"), flow)
+                finally:
+                    for reader in readers.values():
+                        await reader.close()
+                tasks[1].cancel()
+                await asyncio.gather(tasks[1], return_exceptions=True)
+                assert rep.stats().consumers.consumers == 0
+    run(main())
