@@ -1954,6 +1954,24 @@ value_key(PyObject *text)
     return PyUnicode_FromStringAndSize(s + start, end - start);
 }
 
+/* The two items of a [price, quantity] list or tuple, borrowed; -1 with
+ * ValueError for anything else. */
+static int
+level_pair(PyObject *pair, PyObject **price, PyObject **qty)
+{
+    if (PyList_CheckExact(pair) && PyList_GET_SIZE(pair) == 2) {
+        *price = PyList_GET_ITEM(pair, 0);
+        *qty = PyList_GET_ITEM(pair, 1);
+    } else if (PyTuple_CheckExact(pair) && PyTuple_GET_SIZE(pair) == 2) {
+        *price = PyTuple_GET_ITEM(pair, 0);
+        *qty = PyTuple_GET_ITEM(pair, 1);
+    } else {
+        PyErr_Format(PyExc_ValueError, "a level must be a [price, quantity] pair, got %R", pair);
+        return -1;
+    }
+    return 0;
+}
+
 /* into[value_key(price)] = (price, qty) for each [price, qty] of the
  * sequence levels, in order.  0, or -1 with an exception set. */
 static int
@@ -1967,14 +1985,7 @@ fold_into(PyObject *into, PyObject *levels_obj)
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *pair = items[i];
         PyObject *price, *qty;
-        if (PyList_CheckExact(pair) && PyList_GET_SIZE(pair) == 2) {
-            price = PyList_GET_ITEM(pair, 0);
-            qty = PyList_GET_ITEM(pair, 1);
-        } else if (PyTuple_CheckExact(pair) && PyTuple_GET_SIZE(pair) == 2) {
-            price = PyTuple_GET_ITEM(pair, 0);
-            qty = PyTuple_GET_ITEM(pair, 1);
-        } else {
-            PyErr_Format(PyExc_ValueError, "a level must be a [price, quantity] pair, got %R", pair);
+        if (level_pair(pair, &price, &qty) < 0) {
             Py_DECREF(levels);
             return -1;
         }
@@ -2103,16 +2114,8 @@ wire_raw_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *pair = PyList_GET_ITEM(levels, i);
         PyObject *price, *qty;
-        if (PyTuple_CheckExact(pair) && PyTuple_GET_SIZE(pair) == 2) {
-            price = PyTuple_GET_ITEM(pair, 0);
-            qty = PyTuple_GET_ITEM(pair, 1);
-        } else if (PyList_CheckExact(pair) && PyList_GET_SIZE(pair) == 2) {
-            price = PyList_GET_ITEM(pair, 0);
-            qty = PyList_GET_ITEM(pair, 1);
-        } else {
-            PyErr_Format(PyExc_ValueError, "a level must be a (price, quantity) pair, got %R", pair);
+        if (level_pair(pair, &price, &qty) < 0)
             goto fail;
-        }
         PyObject *wire_price = wire_spelling(price, slow);
         if (wire_price == NULL)
             goto fail;
