@@ -29,6 +29,7 @@ for a snapshot at once).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -125,13 +126,10 @@ class _NatsConnection(BrokerConnection):
         the replica as much as the publishing)."""
         client = self.client
         assert client is not None
-        if client.pending_data_size + size < _PENDING_SIZE:
+        may_wait = client.pending_data_size + size >= _PENDING_SIZE
+        async with asyncio.timeout(self._timeout) if may_wait else contextlib.nullcontext():
             for subject, payload in payloads:
                 await client.publish(subject, payload)
-        else:
-            async with asyncio.timeout(self._timeout):
-                for subject, payload in payloads:
-                    await client.publish(subject, payload)
         self._acknowledged(len(payloads), snapshots)
 
     async def close(self) -> None:
