@@ -96,10 +96,8 @@ def redis_argv(port: int, *extra: str) -> list[str]:
             "--appendonly", "no", "--protected-mode", "no", "--daemonize", "no", *extra]
 
 
-def nats_argv(port: int) -> list[str]:
-    return [NATS_SERVER, "-a", "127.0.0.1", "-p", str(port)]
-
-
+def nats_argv(port: int, *extra: str) -> list[str]:
+    return [NATS_SERVER, "-a", "127.0.0.1", "-p", str(port), *extra]
 
 
 def redis_broker(workdir: Path, *extra: str) -> Broker:
@@ -107,6 +105,6 @@ def redis_broker(workdir: Path, *extra: str) -> Broker:
     return Broker("redis", lambda port: redis_argv(port, *extra), b"+PONG", b"PING\r\n", workdir)
 
 
-def nats_broker(workdir: Path) -> Broker:
-    """A (not started) nats-server."""
-    return Broker("nats", nats_argv, b"INFO", b"", workdir)
+def nats_broker(workdir: Path, *extra: str) -> Broker:
+    """A (not started) nats-server; ``extra`` command-line arguments."""
+    return Broker("nats", lambda port: nats_argv(port, *extra), b"INFO", b"", workdir)

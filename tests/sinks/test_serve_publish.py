@@ -21,7 +21,6 @@ import orjson
 from brokers import Broker
 from orderbook.testing.venue import OrderFlow, SimulatedVenue
 from paths import REPO
-from sinkhelpers import wait_for
 
 SYMBOLS = ["SOL_USDC", "SPCX.US_USDC"]
 READER = Path(__file__).with_name("reader_process.py")
