@@ -1,15 +1,16 @@
 """The asyncio shell shared by the sinks: consume updates, write batches, reconnect.
 
-:class:`BrokerSink` runs two loops per replicator:
+Two kinds of loop run for the sinks of one replicator:
 
-* the **pump**, once per ``linger``: takes every update the replicator's
-  conflating :meth:`~Replicator.updates` consumer has merged meanwhile (one
-  per symbol), hands each to the :class:`~orderbook.sinks.core.PublisherCore`
-  (bounded work), then hands the core's next batch of messages to the broker
-  connection (:meth:`BrokerConnection.send`: Redis writes it to the socket at
-  once and reads the answer when it comes, NATS awaits nats-py's buffered
-  publishes; no send waits longer than ``write_timeout``);
-* the **connector**: connects (with :class:`~orderbook.sync.policy.Backoff`
+* one **pump** per ``linger`` value (so one for all sinks at the default),
+  once per ``linger``: takes every update the replicator's conflating
+  :meth:`~Replicator.updates` consumer has merged meanwhile (one per
+  symbol; one consumer serves all sinks, see :class:`_SharedUpdates`), hands
+  each to every sink's :class:`~orderbook.sinks.core.PublisherCore` (bounded
+  work), then hands each sink's next batch of messages to its broker
+  connection (:meth:`BrokerConnection.send` writes it to the socket at once;
+  the broker's answer, if any, is read when it comes);
+* per sink, the **connector**: connects (with :class:`~orderbook.sync.policy.Backoff`
   between attempts), then sleeps until the connection fails.  A failed
   connection or write pauses the core (its queue is discarded and counted as
   dropped, every symbol owes a snapshot), closes the connection and
@@ -18,8 +19,8 @@
 So a slow or absent broker costs the replica one :meth:`PublisherCore.offer`
 per update and nothing else: nothing on the replica's path ever awaits the
 broker, and memory is bounded by ``queue_size`` messages.  Under load the
-sink is woken once per ``linger`` (by its own timer), whatever the rate of
-updates.
+sinks are woken once per ``linger`` (by the pump's timer), whatever the rate
+of updates and however many sinks there are.
 
 A broker module subclasses :class:`BrokerSink` with :meth:`BrokerSink._connect`
 returning a :class:`BrokerConnection`.
@@ -32,9 +33,7 @@ import logging
 import time
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..core.book import OrderBook
 from ..errors import OrderBookError, UnknownSymbol, UsageError
@@ -111,16 +110,13 @@ class BrokerConnection(ABC):
         return True
 
     @abstractmethod
-    def send(self, batch: list[Message]) -> Coroutine[Any, Any, None] | None:
-        """Hand ``batch`` to the broker, in order.
+    def send(self, batch: list[Message]) -> None:
+        """Write ``batch`` to the broker, in order, at once (never waits).
 
-        Either it is written at once and ``None`` returned (the broker's
-        answer arrives later: ``acknowledged``, or ``lost`` on an error), or
-        a coroutine is returned that the sink awaits, which acknowledges the
-        batch on success and never waits longer than ``write_timeout`` (the
-        connection bounds it, arming a timer only when it may wait at all).
-        Raises (or the coroutine raises) on any failure, after which the sink
-        reconnects.
+        The connection reports the outcome later (``acknowledged``, or
+        ``lost`` on an error answer or a stall of ``write_timeout``), and
+        only offers another batch (:meth:`ready`) once the broker keeps up.
+        Raises on a failure it sees at once, after which the sink reconnects.
         """
 
     @abstractmethod
@@ -129,7 +125,7 @@ class BrokerConnection(ABC):
 
 
 _RETRY_SEND = 0.001
-"""Seconds before the pump tries again to send what the connection could not
+"""Seconds before a pump tries again to send what a connection could not
 take yet (``linger`` 0 only; otherwise it tries once per ``linger``)."""
 
 
@@ -192,9 +188,10 @@ class BrokerSink(ABC):
         """Publish ``replicator``'s books until cancelled or until it closes.
 
         Raises :class:`UsageError` if the sink already runs or the replicator
-        is not started.  Attaches a
-        conflating :meth:`~Replicator.updates` consumer; every symbol's first
-        message is a snapshot of its book once synced.
+        is not started.  Joins the replicator's one conflating
+        :meth:`~Replicator.updates` consumer and the pump of its ``linger``
+        (the first sink to join starts them, see :class:`_SharedUpdates`);
+        every symbol's first message is a snapshot of its book once synced.
         """
         if self._core is not None:
             raise UsageError(f"the sink {self._name} already runs")
@@ -207,13 +204,13 @@ class BrokerSink(ABC):
 
         core = PublisherCore(books, snapshot_interval=options.snapshot_interval,
                              max_queue=options.queue_size, now_us=_now_us)
+        core.owe(replicator.symbols)
         shared = _SharedUpdates.join(replicator, self, core)
         self._core, self._replicator, self._shared = core, replicator, shared
-        core.owe(replicator.symbols)
         connector = asyncio.create_task(self._connect_loop(core),
                                         name=f"orderbook-sink-connector-{self._name}")
         try:
-            await self._pump(shared, core)
+            await shared.ended()
         finally:
             connector.cancel()
             await asyncio.gather(connector, return_exceptions=True)
@@ -221,39 +218,6 @@ class BrokerSink(ABC):
             self._dropped_before += core.counters.dropped
             self._core = self._replicator = self._shared = None
             self._connected = False
-
-    async def _pump(self, shared: _SharedUpdates, core: PublisherCore) -> None:
-        """Once per ``linger``: take everything pending at once
-        (:meth:`_SharedUpdates.pull`: the replicator's conflating queue has
-        merged it to one update per symbol, and it is offered to the core of
-        every sink of the replicator), send the core's next batch, then sleep
-        ``linger`` while the next batch gathers.  When nothing is pending,
-        wait for an update (or a connection, which has snapshots to send) and
-        hold it ``linger`` first.
-
-        So under load the pump is woken once per ``linger`` by its own timer
-        (not per socket read, not per update), and an update waits at most
-        ``linger`` before it is offered and sent.  Costs O(1) per update
-        besides the core's :meth:`~PublisherCore.offer` and the encoding of
-        what is sent.
-        """
-        linger = self.options.linger
-        while True:
-            if not shared.pull() and not len(core):
-                try:
-                    if not await shared.wait():
-                        return
-                except OrderBookError as exc:  # the replicator failed: it says why itself
-                    log.info("%s: the replicator stopped (%s)", self._name, exc)
-                    return
-                if linger:
-                    await asyncio.sleep(linger)  # the first of a burst: hold it while the rest merges
-                continue
-            conn = self._conn
-            if conn is not None:
-                await self._send(conn, core)
-            if linger or len(core):  # the next batch gathers meanwhile (or the broker catches up)
-                await asyncio.sleep(max(linger, _RETRY_SEND))
 
     def _offer(self, core: PublisherCore, update: BookUpdate) -> None:
         """Offer one update to this sink's core; a bug is logged and counted,
@@ -265,23 +229,22 @@ class BrokerSink(ABC):
             log.exception("%s: internal error on an update of %s", self._name, update.symbol)
             core.owe([update.symbol])
 
-    async def _send(self, conn: BrokerConnection, core: PublisherCore) -> None:
-        """Send the core's next batch on ``conn`` if it can take one; a
-        failure breaks the connection (the connector reconnects)."""
+    def _send(self, core: PublisherCore) -> None:
+        """Send this sink's next batch if its connection can take one (a
+        pump's call, once per ``linger``).  Any failure breaks the connection
+        (the connector reconnects; a bug in the core shows as such a failure,
+        logged with its reason, and the core starts over with snapshots)."""
+        conn = self._conn
+        if conn is None:
+            return
         if conn.lost:
             self._break(conn, ConnectionError("the broker connection was closed"))
             return
-        if not conn.ready():
-            return
-        batch = core.take(self.options.batch_size)
-        if not batch:
-            return
         try:
-            pending = conn.send(batch)
-            if pending is not None:
-                await pending
-        except asyncio.CancelledError:
-            raise
+            if conn.ready():
+                batch = core.take(self.options.batch_size)
+                if batch:
+                    conn.send(batch)
         except Exception as exc:
             self._break(conn, exc)
 
@@ -350,7 +313,7 @@ class BrokerSink(ABC):
             self._conn = conn
             core.resume()
             if self._shared is not None:
-                self._shared.nudge()  # the pump has snapshots to send now
+                self._shared.nudge()  # a pump has snapshots to send now
             try:
                 if conn.lost:
                     self._break(conn, ConnectionError("the broker connection was closed"))
@@ -378,15 +341,18 @@ class BrokerSink(ABC):
 
 
 class _SharedUpdates:
-    """The updates of one replicator, taken once for all the sinks run on it.
+    """The updates of one replicator, taken once for all the sinks run on it,
+    and the pumps that send for them.
 
     One conflating :meth:`~Replicator.updates` consumer serves every sink of
     the replicator: the replica pays for one consumer per socket read however
-    many brokers it publishes to.  Whichever sink's pump ticks first drains
-    it (:meth:`pull`) and each update is offered to the core of every sink, so
-    each core sees every update, in order, exactly once; each sink still
-    sends on its own timer, over its own connection.  Made by the first sink
-    to :meth:`join`, detached when the last one leaves.
+    many brokers it publishes to.  One pump task per ``linger`` value among
+    the sinks (:meth:`_pump`) drains it (:meth:`pull`: each update is offered
+    to the core of every sink, so each core sees every update, in order,
+    exactly once) and sends for the sinks of that ``linger``, each over its
+    own connection: sinks at the same ``linger`` cost one timer wake per
+    ``linger`` between them.  Made by the first sink to :meth:`join`,
+    detached when the last one leaves.
     """
 
     _of: weakref.WeakKeyDictionary[Replicator, _SharedUpdates] = weakref.WeakKeyDictionary()
@@ -395,25 +361,81 @@ class _SharedUpdates:
         self._replicator = replicator
         self._stream: UpdateStream = replicator.updates(policy="conflate")
         self._members: dict[BrokerSink, PublisherCore] = {}
+        self._pumps: dict[float, asyncio.Task[None]] = {}
+        self._ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting: asyncio.Future[bool] | None = None
 
     @classmethod
     def join(cls, replicator: Replicator, sink: BrokerSink, core: PublisherCore) -> _SharedUpdates:
         """The replicator's shared updates (made on first use), with ``sink``'s
-        core among those offered every update from now on."""
+        core among those offered every update from now on, and a pump for its
+        ``linger`` running."""
         shared = cls._of.get(replicator)
         if shared is None:
             shared = cls._of[replicator] = cls(replicator)
         shared._members[sink] = core
+        linger = sink.options.linger
+        if linger not in shared._pumps:
+            shared._pumps[linger] = asyncio.create_task(
+                shared._pump(linger), name=f"orderbook-sink-pump-{linger:g}s")
         return shared
 
+    async def ended(self) -> None:
+        """Until the replicator's updates end (it closed or failed)."""
+        await asyncio.shield(self._ended)
+
     async def leave(self, sink: BrokerSink) -> None:
-        """``sink`` no longer takes updates; the last one to leave detaches the consumer."""
+        """``sink`` no longer takes updates; its pump stops if no other sink
+        shares its ``linger``; the last one to leave detaches the consumer."""
         self._members.pop(sink, None)
+        linger = sink.options.linger
+        if all(other.options.linger != linger for other in self._members):
+            pump = self._pumps.pop(linger, None)
+            if pump is not None:
+                pump.cancel()
+                await asyncio.gather(pump, return_exceptions=True)
         if not self._members:
             if self._of.get(self._replicator) is self:
                 del self._of[self._replicator]
             await self._stream.aclose()
+
+    async def _pump(self, linger: float) -> None:
+        """Once per ``linger``: take everything pending at once (:meth:`pull`),
+        send each sink's next batch (those of this ``linger``), then sleep
+        ``linger`` while the next batches gather.  When nothing is pending,
+        wait for an update (or a :meth:`nudge`: a connection with snapshots
+        to send) and hold it ``linger`` first.
+
+        So under load the pump is woken once per ``linger`` by its own timer
+        (not per socket read, not per update), and an update waits at most
+        ``linger`` before it is offered and sent.  Costs O(1) per update
+        besides the cores' :meth:`~PublisherCore.offer` and the encoding of
+        what is sent.  Ends (and ends :meth:`ended`) with the replicator's
+        updates.
+        """
+        try:
+            while True:
+                group = [(sink, core) for sink, core in self._members.items()
+                         if sink.options.linger == linger]
+                if not self.pull() and not any(len(core) for _, core in group):
+                    if not await self.wait():
+                        break
+                    if linger:
+                        await asyncio.sleep(linger)  # the first of a burst: hold it while the rest merges
+                    continue
+                for sink, core in group:
+                    sink._send(core)
+                if linger or any(len(core) for _, core in group):  # the next batch gathers meanwhile
+                    await asyncio.sleep(max(linger, _RETRY_SEND))
+        except OrderBookError as exc:  # the replicator failed: it says why itself
+            log.info("sinks: the replicator stopped (%s)", exc)
+        except Exception as exc:  # a bug: the sinks' run() raises it rather than hang
+            log.exception("sinks: the pump of linger %g s failed", linger)
+            if not self._ended.done():
+                self._ended.set_exception(exc)
+            return
+        if not self._ended.done():
+            self._ended.set_result(None)
 
     def pull(self) -> bool:
         """Offer every pending update to every member's core; True if there
@@ -429,12 +451,12 @@ class _SharedUpdates:
     async def wait(self) -> bool:
         """Until updates are pending or :meth:`nudge` was called (True), or the
         replicator's updates ended (False; raises its failure if it failed).
-        Any number of members may wait at once: they share one wait."""
+        Any number of pumps may wait at once: they share one wait."""
         waiting = self._waiting
         if waiting is None or waiting.done():
             waiting = self._waiting = asyncio.ensure_future(self._stream.wait())
         return await asyncio.shield(waiting)
 
     def nudge(self) -> None:
-        """Wake the members waiting in :meth:`wait` (a sink has something to send)."""
+        """Wake the pumps waiting in :meth:`wait` (a sink has something to send)."""
         self._stream.nudge()

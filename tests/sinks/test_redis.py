@@ -311,3 +311,36 @@ def test_sinks_of_one_replicator_share_one_consumer_and_each_stays_exact(redis_s
                 await asyncio.gather(tasks[1], return_exceptions=True)
                 assert rep.stats().consumers.consumers == 0
     run(main())
+
+
+def test_sinks_at_one_linger_share_one_pump(redis_server: Broker) -> None:
+    """Two sinks at the same ``linger`` are woken by one pump task between them
+    (one timer per linger, not one per sink); it keeps sending for the one left
+    when the other stops, and stops with the last."""
+    def pumps() -> list[str]:
+        return [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("orderbook-sink-pump")]
+
+    async def main() -> None:
+        flow = OrderFlow(["SOL_USDC"], seed=43)
+        first, second = (RedisSink(redis_server.url, options=PublishOptions(linger=0.02, prefix=prefix))
+                         for prefix in ("one", "two"))
+        async with SimulatedVenue(flow, rate=300.0) as venue:
+            async with Replicator(["SOL_USDC"], rest_url=venue.rest_url, ws_url=venue.ws_url) as rep:
+                await rep.wait_synced(timeout=20)
+                tasks = [asyncio.create_task(sink.run(rep)) for sink in (first, second)]
+                await wait_for(lambda: first.stats().published >= 4 and second.stats().published >= 4,
+                               what="both publishing")
+                assert pumps() == ["orderbook-sink-pump-0.02s"]
+                tasks[0].cancel()
+                await asyncio.gather(tasks[0], return_exceptions=True)
+                assert len(pumps()) == 1
+                published = second.stats().published
+                await wait_for(lambda: second.stats().published > published + 2, what="the second alone")
+                async with redis_book(redis_server.url, "SOL_USDC", prefix="two") as reader:
+                    await asyncio.sleep(0.3)
+                    await venue.pause()
+                    await assert_followers_exact({"SOL_USDC": reader}, flow)
+                tasks[1].cancel()
+                await asyncio.gather(tasks[1], return_exceptions=True)
+                assert pumps() == []
+    run(main())
