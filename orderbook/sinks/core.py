@@ -41,9 +41,10 @@ rule of the published sequence lives here:
    broker, so :meth:`pause` discards the queue (counted as dropped) and every
    symbol owes a snapshot; nothing is queued until :meth:`resume`.
 
-Costs: :meth:`offer` is O(changed levels) for a delta (a dict merge of the
-update's raw strings, :meth:`BookUpdate.fold_changes_into`: no ``Decimal`` is
-built for a quantity), O(book) when it makes a snapshot; :meth:`take` O(levels of
+Costs: :meth:`offer` is O(1) for a delta that starts a message (it holds
+the update's own maps of raw strings), O(changed levels) for one merged into
+a waiting message (a dict merge: no ``Decimal`` is built for a quantity),
+O(book) when it makes a snapshot; :meth:`take` O(levels of
 the messages taken: their encoding, canonical spellings published as they
 came), plus O(book) per snapshot it makes.
 """
@@ -90,20 +91,33 @@ class _Delta:
     """A delta waiting in the queue, still open to merging (rule 5).
 
     Its levels are kept as the venue spelled them (the price's exact key ->
-    ``(price, quantity)`` strings, :data:`RawChanges`): each update's frames
-    are folded straight into them (:meth:`BookUpdate.fold_changes_into`), and
-    no quantity becomes a ``Decimal`` on the way to the wire
-    (:func:`~orderbook.sinks.messages.wire_raw_levels`)."""
+    ``(price, quantity)`` strings, :data:`RawChanges`), and no quantity
+    becomes a ``Decimal`` on the way to the wire
+    (:func:`~orderbook.sinks.messages.wire_raw_levels`).  A new delta holds
+    its update's own maps (:meth:`BookUpdate.raw_changes`, read only: every
+    sink of a replicator is offered the same update, and none copies them);
+    only a second update merged into it (:meth:`merge`) makes it copy them
+    first.  So the common case, one update per symbol per ``linger``, costs
+    no map work here at all."""
 
-    __slots__ = ("symbol", "first", "last", "ts", "bids", "asks")
+    __slots__ = ("symbol", "first", "last", "ts", "bids", "asks", "_shared")
 
-    def __init__(self, symbol: str, first: int, last: int, ts: int) -> None:
+    def __init__(self, symbol: str, first: int, last: int, ts: int, update: BookUpdate) -> None:
         self.symbol = symbol
         self.first = first
         self.last = last
         self.ts = ts
-        self.bids: RawChanges = {}
-        self.asks: RawChanges = {}
+        self.bids, self.asks = update.raw_changes()
+        self._shared = True
+        """True while ``bids``/``asks`` are the update's maps (never written)."""
+
+    def merge(self, update: BookUpdate, last: int, ts: int) -> None:
+        """Merge a later update of the symbol in (its levels win).  O(levels
+        of ``update``), plus a copy of the maps held on the first merge."""
+        if self._shared:
+            self.bids, self.asks, self._shared = dict(self.bids), dict(self.asks), False
+        update.fold_changes_into(self.bids, self.asks)
+        self.last, self.ts = last, ts
 
     def freeze(self) -> Message:
         return Message(self.symbol, MessageKind.DELTA, self.first, self.last, self.ts,
@@ -266,8 +280,7 @@ class PublisherCore:
         ts = update.engine_time if update.engine_time is not None else update.received_us
         tail = feed.tail
         if tail is not None:  # rule 5: merge into the delta waiting for this symbol
-            update.fold_changes_into(tail.bids, tail.asks)
-            tail.last, tail.ts = last_id, ts
+            tail.merge(update, last_id, ts)
             feed.last = last_id
             counters.merged += 1
             return
@@ -277,8 +290,7 @@ class PublisherCore:
             return
         if first_id <= last:
             counters.trimmed += 1
-        tail = feed.tail = _Delta(feed.symbol, last + 1, last_id, ts)
-        update.fold_changes_into(tail.bids, tail.asks)
+        tail = feed.tail = _Delta(feed.symbol, last + 1, last_id, ts, update)
         self._queue.append(tail)
         counters.deltas += 1
         feed.last = last_id

@@ -130,8 +130,10 @@ class BookUpdate:
         """Merge this update's own frames, then ``frames``, into its maps
         (bounds a slow consumer's memory to one map per symbol, and reads the
         frames while they are hot)."""
-        raw = self._raw = merge_levels(self._frames, self._raw)
-        self._frames = []
+        raw = self._raw
+        if raw is None or self._frames:
+            raw = self._raw = merge_levels(self._frames, raw)
+            self._frames = []
         _fold_frames(raw[0], raw[1], frames)
 
     def raw_changes(self) -> tuple[RawChanges, RawChanges]:

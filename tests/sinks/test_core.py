@@ -243,6 +243,35 @@ def test_deltas_waiting_for_the_writer_are_merged_into_one_message() -> None:
     assert [(m.first_id, m.last_id) for m in core.take(10)] == [(111, 111)]
 
 
+def test_cores_offered_the_same_updates_never_change_each_others_levels() -> None:
+    """The sinks of a replicator are offered the same update objects, and a new
+    delta holds its update's own maps: a core that merges later updates into
+    its waiting delta copies them first, so neither the update nor another
+    core's message changes."""
+    engine = Engine()
+    cores = [PublisherCore(engine.live, snapshot_interval=None, max_queue=100, now_us=lambda: 7)
+             for _ in range(2)]
+    engine.pending.clear()
+    for core in cores:
+        core.owe(["AAA_USDC"])
+        core.resume()
+    fast, slow = cores
+    fast.take(10)
+    slow.take(10)
+    for n in range(4):
+        engine.frame("AAA_USDC", 1, {Decimal(1 + n % 2): Decimal(n + 1)}, {Decimal(12): Decimal(n)})
+        update = engine.pending.pop("AAA_USDC")
+        own = tuple(dict(side) for side in update.raw_changes())
+        for core in cores:
+            core.offer(update)
+        (message,) = fast.take(10)  # one message per update: the update's levels as they were
+        assert message.bids == tuple(own[0].values()) and message.asks == tuple(own[1].values())
+        assert update.raw_changes() == own  # the slow core's merges did not write into it
+    (merged,) = slow.take(10)
+    assert (merged.first_id, merged.last_id) == (101, 104)
+    assert merged.bids == (("1", "3"), ("2", "4")) and merged.asks == (("12", "3"),)
+
+
 def test_drops_are_counted_and_covered_by_one_snapshot_once_there_is_room() -> None:
     engine = Engine()
     core = PublisherCore(engine.live, snapshot_interval=None, max_queue=2, now_us=lambda: 7)
