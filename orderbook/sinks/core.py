@@ -57,7 +57,7 @@ from dataclasses import dataclass
 
 from ..core.book import OrderBook
 from ..errors import UsageError
-from ..sync.updates import BookUpdate, RawChanges
+from ..sync.updates import BookUpdate
 from .messages import Message, MessageKind, wire_levels, wire_raw_levels
 
 __all__ = ["BookSource", "CoreCounters", "PublisherCore"]
