@@ -101,9 +101,10 @@ class _NatsConnection(BrokerConnection, asyncio.Protocol):
     ``MSG``.  A batch goes to the socket as one buffer of ``PUB`` commands
     (:meth:`send` never awaits; NATS core acknowledges nothing, so a batch
     counts as published once the socket has it).  nats-py's ``publish`` costs
-    a coroutine, a subject check and a wake of its flusher task per message,
-    which at 20 batches a second was a measurable share of the replica's CPU;
-    the reader (:class:`NatsBook`) keeps nats-py.  A snapshot request is
+    a coroutine, a subject check and a wake of its flusher task per message;
+    here a batch is one write, and the sink needs no client library (side by
+    side, the replica's CPU per frame moved less than the benchmark's spread:
+    benchmarks/SINKS.md).  The reader (:class:`NatsBook`) keeps nats-py.  A snapshot request is
     answered at once from ``answer(symbol)`` (:meth:`NatsSink._reply`).
 
     Backpressure: once the transport holds more than its high-water mark
